@@ -1,0 +1,203 @@
+"""The `cnn-edge` command: parse options, call one library function, print the result.
+
+Heavy libraries (torch, onnxruntime) are imported inside the commands that need them, so
+`--help` and `info` answer at once.
+"""
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .errors import CnnEdgeError
+
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+    help="Train the spec MNIST CNN, export it to ONNX, validate it, and run it anywhere.",
+)
+
+DataDirOpt = typer.Option(None, "--data-dir", help="MNIST folder (4 IDX files, gzipped or not). Default: $CNN_EDGE_DATA, then ./datasets (downloaded).")
+JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON on stdout.")
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def handle_errors(fn):
+    """Our errors become one line on stderr and their exit code; Ctrl-C exits 130."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except CnnEdgeError as exc:
+            raise _fail(str(exc), exc.exit_code) from None
+        except KeyboardInterrupt:
+            raise _fail("interrupted; a training run continues from its last finished epoch with --resume", 130) from None
+
+    return wrapper
+
+
+def _print_json(obj) -> None:
+    typer.echo(json.dumps(obj, indent=2, default=str))
+
+
+@app.command()
+@handle_errors
+def info(
+    arch: str = typer.Option("spec", help="Architecture to describe."),
+    as_json: bool = JsonOpt,
+):
+    """Per-layer output shape and trainable parameters, with the formulas."""
+    from dataclasses import asdict
+
+    from .arch import layer_table
+
+    rows = layer_table(arch)
+    total = sum(r.params for r in rows)
+    if as_json:
+        _print_json({"arch": arch, "layers": [asdict(r) for r in rows], "total_params": total})
+        return
+    typer.echo(f"{'layer':<10} {'output shape':<14} {'parameters':>10}  formula")
+    for r in rows:
+        shape = "x".join(str(d) for d in r.output_shape)
+        typer.echo(f"{r.name:<10} {shape:<14} {r.params:>10,}  {r.formula}")
+    typer.echo(f"{'total':<10} {'':<14} {total:>10,}  trainable parameters")
+    typer.echo("conv: ((k*k*d)+1)*n  (kernel k, input channels d, filters n); fc: (n+1)*m; w_out = (w_in - k + 2p)/s + 1")
+
+
+def _train_config(recipe, epochs, batch_size, lr, seed, limit_train, val_size):
+    from .train import make_config
+
+    return make_config(recipe, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                       limit_train=limit_train, val_size=val_size)
+
+
+RecipeOpt = typer.Option("default", help="'default' (best recipe) or 'seed' (the notebook: Adam 1e-3, batch 100, 3 epochs).")
+EpochsOpt = typer.Option(None, help="Epochs (default: the recipe's).")
+BatchOpt = typer.Option(None, "--batch-size", help="Batch size (default: the recipe's).")
+LrOpt = typer.Option(None, help="Peak learning rate (default: the recipe's).")
+SeedOpt = typer.Option(0, help="Random seed: same seed, same device, same result.")
+DeviceOpt = typer.Option("auto", help="auto, cpu or cuda.")
+LimitOpt = typer.Option(None, "--limit-train", help="Train on the first N images only (smoke runs).")
+ValOpt = typer.Option(None, "--val-size", help="Images held out of the training set for model selection (default: the recipe's; 0: none, the last epoch wins).")
+ResumeOpt = typer.Option(False, "--resume", help="Continue the run in --out from its last finished epoch.")
+QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress bar.")
+
+
+@app.command("train")
+@handle_errors
+def train_cmd(
+    out: Path = typer.Option(Path("runs/latest"), "--out", help="Run folder: checkpoints land here."),
+    recipe: str = RecipeOpt, epochs: Optional[int] = EpochsOpt, batch_size: Optional[int] = BatchOpt,
+    lr: Optional[float] = LrOpt, seed: int = SeedOpt, device: str = DeviceOpt,
+    data_dir: Optional[str] = DataDirOpt, limit_train: Optional[int] = LimitOpt,
+    val_size: Optional[int] = ValOpt, resume: bool = ResumeOpt, quiet: bool = QuietOpt, as_json: bool = JsonOpt,
+):
+    """Train the spec CNN; writes OUT/model.safetensors (+ .json) and OUT/last.* each epoch."""
+    from dataclasses import asdict
+
+    from .progress import training_bar
+    from .train import train
+
+    cfg = _train_config(recipe, epochs, batch_size, lr, seed, limit_train, val_size)
+    with training_bar(not quiet) as bar:
+        result = train(cfg, out, data_dir, device, resume=resume, progress=bar)
+    if as_json:
+        _print_json({"checkpoint": str(result.checkpoint), "test_accuracy": result.test_accuracy,
+                     "best_epoch": result.best_epoch, "history": [asdict(h) for h in result.history]})
+    else:
+        typer.echo(f"checkpoint {result.checkpoint} (epoch {result.best_epoch}): test accuracy {result.test_accuracy:.2%}")
+
+
+@app.command()
+@handle_errors
+def export(
+    checkpoint: Path = typer.Argument(..., help="A .safetensors checkpoint (its .json beside it)."),
+    output: Path = typer.Option(Path("exports/mnist_cnn.onnx"), "-o", "--output", help="ONNX file to write."),
+    as_json: bool = JsonOpt,
+):
+    """Export a checkpoint to one self-contained ONNX file, checked with onnx.checker."""
+    from dataclasses import asdict
+
+    from .export import export_onnx
+    from .progress import status
+
+    with status("exporting", enabled=not as_json):
+        report = export_onnx(checkpoint, output)
+    if as_json:
+        _print_json(asdict(report))
+    else:
+        typer.echo(f"wrote {report.output} ({report.size_bytes:,} bytes, opset {report.opset}, IR {report.ir_version}); "
+                   f"onnx.checker passed; ORT vs PyTorch smoke diff {report.smoke_max_abs_diff:.2g}")
+
+
+def _print_validation(report) -> None:
+    typer.echo(f"{report.model}: accuracy {report.accuracy:.2%} on {report.samples:,} test images")
+    typer.echo("per class: " + "  ".join(f"{i}:{a:.2%}" for i, a in enumerate(report.per_class_accuracy)))
+    typer.echo("confusion matrix (rows true, columns predicted):")
+    for i, row in enumerate(report.confusion_matrix):
+        typer.echo(f"  {i} " + " ".join(f"{c:5d}" for c in row))
+    p = report.parity
+    if p is not None:
+        typer.echo(f"parity with PyTorch (tolerance {p.tolerance:g}): PyTorch accuracy {p.torch_accuracy:.2%}")
+        for r in p.per_batch_size:
+            typer.echo(f"  batch {r.batch_size:>3}: top-1 agreement {r.top1_agreement:.2%}, max abs diff "
+                       f"probabilities {r.max_abs_diff_probabilities:.2g}, logits {r.max_abs_diff_logits:.2g}")
+        typer.echo("parity: " + ("PASSED" if not p.failures else "FAILED"))
+
+
+@app.command()
+@handle_errors
+def validate(
+    model: Path = typer.Argument(..., help="ONNX model to validate."),
+    checkpoint: Optional[Path] = typer.Option(None, help="Also compare with this PyTorch checkpoint."),
+    data_dir: Optional[str] = DataDirOpt,
+    limit: Optional[int] = typer.Option(None, help="Use the first N test images only."),
+    as_json: bool = JsonOpt,
+):
+    """Accuracy on the MNIST test set; with --checkpoint, parity with PyTorch (exit 1 if it fails)."""
+    from .progress import status
+    from .validate import validate_model
+
+    with status("validating", enabled=not as_json):
+        report = validate_model(model, checkpoint, data_dir, limit)
+    _print_json(report.to_dict()) if as_json else _print_validation(report)
+    report.raise_for_failures()
+
+
+@app.command()
+@handle_errors
+def pipeline(
+    out_dir: Path = typer.Option(Path("exports"), "--out-dir", help="Where the released files go."),
+    run_dir: Path = typer.Option(Path("runs/pipeline"), "--run-dir", help="Training run folder."),
+    recipe: str = RecipeOpt, epochs: Optional[int] = EpochsOpt, batch_size: Optional[int] = BatchOpt,
+    lr: Optional[float] = LrOpt, seed: int = SeedOpt, device: str = DeviceOpt,
+    data_dir: Optional[str] = DataDirOpt, limit_train: Optional[int] = LimitOpt,
+    val_size: Optional[int] = ValOpt, resume: bool = ResumeOpt, quiet: bool = QuietOpt, as_json: bool = JsonOpt,
+):
+    """Train, export, validate; release into --out-dir only when parity holds."""
+    from .pipeline import run_pipeline
+    from .progress import training_bar
+
+    cfg = _train_config(recipe, epochs, batch_size, lr, seed, limit_train, val_size)
+    say = (lambda s: None) if as_json or quiet else (lambda s: typer.echo(f"== {s}", err=True))
+    with training_bar(not quiet) as bar:
+        summary = run_pipeline(cfg, run_dir, out_dir, data_dir, device, resume=resume,
+                               progress=bar, on_stage=say)
+    if as_json:
+        _print_json(summary)
+    else:
+        v = summary["validation"]
+        typer.echo(f"released {', '.join(f['name'] for f in summary['files'])} and MODEL_CARD.md in {out_dir}: "
+                   f"test accuracy {v['accuracy']:.2%}, parity top-1 {v['parity']['top1_agreement']:.2%}, "
+                   f"max abs diff {v['parity']['max_abs_diff_probabilities']:.2g}")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,17 @@
+"""Named constants shared by training, export and the runtime. Torch-free on purpose."""
+from __future__ import annotations
+
+IMAGE_SIZE = 28  # MNIST images are 28x28, one grey channel
+CHANNELS = 1
+NUM_CLASSES = 10
+CLASS_LABELS = tuple(str(d) for d in range(NUM_CLASSES))  # class i is the digit i
+
+# Pixel intensities are fed as they are stored in MNIST: 0 (background) .. 255 (ink).
+PIXEL_MAX = 255.0
+# Mean and standard deviation of MNIST training pixels on the 0..1 scale. They are baked
+# into the graph (see model.Normalize), so consumers in other languages never copy them.
+MNIST_MEAN = 0.1307
+MNIST_STD = 0.3081
+
+# Size of the validation split the default recipe takes out of the 60,000 training images.
+DEFAULT_VAL_SIZE = 5_000

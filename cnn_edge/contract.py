@@ -1,0 +1,80 @@
+"""The ONNX model's I/O contract, declared once.
+
+Export writes it into the graph and its metadata; validation and the runtime check models
+against it. Torch-free.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from .constants import CHANNELS, CLASS_LABELS, IMAGE_SIZE, MNIST_MEAN, MNIST_STD, PIXEL_MAX
+
+INPUT_NAME = "pixels"
+INPUT_DTYPE = "float32"
+BATCH_AXIS = "batch"
+# (batch, 1, 28, 28): NCHW, batch is dynamic.
+INPUT_SHAPE = (BATCH_AXIS, CHANNELS, IMAGE_SIZE, IMAGE_SIZE)
+INPUT_RANGE = (0.0, PIXEL_MAX)
+OUTPUT_PROBABILITIES = "probabilities"
+OUTPUT_LOGITS = "logits"
+OUTPUT_NAMES = (OUTPUT_PROBABILITIES, OUTPUT_LOGITS)
+
+# Opset 18 is the newest that every runtime we target (ONNX Runtime >= 1.14 on CPU, GPU, Node
+# and the web) loads; nothing in this network needs a newer operator.
+OPSET = 18
+
+# Parity of an fp32 ONNX model with PyTorch: max absolute difference on every output, and top-1
+# agreement. Declared here once, read by validation and reported in the model's metadata.
+FP32_TOLERANCE = 1e-4
+FP32_MIN_TOP1_AGREEMENT = 1.0
+
+# Batch sizes at which validation compares ONNX Runtime with PyTorch. Batch 1 and an odd size
+# catch exports that froze the batch dimension into a Reshape.
+PARITY_BATCH_SIZES = (1, 7, 256)
+
+# Which preprocessing turns a user's image into this model's input; the runtime reads it back.
+PREPROCESSING = "mnist-v1"
+PREPROCESSING_TEXT = (
+    "grey 28x28, digit as light ink (255) on a dark background (0), as in MNIST; "
+    f"raw intensities 0..255 as float32, normalisation ((x/{PIXEL_MAX:g} - {MNIST_MEAN}) / {MNIST_STD}) "
+    "happens inside the graph"
+)
+
+
+@dataclass(frozen=True)
+class ContractMetadata:
+    """What the model says about itself, stored as ONNX metadata_props (all strings)."""
+
+    architecture: str
+    test_accuracy: float | None
+    checkpoint_sha256: str
+    tool_versions: dict[str, str]
+
+    def to_props(self) -> dict[str, str]:
+        return {
+            "cnn_edge.contract_version": "1",
+            "cnn_edge.input": json.dumps(
+                {
+                    "name": INPUT_NAME,
+                    "dtype": INPUT_DTYPE,
+                    "shape": list(INPUT_SHAPE),
+                    "range": list(INPUT_RANGE),
+                }
+            ),
+            "cnn_edge.preprocessing": PREPROCESSING,
+            "cnn_edge.preprocessing_text": PREPROCESSING_TEXT,
+            "cnn_edge.outputs": json.dumps(
+                {
+                    OUTPUT_PROBABILITIES: "softmax over the 10 classes, shape (batch, 10)",
+                    OUTPUT_LOGITS: "pre-softmax scores, shape (batch, 10)",
+                }
+            ),
+            "cnn_edge.class_labels": json.dumps(list(CLASS_LABELS)),
+            "cnn_edge.architecture": self.architecture,
+            "cnn_edge.test_accuracy": "" if self.test_accuracy is None else f"{self.test_accuracy:.6f}",
+            "cnn_edge.checkpoint_sha256": self.checkpoint_sha256,
+            "cnn_edge.tool_versions": json.dumps(self.tool_versions, sort_keys=True),
+            "cnn_edge.opset": str(OPSET),
+            "cnn_edge.fp32_tolerance": str(FP32_TOLERANCE),
+        }

@@ -1,0 +1,135 @@
+"""MNIST: find it, read its IDX files strictly, or download it with torchvision.
+
+Where MNIST comes from, in order: the `--data-dir` flag, the CNN_EDGE_DATA environment
+variable, then ./datasets (torchvision's download when the files are not there yet).
+Reading a local folder needs numpy only, so validation never imports torch.
+"""
+from __future__ import annotations
+
+import gzip
+import os
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .constants import IMAGE_SIZE, NUM_CLASSES
+from .errors import DataError
+
+ENV_VAR = "CNN_EDGE_DATA"
+DEFAULT_ROOT = Path("datasets")  # torchvision's download lands in ./datasets/MNIST/raw
+FILES = {
+    ("train", "images"): "train-images-idx3-ubyte",
+    ("train", "labels"): "train-labels-idx1-ubyte",
+    ("test", "images"): "t10k-images-idx3-ubyte",
+    ("test", "labels"): "t10k-labels-idx1-ubyte",
+}
+_UBYTE = 0x08  # IDX type code for unsigned bytes, the only one MNIST uses
+_FIX = f"point --data-dir (or {ENV_VAR}) at a folder holding the four MNIST IDX files, gzipped or not"
+
+
+@dataclass(frozen=True)
+class MnistSplit:
+    images: np.ndarray  # (N, 28, 28) uint8, 0 = background, 255 = ink
+    labels: np.ndarray  # (N,) int64 in 0..9
+    source: str  # the folder it was read from
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def resolve_data_dir(flag: str | os.PathLike | None) -> Path | None:
+    """The folder the user named (flag first, then the environment), or None for the default."""
+    if flag:
+        return Path(flag)
+    env = os.environ.get(ENV_VAR)
+    return Path(env) if env else None
+
+
+def _find_file(folder: Path, stem: str) -> Path | None:
+    for base in (folder, folder / "MNIST" / "raw", folder / "raw"):
+        for name in (stem, stem + ".gz"):
+            if (base / name).is_file():
+                return base / name
+    return None
+
+
+def read_idx(path: Path, expected_dims: int) -> np.ndarray:
+    """Read one IDX file (gzipped or not), checking magic, dimensions and length."""
+    try:
+        raw = path.read_bytes()
+        if raw[:2] == b"\x1f\x8b":
+            raw = gzip.decompress(raw)
+    except (OSError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise DataError(f"cannot read {path}: {exc.__class__.__name__}: {exc}; re-download the file") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != _UBYTE or raw[3] != expected_dims:
+        raise DataError(
+            f"{path} is not an MNIST IDX file (bad magic number {raw[:4].hex() or 'empty'}); {_FIX}"
+        )
+    header = 4 + 4 * expected_dims
+    if len(raw) < header:
+        raise DataError(f"{path} is truncated (header incomplete); re-download the file")
+    dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(expected_dims))
+    count = int(np.prod(dims))
+    if len(raw) - header != count:
+        raise DataError(
+            f"{path} is truncated or corrupt: header says {dims} = {count} bytes, "
+            f"file holds {len(raw) - header}; re-download the file"
+        )
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims).copy()  # writable
+
+
+def _read_folder(folder: Path, split: str) -> MnistSplit:
+    if not folder.is_dir():
+        raise DataError(f"MNIST folder {folder} does not exist; {_FIX}")
+    paths = {}
+    for kind in ("images", "labels"):
+        stem = FILES[(split, kind)]
+        found = _find_file(folder, stem)
+        if found is None:
+            raise DataError(f"{stem}[.gz] not found in {folder}; {_FIX}")
+        paths[kind] = found
+    images = read_idx(paths["images"], 3)
+    labels = read_idx(paths["labels"], 1)
+    if images.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE):
+        raise DataError(f"{paths['images']} holds {images.shape[1:]} images, expected 28x28")
+    if len(images) != len(labels):
+        raise DataError(
+            f"{paths['images']} has {len(images)} images but {paths['labels']} has {len(labels)} labels"
+        )
+    if labels.size and labels.max() >= NUM_CLASSES:
+        raise DataError(f"{paths['labels']} holds label {labels.max()}, expected 0..9")
+    return MnistSplit(images, labels.astype(np.int64), str(folder))
+
+
+def _download(root: Path, split: str) -> MnistSplit:
+    """torchvision's normal download into ./datasets, for users who are online."""
+    try:
+        from torchvision import datasets
+    except ImportError:
+        raise DataError(f"no MNIST folder given and torchvision is not installed; {_FIX}") from None
+    try:
+        ds = datasets.MNIST(root=str(root), train=split == "train", download=True)
+    except Exception as exc:  # torchvision raises plain RuntimeError/URLError when offline
+        raise DataError(f"could not download MNIST into {root} ({exc.__class__.__name__}); {_FIX}") from None
+    return MnistSplit(ds.data.numpy(), ds.targets.numpy().astype(np.int64), str(root))
+
+
+def load_mnist(split: str, data_dir: str | os.PathLike | None = None) -> MnistSplit:
+    """Load the 'train' or 'test' split as whole arrays."""
+    assert split in ("train", "test"), split
+    folder = resolve_data_dir(data_dir)
+    if folder is not None:
+        return _read_folder(folder, split)
+    if _find_file(DEFAULT_ROOT, FILES[(split, "images")]) and _find_file(DEFAULT_ROOT, FILES[(split, "labels")]):
+        return _read_folder(DEFAULT_ROOT, split)
+    return _download(DEFAULT_ROOT, split)
+
+
+def write_idx(path: Path, array: np.ndarray, compress: bool = True) -> None:
+    """Write a uint8 array as an IDX file, as MNIST does (for tests and small fixtures)."""
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    header = bytes([0, 0, _UBYTE, array.ndim]) + b"".join(d.to_bytes(4, "big") for d in array.shape)
+    payload = header + array.tobytes()
+    path.write_bytes(gzip.compress(payload) if compress else payload)

@@ -1,0 +1,38 @@
+"""Typed errors for users. The CLI turns each into one line and its exit code."""
+from __future__ import annotations
+
+
+class CnnEdgeError(Exception):
+    """Base class: a problem the user can fix. `exit_code` is what the CLI returns."""
+
+    exit_code = 2
+
+
+class DataError(CnnEdgeError):
+    """MNIST is missing, unreadable, truncated or corrupt."""
+
+
+class CheckpointError(CnnEdgeError):
+    """A checkpoint is missing, corrupt, or of another architecture."""
+
+
+class ModelFileError(CnnEdgeError):
+    """An ONNX file is missing, not ONNX, or breaks the I/O contract."""
+
+
+class OutputPathError(CnnEdgeError):
+    """An output path cannot be written."""
+
+
+class ConfigError(CnnEdgeError):
+    """An option has a value we cannot use."""
+
+
+class ParityError(CnnEdgeError):
+    """ONNX Runtime and PyTorch disagree beyond the declared tolerance."""
+
+    exit_code = 1
+
+    def __init__(self, failures: list[str]):
+        self.failures = failures
+        super().__init__("parity failed: " + "; ".join(failures))

@@ -1,0 +1,89 @@
+"""Open an ONNX model with ONNX Runtime and check it against the contract. Torch-free."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import contract as C
+from .errors import ModelFileError
+
+
+@dataclass
+class OnnxModel:
+    path: Path
+    session: "object"  # onnxruntime.InferenceSession
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def provider(self) -> str:
+        return self.session.get_providers()[0]
+
+    def run(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """pixels (B, 1, 28, 28) float32 0..255 -> (probabilities, logits), each (B, 10)."""
+        probs, logits = self.session.run(list(C.OUTPUT_NAMES), {C.INPUT_NAME: pixels})
+        return probs, logits
+
+    def run_batched(self, images: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+        """uint8 or float images (N, 28, 28) -> (probabilities, logits) (N, 10), in batches."""
+        probs, logits = [], []
+        for i in range(0, len(images), batch_size):
+            x = images[i : i + batch_size].astype(np.float32)[:, None]  # (B, 1, 28, 28)
+            p, l = self.run(x)
+            probs.append(p)
+            logits.append(l)
+        if not probs:
+            return np.zeros((0, 10), np.float32), np.zeros((0, 10), np.float32)
+        return np.concatenate(probs), np.concatenate(logits)
+
+
+def _describe_shape(shape) -> str:
+    return "[" + ", ".join(str(d) for d in shape) + "]"
+
+
+def open_model(path: Path, providers: list[str] | None = None, threads: int | None = None) -> OnnxModel:
+    """Load `path` with ONNX Runtime and check input and outputs against the contract.
+
+    Raises ModelFileError naming what is wrong: missing file, not ONNX, another input shape or
+    dtype, missing outputs."""
+    import onnxruntime as ort
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"model {path} does not exist")
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3  # keep ONNX Runtime's own warnings off the user's screen
+    if threads:
+        opts.intra_op_num_threads = threads
+    try:
+        session = ort.InferenceSession(str(path), opts, providers=providers or ["CPUExecutionProvider"])
+    except Exception as exc:  # ORT raises its own Fail/InvalidProtobuf/InvalidGraph types
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        raise ModelFileError(f"{path} is not a loadable ONNX model ({first[:200]})") from None
+    inputs = session.get_inputs()
+    if len(inputs) != 1:
+        raise ModelFileError(f"{path} has {len(inputs)} inputs; the contract is one input {C.INPUT_NAME!r}")
+    inp = inputs[0]
+    want = _describe_shape(C.INPUT_SHAPE)
+    if inp.name != C.INPUT_NAME:
+        raise ModelFileError(f"{path} has input {inp.name!r}; the contract is {C.INPUT_NAME!r} {want}")
+    if inp.type != "tensor(float)":
+        raise ModelFileError(f"{path} input {inp.name!r} is {inp.type}; the contract is float32")
+    shape = list(inp.shape)
+    if len(shape) != 4 or shape[1:] != list(C.INPUT_SHAPE[1:]) or isinstance(shape[0], int):
+        raise ModelFileError(
+            f"{path} has input shape {_describe_shape(shape)}; the contract is {want} with a dynamic batch"
+        )
+    outputs = {o.name for o in session.get_outputs()}
+    missing = [n for n in C.OUTPUT_NAMES if n not in outputs]
+    if missing:
+        raise ModelFileError(f"{path} lacks outputs {missing}; the contract is {list(C.OUTPUT_NAMES)}")
+    metadata = dict(session.get_modelmeta().custom_metadata_map)
+    return OnnxModel(path, session, metadata)
+
+
+def class_labels(model: OnnxModel) -> list[str]:
+    raw = model.metadata.get("cnn_edge.class_labels")
+    return json.loads(raw) if raw else [str(i) for i in range(10)]

@@ -1,0 +1,87 @@
+"""The main job: train, export, validate, and release into exports/ only when all passed."""
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+
+from . import contract as C
+from .arch import total_params
+from .card import machine_description, render_card
+from .checkpoint import config_path, read_config
+from .data import resolve_data_dir
+from .io_utils import atomic_write_bytes, atomic_write_json, atomic_write_text, check_writable, sha256_file
+from .model import ModelConfig
+from .train import TrainConfig, TrainResult, train
+from .validate import validate_model
+
+MODEL_NAME = "mnist_cnn"
+
+
+def reproduce_command(cfg: TrainConfig, data_dir: str | None, device: str) -> str:
+    """The exact command line that trains this configuration again from scratch."""
+    args = ["cnn-edge pipeline", f"--recipe {cfg.recipe}", f"--seed {cfg.seed}", f"--epochs {cfg.epochs}",
+            f"--batch-size {cfg.batch_size}", f"--lr {cfg.lr:g}", f"--val-size {cfg.val_size}", f"--device {device}"]
+    if cfg.limit_train:
+        args.append(f"--limit-train {cfg.limit_train}")
+    folder = resolve_data_dir(data_dir)  # the flag, else $CNN_EDGE_DATA, made explicit
+    args.append(f"--data-dir {shlex.quote(str(folder))}" if folder else "")
+    return " ".join(a for a in args if a)
+
+
+def run_pipeline(
+    cfg: TrainConfig,
+    run_dir: Path,
+    out_dir: Path,
+    data_dir: str | None,
+    device: str = "auto",
+    model_config: ModelConfig = ModelConfig(),
+    resume: bool = False,
+    progress=None,
+    on_stage=None,
+) -> dict:
+    """Returns the summary written to `out_dir/pipeline.json`. Raises ParityError (and
+    releases nothing) when the exported model does not match PyTorch."""
+    from .export import export_onnx, tool_versions
+
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    check_writable(out_dir / f"{MODEL_NAME}.onnx")  # fail before an hour of training, not after
+    stage = on_stage or (lambda name: None)
+
+    stage("train")
+    result: TrainResult = train(cfg, run_dir, data_dir, device, model_config, resume, progress)
+    stage("export")
+    staged = run_dir / f"{MODEL_NAME}.onnx"  # exported and validated here, released after
+    exported = export_onnx(result.checkpoint, staged)
+    stage("validate")
+    report = validate_model(staged, result.checkpoint, data_dir)
+    report.raise_for_failures()
+
+    stage("release")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    released = {
+        f"{MODEL_NAME}.onnx": (staged, "ONNX model, fp32, self-contained"),
+        f"{MODEL_NAME}.safetensors": (result.checkpoint, "PyTorch weights (safetensors)"),
+        f"{MODEL_NAME}.json": (config_path(result.checkpoint), "checkpoint config: model, recipe, history"),
+    }
+    for name, (src, _) in released.items():
+        atomic_write_bytes(out_dir / name, src.read_bytes())
+    ck = read_config(result.checkpoint)
+    meta = dict(json.loads(json.dumps(report.to_dict())))
+    summary = {
+        "params": total_params(model_config.arch),
+        "train": cfg.to_dict(),
+        "checkpoint": {k: ck[k] for k in ("selected_epoch", "best_val_accuracy", "history", "device", "test_accuracy")},
+        "export": {"opset": exported.opset, "ir_version": exported.ir_version, "size_bytes": exported.size_bytes,
+                   "input": {"name": C.INPUT_NAME, "dtype": C.INPUT_DTYPE, "shape": list(C.INPUT_SHAPE),
+                             "range": list(C.INPUT_RANGE)}},
+        "validation": meta,
+        "files": [{"name": n, "what": what, "size": (out_dir / n).stat().st_size, "sha256": sha256_file(out_dir / n)}
+                  for n, (_, what) in released.items()],
+        "machine": machine_description(),
+        "tool_versions": tool_versions(),
+        "reproduce": reproduce_command(cfg, data_dir, device),
+    }
+    atomic_write_json(out_dir / "pipeline.json", summary)
+    atomic_write_text(out_dir / "MODEL_CARD.md", render_card(summary))
+    return summary

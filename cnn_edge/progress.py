@@ -1,0 +1,41 @@
+"""The one place progress bars come from (the CLI's side; library code only calls back)."""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
+
+
+@contextmanager
+def training_bar(enabled: bool = True) -> Iterator:
+    """A callback for train(progress=...) that drives one rich bar per epoch on stderr."""
+    if not enabled:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("loss {task.fields[loss]:.4f}  acc {task.fields[acc]:.2%}  {task.fields[ips]:.0f} img/s"),
+               TimeRemainingColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=False) as bar:
+        tasks: dict[int, int] = {}
+
+        def update(p: dict) -> None:
+            e = p["epoch"]
+            if e not in tasks:
+                tasks[e] = bar.add_task("train", total=p["steps"], epoch=f"{e}/{p['epochs']}", loss=0.0, acc=0.0, ips=0.0)
+            bar.update(tasks[e], completed=p["step"], loss=p["loss"], acc=p["accuracy"], ips=p["images_per_second"])
+
+        yield update
+
+
+@contextmanager
+def status(message: str, enabled: bool = True) -> Iterator[None]:
+    """A spinner for steps without a known length (export, validation)."""
+    if not enabled:
+        yield
+        return
+    from rich.console import Console
+
+    with Console(stderr=True).status(message):
+        yield

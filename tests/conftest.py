@@ -1,0 +1,70 @@
+"""Shared fixtures: a tiny MNIST-format data set and a model trained on it, built in tmp dirs."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cnn_edge.data import FILES, write_idx
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def make_digits(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Synthetic 28x28 uint8 'digits': class k is a bright 7x7 block at grid cell k, plus noise.
+
+    Learnable in one short epoch, so a smoke run ends with a model that actually predicts."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, n)
+    images = rng.integers(0, 40, (n, 28, 28)).astype(np.uint8)
+    for i, k in enumerate(labels):
+        r, c = 2 + 7 * (k // 4), 2 + 7 * (k % 4) + rng.integers(-1, 2)
+        images[i, r : r + 7, c : c + 7] = 255
+    return images, labels.astype(np.uint8)
+
+
+def write_mnist(folder: Path, n_train: int = 640, n_test: int = 200, compress: bool = True) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, n, seed in (("train", n_train, 1), ("test", n_test, 2)):
+        images, labels = make_digits(n, seed)
+        suffix = ".gz" if compress else ""
+        write_idx(folder / (FILES[(split, "images")] + suffix), images, compress)
+        write_idx(folder / (FILES[(split, "labels")] + suffix), labels, compress)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_mnist(tmp_path_factory) -> Path:
+    return write_mnist(tmp_path_factory.mktemp("mnist"))
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_mnist, tmp_path_factory) -> Path:
+    """A checkpoint trained for one short epoch on the tiny set: run/model.safetensors."""
+    from cnn_edge.train import make_config, train
+
+    run = tmp_path_factory.mktemp("run")
+    cfg = make_config("default", epochs=1, batch_size=64, val_size=64)
+    return train(cfg, run, str(tiny_mnist), device="cpu").checkpoint
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx(tiny_run, tmp_path_factory) -> Path:
+    from cnn_edge.export import export_onnx
+
+    out = tmp_path_factory.mktemp("onnx") / "model.onnx"
+    export_onnx(tiny_run, out)
+    return out
+
+
+@pytest.fixture
+def no_env_data(monkeypatch):
+    monkeypatch.delenv("CNN_EDGE_DATA", raising=False)
+
+
+def real_mnist() -> Path | None:
+    """The real MNIST folder when CNN_EDGE_DATA names one (CI sets it to ../shared/data/mnist)."""
+    value = os.environ.get("CNN_EDGE_DATA")
+    return Path(value) if value and Path(value).is_dir() else None
