@@ -37,6 +37,8 @@ def handle_errors(fn):
             return fn(*args, **kwargs)
         except CnnEdgeError as exc:
             raise _fail(str(exc), exc.exit_code) from None
+        except OSError as exc:  # disk full, permissions changed mid-run: still one line
+            raise _fail(f"{exc.strerror or exc} ({exc.filename or 'file system'})", 2) from None
         except KeyboardInterrupt:
             raise _fail("interrupted; a training run continues from its last finished epoch with --resume", 130) from None
 

@@ -20,7 +20,7 @@ from .checkpoint import load_checkpoint, read_config, read_tensors, save_checkpo
 from .constants import DEFAULT_VAL_SIZE
 from .data import MnistSplit, load_mnist
 from .errors import CheckpointError, ConfigError
-from .io_utils import atomic_write_bytes
+from .io_utils import atomic_write_bytes, check_writable
 from .model import MnistNet, ModelConfig
 
 
@@ -190,6 +190,7 @@ def train(
     """Train, writing `out_dir/last.*` each epoch and `out_dir/model.*` for the selected model."""
     dev = pick_device(device)
     out_dir = Path(out_dir)
+    check_writable(out_dir / "last.json")  # before loading data or training, not after an epoch
     last = out_dir / "last.safetensors"
     best_path = out_dir / "model.safetensors"
     train_full = load_mnist("train", data_dir)

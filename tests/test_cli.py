@@ -113,3 +113,14 @@ def test_torch_free_commands_never_import_torch(args, tiny_onnx, tiny_mnist):
             "assert 'torch' not in sys.modules, 'torch was imported'\n"
             "assert 'torchvision' not in sys.modules\n")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_train_into_a_path_under_a_file(tmp_path, tiny_mnist):
+    blocker = tmp_path / "f"
+    blocker.write_text("keep")
+    assert_one_line_error(invoke("train", "--data-dir", tiny_mnist, "--out", blocker / "run", "-q"), 2, "cannot create folder")
+    assert blocker.read_text() == "keep"
+
+
+def test_resume_without_a_run(tmp_path, tiny_mnist):
+    assert_one_line_error(invoke("train", "--data-dir", tiny_mnist, "--out", tmp_path / "new", "--val-size", "64", "--resume", "-q"), 2, "nothing to resume")

@@ -1,0 +1,34 @@
+"""The released model in exports/, on the real MNIST test set (when CNN_EDGE_DATA names it)."""
+import json
+
+import onnx
+import pytest
+
+from cnn_edge.io_utils import sha256_file
+from cnn_edge.validate import validate_model
+from conftest import REPO, real_mnist
+
+EXPORTS = REPO / "exports"
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(real_mnist() is None, reason="set CNN_EDGE_DATA to the real MNIST folder"),
+]
+
+
+def test_released_model_meets_its_targets_and_matches_its_checkpoint():
+    report = validate_model(EXPORTS / "mnist_cnn.onnx", EXPORTS / "mnist_cnn.safetensors", str(real_mnist()))
+    assert report.samples == 10_000
+    assert report.accuracy >= 0.996
+    assert report.parity.top1_agreement == 1.0
+    assert report.parity.max_abs_diff_probabilities <= 1e-4 and report.parity.max_abs_diff_logits <= 1e-4
+    assert [r.batch_size for r in report.parity.per_batch_size] == [1, 7, 256]
+    # The figures the model card quotes are the ones measured now.
+    released = json.loads((EXPORTS / "pipeline.json").read_text())
+    assert released["validation"]["accuracy"] == pytest.approx(report.accuracy)
+    assert f"{report.accuracy:.2%}" in (EXPORTS / "MODEL_CARD.md").read_text()
+
+
+def test_released_model_names_its_checkpoint():
+    props = {p.key: p.value for p in onnx.load(str(EXPORTS / "mnist_cnn.onnx")).metadata_props}
+    assert props["cnn_edge.checkpoint_sha256"] == sha256_file(EXPORTS / "mnist_cnn.safetensors")
+    assert float(props["cnn_edge.test_accuracy"]) >= 0.996
