@@ -14,7 +14,7 @@ def test_smoke_run_learns_and_writes_checkpoints(tiny_mnist, tiny_run):
     meta = json.loads(tiny_run.with_suffix(".json").read_text())
     assert meta["test_accuracy"] > 0.5  # the synthetic classes are easy; chance is 0.1
     assert meta["train"]["recipe"] == "default" and meta["selected_epoch"] == 1
-    for name in ("last.safetensors", "last.json", "last.optim.safetensors"):
+    for name in ("last.safetensors", "last.json", "resume.safetensors"):
         assert (tiny_run.parent / name).is_file()
 
 
