@@ -65,6 +65,7 @@ def render_card(summary: dict) -> str:
         f"Recipe `{t['recipe']}`: {t['epochs']} epochs, batch {t['batch_size']}, AdamW peak lr {t['lr']:g}, "
         f"weight decay {t['weight_decay']:g}, schedule {t['schedule']}, augmentation "
         + (f"rotation ±{t['max_rotation']:g}°, shift ±{t['max_shift']:g} px, scale ±{t['max_scale']:.0%}" if t["augment"] else "none")
+        + (f", weight average (EMA) decay {t['ema_decay']:g}" if t.get("ema_decay") else "")
         + f", seed {t['seed']}, device {ck['device']}.",
         "",
         "| epoch | train loss | train acc | val acc | seconds | images/s |",
