@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .constants import IMAGE_SIZE, NUM_CLASSES
-from .errors import DataError
+from .errors import ConfigError, DataError
 
 ENV_VAR = "CNN_EDGE_DATA"
 DEFAULT_ROOT = Path("datasets")  # torchvision's download lands in ./datasets/MNIST/raw
@@ -125,6 +125,19 @@ def load_mnist(split: str, data_dir: str | os.PathLike | None = None) -> MnistSp
     if _find_file(DEFAULT_ROOT, FILES[(split, "images")]) and _find_file(DEFAULT_ROOT, FILES[(split, "labels")]):
         return _read_folder(DEFAULT_ROOT, split)
     return _download(DEFAULT_ROOT, split)
+
+
+# Seed of the fixed permutation that picks the validation split. It is not the training seed:
+# every run, and the quantizer's accuracy guard, hold out the same images.
+VALIDATION_SPLIT_SEED = 12345
+
+
+def split_indices(n: int, val_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, validation) indices of the first n training images; validation has val_size."""
+    if val_size >= n:
+        raise ConfigError(f"a validation split of {val_size} leaves no training images (only {n})")
+    order = np.random.default_rng(VALIDATION_SPLIT_SEED).permutation(n)
+    return np.sort(order[val_size:]), np.sort(order[:val_size])
 
 
 def write_idx(path: Path, array: np.ndarray, compress: bool = True) -> None:

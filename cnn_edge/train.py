@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .constants import DEFAULT_VAL_SIZE
-from .data import MnistSplit, load_mnist
+from .data import MnistSplit, load_mnist, split_indices
 from .errors import CheckpointError, ConfigError
 from .io_utils import atomic_write_bytes, check_writable
 from .model import MnistNet, ModelConfig
@@ -172,11 +172,7 @@ def _split_train_val(train: MnistSplit, cfg: TrainConfig) -> tuple[MnistSplit, M
         images, labels = images[: cfg.limit_train], labels[: cfg.limit_train]
     if cfg.val_size <= 0:
         return MnistSplit(images, labels, train.source), None
-    if cfg.val_size >= len(labels):
-        raise ConfigError(f"validation split of {cfg.val_size} leaves no training images (only {len(labels)})")
-    # A fixed permutation (not the training seed) so every run validates on the same images.
-    order = np.random.default_rng(12345).permutation(len(labels))
-    val_idx, train_idx = np.sort(order[: cfg.val_size]), np.sort(order[cfg.val_size :])
+    train_idx, val_idx = split_indices(len(labels), cfg.val_size)
     return (MnistSplit(images[train_idx], labels[train_idx], train.source),
             MnistSplit(images[val_idx], labels[val_idx], train.source))
 
