@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import shlex
+from dataclasses import asdict
 from pathlib import Path
 
 from . import contract as C
@@ -71,7 +72,8 @@ def run_pipeline(
     summary = {
         "params": total_params(model_config.arch),
         "train": cfg.to_dict(),
-        "checkpoint": {k: ck[k] for k in ("selected_epoch", "best_val_accuracy", "history", "device", "test_accuracy")},
+        "checkpoint": {**{k: ck[k] for k in ("selected_epoch", "best_val_accuracy", "device", "test_accuracy")},
+                       "history": [asdict(h) for h in result.history]},  # every epoch, not only up to the selected one
         "export": {"opset": exported.opset, "ir_version": exported.ir_version, "size_bytes": exported.size_bytes,
                    "input": {"name": C.INPUT_NAME, "dtype": C.INPUT_DTYPE, "shape": list(C.INPUT_SHAPE),
                              "range": list(C.INPUT_RANGE)}},
