@@ -42,6 +42,8 @@ def notebook_loop(data_dir: str, epochs: int, test, target: float) -> dict:
         raw.mkdir(parents=True)
         write_idx(raw / FILES[("train", "images")], train_split.images, compress=False)
         write_idx(raw / FILES[("train", "labels")], train_split.labels.astype(np.uint8), compress=False)
+        write_idx(raw / FILES[("test", "images")], test.images, compress=False)  # torchvision wants all four
+        write_idx(raw / FILES[("test", "labels")], test.labels.astype(np.uint8), compress=False)
         mnist_train = datasets.MNIST(root=root, train=True, transform=transforms.ToTensor(), download=False)
         loader = torch.utils.data.DataLoader(mnist_train, batch_size=100, shuffle=True)
         torch.manual_seed(0)
