@@ -17,6 +17,38 @@ def machine_description() -> str:
     return f"{cpu}, {os.cpu_count()} logical cores, {platform.system()} {platform.release()}"
 
 
+def _int8_section(summary: dict) -> list[str]:
+    q, v = summary.get("quantization"), summary.get("int8_validation")
+    if not q:
+        return []
+    sp, cfg = q["speed"], q["config"]
+    par = v["parity"]
+    return [
+        "## int8 model (`mnist_cnn.int8.onnx`)",
+        "",
+        f"Static quantization with ONNX Runtime: {cfg['format'].upper()}, "
+        f"{'per-channel' if cfg['per_channel'] else 'per-tensor'} {cfg['weight_type']} weights, "
+        f"{cfg['activation_type']} activations, {cfg['method']} calibration on {cfg['calibration']:,} training images; "
+        f"accuracy guard on {q['guard']['samples']:,} held-out training images (drop {q['guard']['drop_pp']:.3f} points, "
+        f"limit {q['guard']['max_drop_pp']:g}). Nodes kept in float: "
+        + (", ".join(q["nodes_in_float"]) or "none (softmax always runs in float)") + ".",
+        "",
+        "| figure | fp32 | int8 |",
+        "| --- | --- | --- |",
+        f"| file size | {q['size_bytes']['fp32']:,} B | {q['size_bytes']['int8']:,} B ({q['size_ratio']:.1%}) |",
+        f"| test accuracy | {q['test_accuracy']['fp32']:.2%} | {q['test_accuracy']['int8']:.2%} (drop {q['test_accuracy_drop_pp']:.2f} points) |",
+        f"| top-1 agreement with fp32 (test set) | | {q['test_top1_agreement']:.2%} |",
+        f"| top-1 agreement with PyTorch (batch 1, 7, 256) | 100% required | {par['top1_agreement']:.2%} (≥ {par['min_top1_agreement']:.2%} required) |",
+        f"| latency batch 1, p50 | {sp['fp32']['batch_1']['p50_ms']:.3f} ms | {sp['int8']['batch_1']['p50_ms']:.3f} ms |",
+        f"| throughput batch 256 | {sp['fp32']['batch_256']['images_per_second']:,.0f} img/s | "
+        f"{sp['int8']['batch_256']['images_per_second']:,.0f} img/s ({q['throughput_ratio_batch_256']:.2f}x) |",
+        "",
+        "Per-activation SQNR of int8 against fp32 (dB, higher is better): "
+        + ", ".join(f"{k} {val:.1f}" for k, val in q["layer_sqnr_db"].items()) + ".",
+        "",
+    ]
+
+
 def render_card(summary: dict) -> str:
     """Markdown for exports/MODEL_CARD.md from the pipeline's summary dict."""
     t, v, e, ck = summary["train"], summary["validation"], summary["export"], summary["checkpoint"]
@@ -60,6 +92,7 @@ def render_card(summary: dict) -> str:
         "Per-class test accuracy (ONNX Runtime): "
         + ", ".join(f"{i}: {a:.2%}" for i, a in enumerate(v["per_class_accuracy"])),
         "",
+        *_int8_section(summary),
         "## Training",
         "",
         f"Recipe `{t['recipe']}`: {t['epochs']} epochs, batch {t['batch_size']}, AdamW peak lr {t['lr']:g}, "

@@ -12,6 +12,8 @@ from typing import Optional
 
 import typer
 
+from .constants import DEFAULT_VAL_SIZE
+from .contract import INT8_MAX_ACCURACY_DROP_PP
 from .errors import CnnEdgeError
 
 app = typer.Typer(
@@ -147,7 +149,10 @@ def _print_validation(report) -> None:
         typer.echo(f"  {i} " + " ".join(f"{c:5d}" for c in row))
     p = report.parity
     if p is not None:
-        typer.echo(f"parity with PyTorch (tolerance {p.tolerance:g}): PyTorch accuracy {p.torch_accuracy:.2%}")
+        limits = (f"tolerance {p.tolerance:g}" if p.tolerance is not None else
+                  f"int8: top-1 agreement >= {p.min_top1_agreement:.2%}, accuracy drop <= {p.max_accuracy_drop_pp:g} points")
+        typer.echo(f"parity with PyTorch ({limits}): PyTorch accuracy {p.torch_accuracy:.2%}, "
+                   f"drop {p.accuracy_drop_pp:.3f} points")
         for r in p.per_batch_size:
             typer.echo(f"  batch {r.batch_size:>3}: top-1 agreement {r.top1_agreement:.2%}, max abs diff "
                        f"probabilities {r.max_abs_diff_probabilities:.2g}, logits {r.max_abs_diff_logits:.2g}")
@@ -173,6 +178,54 @@ def validate(
     report.raise_for_failures()
 
 
+def _print_quant_report(r: dict) -> None:
+    sp = r["speed"]
+    typer.echo(f"{'':<28} {'fp32':>12} {'int8':>12}")
+    typer.echo(f"{'file size (bytes)':<28} {r['size_bytes']['fp32']:>12,} {r['size_bytes']['int8']:>12,}   int8 = {r['size_ratio']:.1%} of fp32")
+    typer.echo(f"{'test accuracy':<28} {r['test_accuracy']['fp32']:>12.2%} {r['test_accuracy']['int8']:>12.2%}   drop {r['test_accuracy_drop_pp']:.3f} points")
+    typer.echo(f"{'latency batch 1, p50 (ms)':<28} {sp['fp32']['batch_1']['p50_ms']:>12.3f} {sp['int8']['batch_1']['p50_ms']:>12.3f}")
+    typer.echo(f"{'throughput batch 256 (img/s)':<28} {sp['fp32']['batch_256']['images_per_second']:>12,.0f} "
+               f"{sp['int8']['batch_256']['images_per_second']:>12,.0f}   int8 = {r['throughput_ratio_batch_256']:.2f}x fp32")
+    typer.echo(f"top-1 agreement int8 vs fp32 on {r['test_samples']:,} test images: {r['test_top1_agreement']:.2%}")
+    g = r["guard"]
+    typer.echo(f"guard ({g['samples']:,} held-out training images): drop {g['drop_pp']:.3f} points, limit {g['max_drop_pp']:g}, {g['attempts']} attempt(s)")
+    for node, why in r["nodes_in_float"].items():
+        typer.echo(f"  kept in float: {node}: {why}")
+    if r["layer_sqnr_db"]:
+        typer.echo("per-activation SQNR of int8 vs fp32 (dB, higher is better):")
+        typer.echo("  " + "  ".join(f"{k} {v:.1f}" for k, v in r["layer_sqnr_db"].items()))
+
+
+@app.command()
+@handle_errors
+def quantize(
+    model: Path = typer.Argument(..., help="The fp32 ONNX model."),
+    output: Path = typer.Option(Path("exports/mnist_cnn.int8.onnx"), "-o", "--output", help="int8 ONNX file to write."),
+    calibration: int = typer.Option(3000, help="Training images used for calibration."),
+    method: str = typer.Option("minmax", help="Calibration: minmax, entropy or percentile."),
+    per_channel: bool = typer.Option(True, "--per-channel/--per-tensor", help="Weight scales per output channel or per tensor."),
+    fmt: str = typer.Option("qdq", "--format", help="qdq or qoperator."),
+    activation_type: str = typer.Option("uint8", help="uint8 or int8."),
+    weight_type: str = typer.Option("int8", help="uint8 or int8."),
+    dynamic: bool = typer.Option(False, "--dynamic", help="Weight-only dynamic quantization instead of static."),
+    max_drop: float = typer.Option(INT8_MAX_ACCURACY_DROP_PP, help="Largest accuracy drop allowed on the guard split, in percentage points."),
+    guard_size: int = typer.Option(DEFAULT_VAL_SIZE, help="Training images held out for the guard (the split training validated on)."),
+    data_dir: Optional[str] = DataDirOpt,
+    as_json: bool = JsonOpt,
+):
+    """Quantize to int8 with ONNX Runtime, keeping nodes in float until accuracy holds."""
+    from .progress import status
+    from .quantize import QuantConfig, quant_report, quantize_model
+
+    cfg = QuantConfig(calibration=calibration, method=method, per_channel=per_channel, format=fmt,
+                      activation_type=activation_type, weight_type=weight_type, dynamic=dynamic, max_drop=max_drop,
+                      guard_size=guard_size)
+    with status("quantizing", enabled=not as_json):
+        result = quantize_model(model, output, cfg, data_dir)
+        report = quant_report(model, result)
+    _print_json(report) if as_json else _print_quant_report(report)
+
+
 @app.command()
 @handle_errors
 def pipeline(
@@ -183,7 +236,7 @@ def pipeline(
     data_dir: Optional[str] = DataDirOpt, limit_train: Optional[int] = LimitOpt,
     val_size: Optional[int] = ValOpt, resume: bool = ResumeOpt, quiet: bool = QuietOpt, as_json: bool = JsonOpt,
 ):
-    """Train, export, validate; release into --out-dir only when parity holds."""
+    """Train, export, validate, quantize; release into --out-dir only when parity holds."""
     from .pipeline import run_pipeline
     from .progress import training_bar
 
@@ -198,7 +251,8 @@ def pipeline(
         v = summary["validation"]
         typer.echo(f"released {', '.join(f['name'] for f in summary['files'])} and MODEL_CARD.md in {out_dir}: "
                    f"test accuracy {v['accuracy']:.2%}, parity top-1 {v['parity']['top1_agreement']:.2%}, "
-                   f"max abs diff {v['parity']['max_abs_diff_probabilities']:.2g}")
+                   f"max abs diff {v['parity']['max_abs_diff_probabilities']:.2g}; int8 test accuracy "
+                   f"{summary['quantization']['test_accuracy']['int8']:.2%}, {summary['quantization']['size_ratio']:.1%} of the fp32 size")
 
 
 def main() -> None:

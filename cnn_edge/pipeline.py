@@ -3,17 +3,18 @@ from __future__ import annotations
 
 import json
 import shlex
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from . import contract as C
 from .arch import total_params
 from .card import machine_description, render_card
 from .checkpoint import config_path, read_config
-from .data import resolve_data_dir
+from .data import load_mnist, resolve_data_dir
 from .io_utils import atomic_write_bytes, atomic_write_json, atomic_write_text, check_writable, sha256_file
 from .model import ModelConfig
 from .train import TrainConfig, TrainResult, train
+from .quantize import QuantConfig, quant_report, quantize_model
 from .validate import validate_model
 
 MODEL_NAME = "mnist_cnn"
@@ -40,6 +41,7 @@ def run_pipeline(
     resume: bool = False,
     progress=None,
     on_stage=None,
+    quant_config: QuantConfig = QuantConfig(),
 ) -> dict:
     """Returns the summary written to `out_dir/pipeline.json`. Raises ParityError (and
     releases nothing) when the exported model does not match PyTorch."""
@@ -58,12 +60,25 @@ def run_pipeline(
     report = validate_model(staged, result.checkpoint, data_dir)
     report.raise_for_failures()
 
+    stage("quantize")
+    staged_int8 = run_dir / f"{MODEL_NAME}.int8.onnx"
+    # The guard holds out the split training used for model selection; calibration draws from
+    # the rest, at most what a small (smoke) data set has.
+    guard = cfg.val_size or quant_config.guard_size
+    available = len(load_mnist("train", data_dir)) - guard
+    quant_config = replace(quant_config, guard_size=guard, calibration=min(quant_config.calibration, available))
+    quant = quantize_model(staged, staged_int8, quant_config, data_dir)
+    quant_summary = quant_report(staged, quant)
+    int8_report = validate_model(staged_int8, result.checkpoint, data_dir)
+    int8_report.raise_for_failures()
+
     stage("release")
     out_dir.mkdir(parents=True, exist_ok=True)
     released = {
         f"{MODEL_NAME}.onnx": (staged, "ONNX model, fp32, self-contained"),
         f"{MODEL_NAME}.safetensors": (result.checkpoint, "PyTorch weights (safetensors)"),
         f"{MODEL_NAME}.json": (config_path(result.checkpoint), "checkpoint config: model, recipe, history"),
+        f"{MODEL_NAME}.int8.onnx": (staged_int8, "ONNX model, int8 (static, ONNX Runtime quantization)"),
     }
     for name, (src, _) in released.items():
         atomic_write_bytes(out_dir / name, src.read_bytes())
@@ -78,6 +93,8 @@ def run_pipeline(
                    "input": {"name": C.INPUT_NAME, "dtype": C.INPUT_DTYPE, "shape": list(C.INPUT_SHAPE),
                              "range": list(C.INPUT_RANGE)}},
         "validation": meta,
+        "quantization": quant_summary,
+        "int8_validation": json.loads(json.dumps(int8_report.to_dict())),
         "files": [{"name": n, "what": what, "size": (out_dir / n).stat().st_size, "sha256": sha256_file(out_dir / n)}
                   for n, (_, what) in released.items()],
         "machine": machine_description(),

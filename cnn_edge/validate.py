@@ -28,7 +28,7 @@ class ParityAtBatch:
 
 @dataclass
 class ParityReport:
-    tolerance: float
+    tolerance: float | None  # max abs diff allowed on each output; None: reported only (int8)
     min_top1_agreement: float
     top1_agreement: float  # worst over the batch sizes
     max_abs_diff_probabilities: float
@@ -36,6 +36,9 @@ class ParityReport:
     torch_accuracy: float
     per_batch_size: list[ParityAtBatch]
     failures: list[str] = field(default_factory=list)
+    kind: str = "fp32"  # which tolerances applied: fp32 or int8
+    accuracy_drop_pp: float = 0.0  # PyTorch accuracy minus this model's, in percentage points
+    max_accuracy_drop_pp: float | None = None
 
 
 @dataclass
@@ -85,9 +88,10 @@ def compare(
     images: np.ndarray,
     labels: np.ndarray,
     reference: tuple[np.ndarray, np.ndarray],
-    tolerance: float,
+    tolerance: float | None,
     min_top1_agreement: float,
     batch_sizes=C.PARITY_BATCH_SIZES,
+    max_accuracy_drop_pp: float | None = None,
 ) -> ParityReport:
     """Run the model at each batch size and compare with the reference outputs."""
     ref_probs, ref_logits = reference
@@ -102,17 +106,29 @@ def compare(
         rows.append(row)
         if row.top1_agreement < min_top1_agreement:
             failures.append(f"batch {bs}: top-1 agreement {row.top1_agreement:.4%} < {min_top1_agreement:.2%}")
-        for name in ("probabilities", "logits"):
+        for name in ("probabilities", "logits") if tolerance is not None else ():
             diff = getattr(row, f"max_abs_diff_{name}")
             if not diff <= tolerance:
                 failures.append(f"batch {bs}: max abs diff of {name} = {diff:.3g} > {tolerance:g}")
+        if bs == batch_sizes[-1]:
+            model_acc = float((probs.argmax(1) == labels).mean())
+    torch_acc = float((ref_top1 == labels).mean())
+    drop = (torch_acc - model_acc) * 100
+    if max_accuracy_drop_pp is not None and drop > max_accuracy_drop_pp:
+        failures.append(f"accuracy drop {drop:.3f} points > {max_accuracy_drop_pp:g}")
     return ParityReport(
         tolerance, min_top1_agreement,
         min(r.top1_agreement for r in rows),
         max(r.max_abs_diff_probabilities for r in rows),
         max(r.max_abs_diff_logits for r in rows),
-        float((ref_top1 == labels).mean()), rows, failures,
+        torch_acc, rows, failures, "int8" if max_accuracy_drop_pp is not None else "fp32",
+        drop, max_accuracy_drop_pp,
     )
+
+
+def is_int8(model) -> bool:
+    """A cnn-edge int8 model says so in its metadata (written by `cnn-edge quantize`)."""
+    return "cnn_edge.quantization" in model.metadata
 
 
 def validate_model(
@@ -143,8 +159,10 @@ def validate_model(
     )
     if checkpoint is not None:
         reference = _torch_reference(Path(checkpoint), images)
-        report.parity = compare(
-            lambda x, bs: model.run_batched(x, bs), images, labels, reference,
-            C.FP32_TOLERANCE, C.FP32_MIN_TOP1_AGREEMENT,
-        )
+        if is_int8(model):
+            limits = dict(tolerance=None, min_top1_agreement=C.INT8_MIN_TOP1_AGREEMENT,
+                          max_accuracy_drop_pp=C.INT8_MAX_ACCURACY_DROP_PP)
+        else:
+            limits = dict(tolerance=C.FP32_TOLERANCE, min_top1_agreement=C.FP32_MIN_TOP1_AGREEMENT)
+        report.parity = compare(lambda x, bs: model.run_batched(x, bs), images, labels, reference, **limits)
     return report

@@ -61,9 +61,11 @@ def test_pipeline_releases_everything(tiny_mnist, tmp_path):
                     "--epochs", "1", "--batch-size", "64", "--val-size", "64", "-q")
     assert result.exit_code == 0, result.output
     names = {p.name for p in out.iterdir()}
-    assert {"mnist_cnn.onnx", "mnist_cnn.safetensors", "mnist_cnn.json", "MODEL_CARD.md", "pipeline.json"} <= names
+    assert {"mnist_cnn.onnx", "mnist_cnn.int8.onnx", "mnist_cnn.safetensors", "mnist_cnn.json", "MODEL_CARD.md",
+            "pipeline.json"} <= names
     card = (out / "MODEL_CARD.md").read_text()
     assert "cnn-edge pipeline --recipe default --seed 0 --epochs 1 --batch-size 64" in card and "870,634" in card
+    assert "## int8 model" in card
     # Resuming a finished run releases again without training more.
     again = invoke("pipeline", "--data-dir", tiny_mnist, "--run-dir", tmp_path / "run", "--out-dir", out,
                    "--epochs", "1", "--batch-size", "64", "--val-size", "64", "-q", "--resume", "--json")
@@ -124,3 +126,18 @@ def test_train_into_a_path_under_a_file(tmp_path, tiny_mnist):
 
 def test_resume_without_a_run(tmp_path, tiny_mnist):
     assert_one_line_error(invoke("train", "--data-dir", tiny_mnist, "--out", tmp_path / "new", "--val-size", "64", "--resume", "-q"), 2, "nothing to resume")
+
+
+def test_quantize_cli_report_and_bad_input(tiny_onnx, tiny_mnist, tmp_path):
+    out = tmp_path / "q.onnx"
+    result = invoke("quantize", tiny_onnx, "-o", out, "--calibration", "100", "--guard-size", "128", "--data-dir", tiny_mnist, "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["size_ratio"] < 0.3 and report["test_samples"] == 200
+    bad = tmp_path / "bad.onnx"
+    bad.write_text("not onnx")
+    assert_one_line_error(invoke("quantize", bad, "-o", tmp_path / "b.onnx", "--data-dir", tiny_mnist), 2, "not a loadable ONNX model")
+    assert_one_line_error(invoke("quantize", out, "-o", tmp_path / "c.onnx", "--guard-size", "128", "--data-dir", tiny_mnist), 2, "already quantized")
+    assert_one_line_error(invoke("quantize", tiny_onnx, "-o", tmp_path / "d.onnx", "--calibration", "99999", "--guard-size", "128",
+                                 "--data-dir", tiny_mnist), 2, "--calibration 99999 is larger")
+    assert not any((tmp_path / n).exists() for n in ("b.onnx", "c.onnx", "d.onnx"))

@@ -1,0 +1,35 @@
+"""Latency and throughput of an ONNX model with ONNX Runtime. Torch-free."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from .onnx_model import OnnxModel
+
+
+@dataclass
+class Speed:
+    batch_size: int
+    runs: int
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    images_per_second: float  # batch_size / mean latency
+
+
+def measure(model: OnnxModel, batch_size: int, seconds: float = 2.0, warmup: int = 3, min_runs: int = 5) -> Speed:
+    """Run random MNIST-shaped batches for about `seconds` after `warmup` runs."""
+    x = (np.random.default_rng(0).random((batch_size, 1, 28, 28)) * 255).astype(np.float32)
+    for _ in range(warmup):
+        model.run(x)
+    times = []
+    start = time.perf_counter()
+    while len(times) < min_runs or time.perf_counter() - start < seconds:
+        t0 = time.perf_counter()
+        model.run(x)
+        times.append(time.perf_counter() - t0)
+    ms = np.array(times) * 1000
+    return Speed(batch_size, len(times), float(np.percentile(ms, 50)), float(np.percentile(ms, 90)),
+                 float(np.percentile(ms, 99)), batch_size / float(np.mean(times)))

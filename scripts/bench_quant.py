@@ -1,0 +1,105 @@
+"""INT8 variants against fp32 ONNX Runtime and PyTorch eager, measured in one run.
+
+For each quantization variant (QDQ/QOperator x per-channel/per-tensor x uint8/int8
+activations, and dynamic), quantize the fp32 model with the guard off, then measure test
+accuracy, top-1 agreement with fp32, file size and batch-256 throughput on this machine.
+
+    python scripts/bench_quant.py exports/mnist_cnn.onnx --checkpoint exports/mnist_cnn.safetensors \
+        --data-dir ../shared/data/mnist [--json]
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from cnn_edge.card import machine_description  # noqa: E402
+from cnn_edge.onnx_model import open_model  # noqa: E402
+from cnn_edge.quantize import QuantConfig, quantize_model  # noqa: E402
+from cnn_edge.speed import measure  # noqa: E402
+
+
+def torch_eager(checkpoint: Path, batch: int, seconds: float) -> dict:
+    import torch
+
+    from cnn_edge.checkpoint import load_checkpoint
+
+    model, _ = load_checkpoint(checkpoint)
+    out = {}
+    for layout in ("nchw", "channels_last"):
+        m = model.to(memory_format=torch.channels_last) if layout == "channels_last" else model
+        x = torch.rand(batch, 1, 28, 28) * 255
+        if layout == "channels_last":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            for _ in range(3):
+                m(x)
+            times, start = [], time.perf_counter()
+            while len(times) < 5 or time.perf_counter() - start < seconds:
+                t0 = time.perf_counter()
+                m(x)
+                times.append(time.perf_counter() - t0)
+        out[layout] = batch / float(np.mean(times))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("model")
+    ap.add_argument("--checkpoint", help="PyTorch checkpoint of the same network, for the eager baseline")
+    ap.add_argument("--data-dir", required=True)
+    ap.add_argument("--calibration", type=int, default=3000)
+    ap.add_argument("--seconds", type=float, default=3.0, help="timing window per measurement")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+
+    fp32 = open_model(Path(args.model))
+    fp32_speed = measure(fp32, 256, args.seconds)
+    fp32_size = Path(args.model).stat().st_size
+    variants = [dict(format=f, per_channel=pc, activation_type=a)
+                for f, pc, a in itertools.product(("qdq", "qoperator"), (True, False), ("uint8", "int8"))]
+    variants.append(dict(dynamic=True, weight_type="uint8"))
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, v in enumerate(variants):
+            cfg = QuantConfig(calibration=args.calibration, max_drop=100.0, **v)  # guard off: raw variants
+            res = quantize_model(Path(args.model), Path(tmp) / f"v{i}.onnx", cfg, args.data_dir)
+            speed = measure(open_model(res.output), 256, args.seconds)
+            rows.append({"variant": v, "size_ratio": res.output.stat().st_size / fp32_size,
+                         "test_accuracy": res.int8_test_accuracy, "fp32_test_accuracy": res.fp32_test_accuracy,
+                         "top1_agreement": res.test_top1_agreement, "images_per_second": speed.images_per_second,
+                         "ratio_vs_fp32_ort": speed.images_per_second / fp32_speed.images_per_second})
+    eager = torch_eager(Path(args.checkpoint), 256, args.seconds) if args.checkpoint else {}
+    for r in rows:
+        for layout, ips in eager.items():
+            r[f"ratio_vs_torch_{layout}"] = r["images_per_second"] / ips
+    result = {"machine": machine_description(), "fp32_ort_batch_256": asdict(fp32_speed),
+              "torch_eager_batch_256_images_per_second": eager, "variants": rows}
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    print(f"machine: {result['machine']}")
+    print(f"fp32 ONNX Runtime, batch 256: {fp32_speed.images_per_second:,.0f} img/s; PyTorch eager: "
+          + ", ".join(f"{k} {v:,.0f} img/s" for k, v in eager.items()))
+    print(f"{'variant':<40} {'size':>6} {'test acc':>9} {'drop':>7} {'agree':>8} {'img/s':>8} {'x fp32':>7} {'x torch':>8}")
+    for r in rows:
+        v = r["variant"]
+        name = ("dynamic, weights " + v["weight_type"]) if v.get("dynamic") else \
+            f"{v['format']}, {'per-channel' if v['per_channel'] else 'per-tensor'}, act {v['activation_type']}"
+        drop = (r["fp32_test_accuracy"] - r["test_accuracy"]) * 100
+        xt = r.get("ratio_vs_torch_nchw")
+        print(f"{name:<40} {r['size_ratio']:>6.1%} {r['test_accuracy']:>9.2%} {drop:>7.3f} {r['top1_agreement']:>8.2%} "
+              f"{r['images_per_second']:>8,.0f} {r['ratio_vs_fp32_ort']:>7.2f} {xt if xt is None else format(xt, '.2f'):>8}")
+
+
+if __name__ == "__main__":
+    main()
