@@ -32,8 +32,11 @@ QUANTIZABLE_OPS = ("Conv", "Gemm", "MatMul")  # the nodes the guard may keep in 
 class QuantConfig:
     calibration: int = 3000  # training images used to calibrate activation ranges
     method: str = "minmax"  # minmax | entropy | percentile
-    per_channel: bool = True  # one weight scale per output channel
-    format: str = "qdq"  # qdq (Q/DQ pairs around float ops) | qoperator (QLinearConv, QGemm)
+    # Defaults chosen by scripts/bench_quant.py on an AVX2 CPU without VNNI: QOperator with
+    # per-tensor scales and uint8 activations ran 2.6x fp32 at no accuracy cost here, while int8
+    # activations in QOperator fell back to slow kernels (0.15x). See README.
+    per_channel: bool = False  # True: one weight scale per output channel
+    format: str = "qoperator"  # qoperator (QLinearConv, QGemm) | qdq (Q/DQ pairs around float ops)
     activation_type: str = "uint8"
     weight_type: str = "int8"
     dynamic: bool = False  # weight-only dynamic quantization instead (no calibration)

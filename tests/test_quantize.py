@@ -8,7 +8,7 @@ from cnn_edge.quantize import QuantConfig, is_quantized, quant_report, quantize_
 from cnn_edge.validate import validate_model
 from conftest import REPO, real_mnist
 
-QDQ_SMALL = QuantConfig(calibration=200, guard_size=128)
+QDQ_SMALL = QuantConfig(calibration=200, guard_size=128, format="qdq", per_channel=True)
 
 
 @pytest.fixture(scope="module")
@@ -43,10 +43,10 @@ def test_metadata_carries_fp32_contract_and_settings(int8_model, tiny_onnx):
     assert float(props["cnn_edge.test_accuracy"]) == pytest.approx(int8_model.int8_test_accuracy, abs=1e-6)
 
 
-def test_qoperator_format_gives_qlinear_ops(tiny_onnx, tiny_mnist, tmp_path):
-    res = quantize_model(tiny_onnx, tmp_path / "q.onnx", QuantConfig(calibration=100, guard_size=128, format="qoperator"),
-                         str(tiny_mnist))
-    assert "QLinearConv" in ops(res.output)
+def test_default_qoperator_format_gives_qlinear_ops(tiny_onnx, tiny_mnist, tmp_path):
+    # The default format.
+    res = quantize_model(tiny_onnx, tmp_path / "q.onnx", QuantConfig(calibration=100, guard_size=128), str(tiny_mnist))
+    assert "QLinearConv" in ops(res.output) and "QGemm" in ops(res.output)
     assert res.layer_sqnr_db  # measured on the QDQ twin
 
 
