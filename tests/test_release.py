@@ -32,3 +32,15 @@ def test_released_model_names_its_checkpoint():
     props = {p.key: p.value for p in onnx.load(str(EXPORTS / "mnist_cnn.onnx")).metadata_props}
     assert props["cnn_edge.checkpoint_sha256"] == sha256_file(EXPORTS / "mnist_cnn.safetensors")
     assert float(props["cnn_edge.test_accuracy"]) >= 0.9926
+
+
+def test_released_int8_model_meets_its_targets():
+    from cnn_edge.quantize import is_quantized
+
+    int8 = EXPORTS / "mnist_cnn.int8.onnx"
+    assert is_quantized(onnx.load(str(int8)))
+    assert int8.stat().st_size <= 0.27 * (EXPORTS / "mnist_cnn.onnx").stat().st_size
+    report = validate_model(int8, EXPORTS / "mnist_cnn.safetensors", str(real_mnist()))
+    assert report.parity.kind == "int8" and report.passed
+    assert report.parity.top1_agreement >= 0.9985
+    assert report.parity.accuracy_drop_pp <= 0.1
