@@ -25,7 +25,7 @@ FORMATS = ("qdq", "qoperator")
 TYPES = ("uint8", "int8")
 QUANTIZED_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "QGemm",
                  "ConvInteger", "MatMulInteger", "DynamicQuantizeLinear"}
-QUANTIZABLE_OPS = ("Conv", "Gemm", "MatMul")  # the nodes the guard may keep in float
+LAYER_OPS = ("Conv", "Gemm", "MatMul")  # nodes that carry a layer's weights, named in reports
 
 
 @dataclass(frozen=True)
@@ -95,9 +95,6 @@ class _Reader:
         self.pos += self.batch_size
         return {C.INPUT_NAME: batch}
 
-    def rewind(self):
-        self.pos = 0
-
     def __iter__(self):  # qdq_loss_debug iterates readers
         return iter(self.get_next, None)
 
@@ -116,7 +113,7 @@ def node_labels(proto) -> dict[str, str]:
     """Node name -> a readable label naming its layer (e.g. 'node_conv2d_1 (conv2)')."""
     labels = {}
     for n in proto.graph.node:
-        if n.op_type in QUANTIZABLE_OPS:
+        if n.op_type in LAYER_OPS:
             weight = next((i for i in n.input if i.endswith(".weight")), "")
             layer = weight.rsplit(".", 2)[-2] if weight.count(".") >= 1 else ""
             labels[n.name] = f"{n.name} ({layer})" if layer else n.name
@@ -177,11 +174,12 @@ def quantize_model(model_path: Path, output: Path, cfg: QuantConfig = QuantConfi
         tmp = Path(tmp)
         pre = tmp / "pre.onnx"
         quant_pre_process(str(model_path), str(pre))
+        pre_proto = onnx.load(str(pre))
         cache = tmp / "calibration.json"  # calibrate once; the guard's retries reuse the ranges
 
         # Softmax always runs in float: quantized to 8 bits its probabilities would have a
         # resolution of 1/255 and near-ties would break top-1. It costs nothing measurable.
-        always_float = [n.name for n in onnx.load(str(pre)).graph.node if n.op_type == "Softmax"]
+        always_float = [n.name for n in pre_proto.graph.node if n.op_type == "Softmax"]
 
         def attempt(exclude: list[str]) -> tuple[Path, GuardStep]:
             out = tmp / f"q{len(exclude)}_{abs(hash(tuple(exclude)))}.onnx"
@@ -196,7 +194,7 @@ def quantize_model(model_path: Path, output: Path, cfg: QuantConfig = QuantConfi
         if best.drop_pp > cfg.max_drop:
             # Rank the nodes by the accuracy each one costs when quantized (keep it alone in float,
             # measure), then keep them in float in that order until the drop is within the limit.
-            singles = [(n, attempt([n])[1]) for n in candidates(onnx.load(str(pre)))]
+            singles = [(n, attempt([n])[1]) for n in candidates(pre_proto)]
             attempts.extend(t for _, t in singles)
             ranked = sorted(singles, key=lambda nt: -nt[1].guard_accuracy)
             excluded: list[str] = []
@@ -214,7 +212,8 @@ def quantize_model(model_path: Path, output: Path, cfg: QuantConfig = QuantConfi
             raise ConfigError(f"int8 model loses {best.drop_pp:.3f} points (> --max-drop {cfg.max_drop}) even with "
                               f"{len(best.excluded)} nodes in float; raise --max-drop or try another --method")
         qproto = onnx.load(str(best_path))
-        layer_sqnr = _layer_errors(pre, best_path, cfg, calib, cache, always_float + best.excluded, guard_x[:256], tmp)
+        layer_sqnr = _layer_errors(pre, pre_proto, best_path, cfg, calib, cache, always_float + best.excluded,
+                                   guard_x[:256], tmp)
         # The released int8 model states its own test accuracy, measured here.
         test = load_mnist("test", data_dir)
         fp32_probs, _ = fp32.run_batched(test.images, 256)
@@ -236,10 +235,9 @@ def quantize_model(model_path: Path, output: Path, cfg: QuantConfig = QuantConfi
                        layer_sqnr_db=layer_sqnr)
 
 
-def _layer_errors(pre: Path, quantized: Path, cfg: QuantConfig, calib: np.ndarray, cache: Path,
+def _layer_errors(pre: Path, pre_proto, quantized: Path, cfg: QuantConfig, calib: np.ndarray, cache: Path,
                   exclude: list[str], images: np.ndarray, tmp: Path) -> dict[str, float]:
     """Per-activation SQNR (dB) of the quantized model against the float one, in graph order."""
-    import onnx
     from onnxruntime.quantization.qdq_loss_debug import (collect_activations, compute_activation_error,
                                                          create_activation_matching,
                                                          modify_model_output_intermediate_tensors)
@@ -255,7 +253,7 @@ def _layer_errors(pre: Path, quantized: Path, cfg: QuantConfig, calib: np.ndarra
     modify_model_output_intermediate_tensors(str(qdq), str(aug_q))
     errors = compute_activation_error(create_activation_matching(
         collect_activations(str(aug_q), _Reader(images)), collect_activations(str(aug_f), _Reader(images))))
-    order = [o for n in onnx.load(str(pre)).graph.node for o in n.output]
+    order = [o for n in pre_proto.graph.node for o in n.output]
     return {name: round(float(errors[name]["xmodel_err"]), 2) for name in order if name in errors}
 
 

@@ -78,7 +78,6 @@ class WeightAverage:
             avg.lerp_(cur, 1 - d)
 
 
-
 def make_config(recipe: str = "default", **overrides) -> TrainConfig:
     """A recipe with the options the user gave (None means: keep the recipe's value)."""
     if recipe not in RECIPES:
