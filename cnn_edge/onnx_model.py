@@ -16,10 +16,7 @@ class OnnxModel:
     path: Path
     session: "object"  # onnxruntime.InferenceSession
     metadata: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def provider(self) -> str:
-        return self.session.get_providers()[0]
+    provider: str = "cpu"  # the provider that actually runs it (cpu, cuda, tensorrt)
 
     def run(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """pixels (B, 1, 28, 28) float32 0..255 -> (probabilities, logits), each (B, 10)."""
@@ -43,12 +40,16 @@ def _describe_shape(shape) -> str:
     return "[" + ", ".join(str(d) for d in shape) + "]"
 
 
-def open_model(path: Path, providers: list[str] | None = None, threads: int | None = None) -> OnnxModel:
-    """Load `path` with ONNX Runtime and check input and outputs against the contract.
+def open_model(path: Path, provider: str = "cpu", threads: int | None = None, spin: bool = True) -> OnnxModel:
+    """Load `path` with ONNX Runtime on `provider` (auto|cpu|cuda|tensorrt) and check its input
+    and outputs against the contract.
 
     Raises ModelFileError naming what is wrong: missing file, not ONNX, another input shape or
-    dtype, missing outputs."""
+    dtype, missing outputs; ConfigError when the provider cannot run. `spin=False` stops ONNX
+    Runtime's idle threads from busy-waiting, which matters when other processes share the cores."""
     import onnxruntime as ort
+
+    from .providers import create_session
 
     path = Path(path)
     if not path.is_file():
@@ -57,11 +58,9 @@ def open_model(path: Path, providers: list[str] | None = None, threads: int | No
     opts.log_severity_level = 3  # keep ONNX Runtime's own warnings off the user's screen
     if threads:
         opts.intra_op_num_threads = threads
-    try:
-        session = ort.InferenceSession(str(path), opts, providers=providers or ["CPUExecutionProvider"])
-    except Exception as exc:  # ORT raises its own Fail/InvalidProtobuf/InvalidGraph types
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-        raise ModelFileError(f"{path} is not a loadable ONNX model ({first[:200]})") from None
+    if not spin:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session, ran_on = create_session(str(path), opts, provider)
     inputs = session.get_inputs()
     if len(inputs) != 1:
         raise ModelFileError(f"{path} has {len(inputs)} inputs; the contract is one input {C.INPUT_NAME!r}")
@@ -81,7 +80,7 @@ def open_model(path: Path, providers: list[str] | None = None, threads: int | No
     if missing:
         raise ModelFileError(f"{path} lacks outputs {missing}; the contract is {list(C.OUTPUT_NAMES)}")
     metadata = dict(session.get_modelmeta().custom_metadata_map)
-    return OnnxModel(path, session, metadata)
+    return OnnxModel(path, session, metadata, ran_on)
 
 
 def class_labels(model: OnnxModel) -> list[str]:

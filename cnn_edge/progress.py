@@ -39,3 +39,19 @@ def status(message: str, enabled: bool = True) -> Iterator[None]:
 
     with Console(stderr=True).status(message):
         yield
+
+
+@contextmanager
+def count_bar(total: int, label: str, enabled: bool = True) -> Iterator:
+    """A bar over `total` items on stderr; yields advance(n, **fields) (a no-op when disabled)."""
+    if not enabled:
+        yield lambda n, **fields: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[failed]} failed  {task.fields[ips]:.0f} img/s"), TimeRemainingColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=False) as bar:
+        task = bar.add_task(label, total=total, failed=0, ips=0.0)
+        yield lambda n, **fields: bar.update(task, advance=n, **fields)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -19,16 +20,26 @@ class Speed:
     images_per_second: float  # batch_size / mean latency
 
 
+def random_batch(batch_size: int) -> np.ndarray:
+    return (np.random.default_rng(0).random((batch_size, 1, 28, 28)) * 255).astype(np.float32)
+
+
 def measure(model: OnnxModel, batch_size: int, seconds: float = 2.0, warmup: int = 3, min_runs: int = 5) -> Speed:
-    """Run random MNIST-shaped batches for about `seconds` after `warmup` runs."""
-    x = (np.random.default_rng(0).random((batch_size, 1, 28, 28)) * 255).astype(np.float32)
+    """Run random MNIST-shaped batches through an ONNX model for about `seconds` after `warmup` runs."""
+    x = random_batch(batch_size)
+    return measure_fn(lambda: model.run(x), batch_size, seconds, warmup, min_runs)
+
+
+def measure_fn(run: Callable[[], object], batch_size: int, seconds: float = 2.0, warmup: int = 3,
+               min_runs: int = 5) -> Speed:
+    """Time `run()` (one batch of `batch_size`) for about `seconds` after `warmup` calls."""
     for _ in range(warmup):
-        model.run(x)
+        run()
     times = []
     start = time.perf_counter()
     while len(times) < min_runs or time.perf_counter() - start < seconds:
         t0 = time.perf_counter()
-        model.run(x)
+        run()
         times.append(time.perf_counter() - t0)
     ms = np.array(times) * 1000
     return Speed(batch_size, len(times), float(np.percentile(ms, 50)), float(np.percentile(ms, 90)),

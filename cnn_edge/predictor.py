@@ -1,0 +1,95 @@
+"""The Python API for services: `Predictor("model.onnx").predict(images)`. Torch-free.
+
+    from cnn_edge import Predictor
+    predictor = Predictor("exports/mnist_cnn.int8.onnx")
+    [p] = predictor.predict(["digit.png"])
+    p.label, p.confidence, p.top_k
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence, Union
+
+import numpy as np
+from PIL import Image
+
+from . import contract as C
+from .errors import ConfigError, ModelFileError
+from .onnx_model import OnnxModel, class_labels, open_model
+from .preprocess import DEFAULT_MAX_PIXELS, PREPROCESSORS, ImageError, Source, preprocess, preprocess_many
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One image's result: the winning class, its probability, and the k most likely classes."""
+
+    label: str
+    index: int
+    confidence: float
+    top_k: tuple[tuple[str, float], ...]
+    probabilities: np.ndarray = field(repr=False, compare=False)
+
+
+def preprocessing_of(model: OnnxModel) -> str:
+    """The preprocessing the model's metadata asks for; models without the key get MNIST's."""
+    name = model.metadata.get("cnn_edge.preprocessing", C.PREPROCESSING)
+    if name not in PREPROCESSORS:
+        raise ModelFileError(f"{model.path} asks for preprocessing {name!r}, which this cnn-edge does not know "
+                             f"(it knows {', '.join(PREPROCESSORS)}); upgrade cnn-edge")
+    return name
+
+
+class Predictor:
+    """An ONNX model that follows the cnn-edge contract, with the preprocessing its metadata names.
+
+    provider: auto|cpu|cuda|tensorrt; an explicit one that cannot run raises ConfigError."""
+
+    def __init__(self, model: Union[str, Path], provider: str = "auto", threads: int | None = None,
+                 max_pixels: int = DEFAULT_MAX_PIXELS, spin: bool = True):
+        self.model = open_model(Path(model), provider=provider, threads=threads, spin=spin)
+        self.preprocessing = preprocessing_of(self.model)
+        self.labels = class_labels(self.model)
+        self.max_pixels = max_pixels
+
+    @property
+    def provider(self) -> str:
+        return self.model.provider
+
+    def prepare(self, image: Source) -> np.ndarray:
+        """One image -> the model's (28, 28) float32 input. Raises ImageError."""
+        return preprocess(image, self.max_pixels)
+
+    def predict(self, images: Union[Source, Sequence[Source]], top_k: int = 3) -> list[Prediction]:
+        """Paths, PIL images or numpy arrays (one or a list) -> one Prediction each, in order.
+
+        Raises ImageError naming the first image that cannot be read."""
+        if isinstance(images, (str, Path, np.ndarray, Image.Image)):
+            images = [images]
+        images = list(images)
+        prepared, errors = preprocess_many(images, self.max_pixels)
+        for i, error in enumerate(errors):
+            if error:
+                name = images[i] if isinstance(images[i], (str, Path)) else f"image {i}"
+                raise ImageError(f"{name}: {error}")
+        return self.predict_prepared(prepared, top_k)
+
+    def probabilities(self, prepared: np.ndarray) -> np.ndarray:
+        """(N, 28, 28) model inputs -> (N, 10) probabilities."""
+        x = np.ascontiguousarray(prepared, dtype=np.float32)[:, None]
+        if len(x) == 0:
+            return np.zeros((0, len(self.labels)), np.float32)
+        probs, _ = self.model.run(x)
+        return probs
+
+    def predict_prepared(self, prepared: np.ndarray, top_k: int = 3) -> list[Prediction]:
+        if top_k < 1:
+            raise ConfigError(f"top-k must be at least 1, got {top_k}")
+        return list(self.to_predictions(self.probabilities(prepared), top_k))
+
+    def to_predictions(self, probs: np.ndarray, top_k: int) -> Iterable[Prediction]:
+        k = min(top_k, probs.shape[1])
+        order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+        for row, idx in zip(probs, order):
+            top = tuple((self.labels[j], float(row[j])) for j in idx)
+            yield Prediction(top[0][0], int(idx[0]), top[0][1], top, row)
