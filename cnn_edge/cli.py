@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import functools
 import json
-import time
 from pathlib import Path
 from typing import Optional
 
@@ -15,7 +14,7 @@ import typer
 
 from .constants import DEFAULT_VAL_SIZE
 from .contract import INT8_MAX_ACCURACY_DROP_PP
-from .errors import CnnEdgeError, ConfigError
+from .errors import CnnEdgeError
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -256,133 +255,9 @@ def pipeline(
                    f"{summary['quantization']['test_accuracy']['int8']:.2%}, {summary['quantization']['size_ratio']:.1%} of the fp32 size")
 
 
-# Exit code of `predict` when it finished but some inputs could not be classified.
-EXIT_SOME_FAILED = 3
-ProviderOpt = typer.Option("auto", "--provider", help="auto (best that starts), cpu, cuda or tensorrt. An explicit one that cannot run is an error, never a silent CPU fall back.")
 
-
-def _print_row(row, top_k: int) -> None:
-    if row.prediction is None:
-        typer.echo(f"{row.path}\t-\terror: {row.error}")
-        return
-    tops = "  ".join(f"{label}:{p:.3f}" for label, p in row.prediction.top_k[:top_k])
-    typer.echo(f"{row.path}\t{row.prediction.label}\t{row.prediction.confidence:.4f}\t{tops}")
-
-
-@app.command()
-@handle_errors
-def predict(
-    model: Path = typer.Argument(..., help="ONNX model (cnn-edge contract), e.g. exports/mnist_cnn.onnx."),
-    inputs: list[str] = typer.Argument(..., help="Image files, folders and glob patterns ('scans/*.png')."),
-    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Results file (.csv or .jsonl); without it, a table on screen."),
-    fmt: Optional[str] = typer.Option(None, "--format", help="csv or jsonl (default: from the -o extension, else csv)."),
-    recursive: bool = typer.Option(False, "--recursive", "-r", help="Go into sub-folders (and let ** in patterns match them)."),
-    top_k: int = typer.Option(3, "--top-k", help="How many most likely classes each row lists."),
-    batch_size: int = typer.Option(256, "--batch-size", help="Images per ONNX Runtime call."),
-    workers: Optional[int] = typer.Option(None, "--workers", help="Decoding processes (default: one per core for 256+ files; 0: none)."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="ONNX Runtime threads (default: one per core)."),
-    provider: str = ProviderOpt,
-    max_pixels: int = typer.Option(40_000_000, "--max-pixels", help="Refuse images above this many pixels (decompression bombs)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted -o file: skip paths already written."),
-    quiet: bool = QuietOpt,
-    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
-):
-    """Classify images: one row per input, in order, with prediction, confidence, top-k and error.
-
-    Exit codes: 0 every input classified; 3 finished, but some inputs failed (their rows say why);
-    2 bad options, model or output path; 130 interrupted (rerun with --resume)."""
-    from .inputs import collect_inputs
-    from .predict import PredictConfig, run_predict
-    from .progress import count_bar
-    from .results import ResultWriter, format_for
-
-    cfg = PredictConfig(batch_size=batch_size, workers=workers, top_k=top_k, max_pixels=max_pixels,
-                        provider=provider, threads=threads)
-    cfg.check()
-    if resume and output is None:
-        raise ConfigError("--resume needs -o: it continues a results file")
-    paths = collect_inputs(inputs, recursive)
-    writer = ResultWriter(output, format_for(output, fmt), top_k, resume) if output is not None else None
-    show_rows = output is None and not as_json
-    todo = len(paths) - (len(writer.done & set(paths)) if writer is not None else 0)
-    started, counts = time.perf_counter(), {"done": 0, "failed": 0}
-    try:
-        with count_bar(todo, "predict", enabled=not quiet and not show_rows and todo >= 1000) as advance:
-            def on_batch(rows):
-                counts["done"] += len(rows)
-                counts["failed"] += sum(r.prediction is None for r in rows)
-                advance(len(rows), failed=counts["failed"], ips=counts["done"] / max(time.perf_counter() - started, 1e-9))
-                if show_rows:
-                    for row in rows:
-                        _print_row(row, top_k)
-
-            summary = run_predict(model, paths, cfg, writer, on_batch)
-    except BaseException:
-        if writer is not None:
-            writer.abort()
-            if counts["done"]:
-                typer.echo(f"{counts['done']:,} rows kept in {writer.partial}; rerun with --resume to continue", err=True)
-        raise
-    if writer is not None:
-        writer.finish()
-    if as_json:
-        _print_json(summary.to_dict())
-    else:
-        where = f" -> {output}" if output is not None else ""
-        skipped = f", {summary.skipped:,} already done" if summary.skipped else ""
-        typer.echo(f"{summary.files:,} files: {summary.ok:,} ok, {summary.failed:,} failed{skipped}; "
-                   f"{summary.images_per_second:,.0f} images/s on {summary.provider} ({summary.workers} workers){where}",
-                   err=show_rows)
-    if summary.failed:
-        raise typer.Exit(EXIT_SOME_FAILED)
-
-
-def _print_bench(report) -> None:
-    m = report.machine
-    typer.echo(f"{m['cpu']}, {m['cores']} cores; onnxruntime {m['onnxruntime']}" +
-               (f", torch {m['torch']}" if "torch" in m else "") + f"; {report.seconds_per_point:g} s per point after warm-up")
-    typer.echo(f"{'backend':<12} {'model':<34} {'device':<6} {'batch':>5} {'p50 ms':>9} {'p90 ms':>9} {'p99 ms':>9} {'images/s':>10}")
-    for r in report.rows:
-        typer.echo(f"{r.backend:<12} {r.model[:34]:<34} {r.device[:6]:<6} {r.batch_size:>5} {r.p50_ms:>9.3f} "
-                   f"{r.p90_ms:>9.3f} {r.p99_ms:>9.3f} {r.images_per_second:>10,.0f}")
-    for note in report.notes:
-        typer.echo(f"note: {note}")
-
-
-@app.command()
-@handle_errors
-def bench(
-    models: Optional[list[Path]] = typer.Argument(None, help="ONNX models (default: exports/mnist_cnn.onnx and exports/mnist_cnn.int8.onnx)."),
-    checkpoint: Optional[Path] = typer.Option(None, help="PyTorch checkpoint for the eager rows (default: the .safetensors beside the first model)."),
-    use_torch: Optional[bool] = typer.Option(None, "--torch/--no-torch", help="Include PyTorch eager (default: when torch and a checkpoint are there)."),
-    batch_sizes: str = typer.Option("1,8,64,256", "--batch-sizes", help="Comma-separated batch sizes."),
-    seconds: float = typer.Option(2.0, help="Timed seconds per batch size, after warm-up."),
-    provider: str = ProviderOpt,
-    threads: Optional[int] = typer.Option(None, "--threads", help="ONNX Runtime threads (default: one per core)."),
-    plot: Optional[Path] = typer.Option(None, "--plot", help="Also draw the results into this PNG (needs the 'plot' extra: matplotlib)."),
-    as_json: bool = JsonOpt,
-):
-    """Latency (p50/p90/p99) and throughput per batch size: ONNX Runtime fp32 and int8, PyTorch eager."""
-    from .bench import plot_png, run_bench
-    from .io_utils import atomic_write_bytes, check_writable
-    from .progress import status
-
-    try:
-        sizes = tuple(int(b) for b in batch_sizes.split(","))
-    except ValueError:
-        raise ConfigError(f"--batch-sizes must be integers separated by commas, got {batch_sizes!r}") from None
-    if not models:
-        models = [p for p in (Path("exports/mnist_cnn.onnx"), Path("exports/mnist_cnn.int8.onnx")) if p.is_file()]
-    if plot is not None:
-        check_writable(plot)
-    with status("benchmarking", enabled=not as_json) as _:
-        report = run_bench(list(models), checkpoint, use_torch, sizes, seconds, provider, threads)
-    if plot is not None:
-        atomic_write_bytes(plot, plot_png(report))
-    _print_json(report.to_dict()) if as_json else _print_bench(report)
-    if plot is not None and not as_json:
-        typer.echo(f"plot: {plot}")
-
+# predict and bench live in their own module; importing it registers them on `app`.
+from . import cli_runtime  # noqa: E402,F401
 
 def main() -> None:
     app()

@@ -26,7 +26,7 @@ POOL_MIN_FILES = 256
 CHUNKS_PER_WORKER = 2
 
 
-@dataclass
+@dataclass(frozen=True)
 class PredictConfig:
     batch_size: int = 256
     workers: Optional[int] = None  # None: one per core for big jobs, none for small ones
@@ -35,7 +35,7 @@ class PredictConfig:
     provider: str = "auto"
     threads: Optional[int] = None  # ONNX Runtime intra-op threads; None: its default
 
-    def check(self) -> None:
+    def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ConfigError(f"--batch-size must be at least 1, got {self.batch_size}")
         if self.workers is not None and self.workers < 0:
@@ -87,7 +87,16 @@ def _pool(workers: int):
 
     # fork starts workers in milliseconds; it happens before ONNX Runtime starts any thread.
     method = "fork" if sys.platform.startswith("linux") else "spawn"
-    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method))
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method),
+                               initializer=_ignore_interrupts)
+
+
+def _ignore_interrupts() -> None:
+    """Ctrl-C reaches every process of the terminal's group; only the main one handles it (it
+    keeps the rows written so far and stops the workers), so workers print no tracebacks."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _chunks(paths: list[str], size: int) -> Iterator[list[str]]:
@@ -127,7 +136,6 @@ def run_predict(model_path: Path, paths: list[str], cfg: PredictConfig, writer=N
 
     Paths already in writer.done (--resume) are skipped. The pool is started before the model is
     loaded, so forked workers never inherit ONNX Runtime's threads."""
-    cfg.check()
     skipped = 0
     if writer is not None and writer.done:
         todo = [p for p in paths if p not in writer.done]

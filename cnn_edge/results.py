@@ -47,6 +47,8 @@ class ResultWriter:
         self.partial = self.output.with_name(self.output.name + ".partial")
         self.fmt, self.top_k = fmt, top_k
         self.done: set[str] = set()
+        self.written = 0
+        self._fresh = not (resume and (self.partial.exists() or self.output.exists()))
         source = self.partial if self.partial.exists() else self.output if self.output.exists() else None
         if resume and source is not None:
             kept = _complete_lines(source)
@@ -81,6 +83,7 @@ class ResultWriter:
         return {r[0] for r in rows[1:] if r}
 
     def write(self, path: str, prediction, error: str) -> None:
+        self.written += 1
         if self.fmt == "csv":
             tops = [] if prediction is None else [v for label, p in prediction.top_k for v in (label, f"{p:.6f}")]
             tops += [""] * (2 * self.top_k - len(tops))
@@ -107,7 +110,9 @@ class ResultWriter:
         return self.output
 
     def abort(self) -> None:
-        """Keep the partial file for --resume."""
+        """Keep the partial file for --resume; a run that wrote nothing leaves nothing behind."""
         if not self._file.closed:
             self._file.flush()
             self._file.close()
+        if self._fresh and self.written == 0:
+            self.partial.unlink(missing_ok=True)
