@@ -1,0 +1,47 @@
+"""cnn-edge bench: ONNX Runtime and PyTorch eager rows, table, JSON, plot."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from cnn_edge.bench import run_bench
+from cnn_edge.cli import app
+from cnn_edge.errors import ConfigError
+
+from conftest import REPO
+
+MODELS = [REPO / "exports" / "mnist_cnn.onnx", REPO / "exports" / "mnist_cnn.int8.onnx"]
+
+
+def test_rows_for_every_model_batch_and_backend():
+    pytest.importorskip("torch")
+    report = run_bench(MODELS, batch_sizes=(1, 8), seconds=0.05)
+    got = {(r.backend, r.precision, r.batch_size) for r in report.rows}
+    assert got == {(b, p, n) for b, p in (("onnxruntime", "fp32"), ("onnxruntime", "int8"), ("pytorch", "fp32")) for n in (1, 8)}
+    for r in report.rows:
+        assert 0 < r.p50_ms <= r.p90_ms <= r.p99_ms and r.runs >= 5
+        assert r.images_per_second == pytest.approx(r.batch_size * 1000 / r.p50_ms, rel=0.9)
+    assert report.machine["cores"] >= 1 and "torch" in report.machine
+
+
+def test_no_torch_and_bad_options():
+    report = run_bench(MODELS[:1], use_torch=False, batch_sizes=(2,), seconds=0.02)
+    assert [r.backend for r in report.rows] == ["onnxruntime"]
+    with pytest.raises(ConfigError, match="batch sizes"):
+        run_bench(MODELS, batch_sizes=(0,))
+    result = CliRunner().invoke(app, ["bench", str(MODELS[0]), "--batch-sizes", "1,x"])
+    assert result.exit_code == 2 and "--batch-sizes" in result.stderr
+
+
+def test_cli_table_json_and_plot(tmp_path):
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "bench.png"
+    result = CliRunner().invoke(app, ["bench", *map(str, MODELS), "--no-torch", "--seconds", "0.05",
+                                      "--batch-sizes", "1,4", "--plot", str(png), "--json"])
+    assert result.exit_code == 0, result.output
+    assert len(json.loads(result.stdout)["rows"]) == 4
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    table = CliRunner().invoke(app, ["bench", str(MODELS[1]), "--no-torch", "--seconds", "0.05", "--batch-sizes", "2"])
+    assert table.exit_code == 0 and "p99 ms" in table.stdout and "mnist_cnn.int8.onnx" in table.stdout

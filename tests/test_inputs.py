@@ -1,0 +1,41 @@
+"""Collecting inputs: files, folders, --recursive, glob patterns; order kept, each path once."""
+from __future__ import annotations
+
+import pytest
+
+from cnn_edge.errors import ConfigError
+from cnn_edge.inputs import collect_inputs
+
+
+@pytest.fixture
+def tree(tmp_path):
+    for rel in ("a/2.png", "a/1.jpg", "a/notes.txt", "a/sub/3.webp", "b/4.PNG", "top.gif"):
+        p = tmp_path / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"x")
+    return tmp_path
+
+
+def test_folder_takes_its_images_sorted(tree):
+    assert collect_inputs([str(tree / "a")]) == [str(tree / "a/1.jpg"), str(tree / "a/2.png")]
+
+
+def test_recursive_goes_into_sub_folders(tree):
+    assert collect_inputs([str(tree / "a")], recursive=True)[-1] == str(tree / "a/sub/3.webp")
+
+
+def test_glob_patterns_and_order_of_arguments(tree):
+    got = collect_inputs([str(tree / "b/*.PNG"), str(tree / "top.gif"), str(tree / "a/*.png")])
+    assert got == [str(tree / "b/4.PNG"), str(tree / "top.gif"), str(tree / "a/2.png")]
+    assert collect_inputs([str(tree / "**/*.webp")], recursive=True) == [str(tree / "a/sub/3.webp")]
+
+
+def test_named_files_are_taken_whatever_their_name_and_once(tree):
+    notes = str(tree / "a/notes.txt")
+    assert collect_inputs([notes, notes, str(tree / "missing.png")]) == [notes, str(tree / "missing.png")]
+
+
+def test_nothing_found_is_an_error(tree):
+    (tree / "empty").mkdir()
+    with pytest.raises(ConfigError, match="no images found"):
+        collect_inputs([str(tree / "*.tiff"), str(tree / "empty")])

@@ -1,0 +1,213 @@
+"""`cnn-edge predict` and the Predictor API on the released model, with real image files."""
+from __future__ import annotations
+
+import csv
+import json
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from cnn_edge import ImageError, Prediction, Predictor
+from cnn_edge.cli import app
+from cnn_edge.cli_runtime import EXIT_SOME_FAILED
+from cnn_edge.data import load_mnist
+from cnn_edge.predict import PredictConfig, run_predict
+from cnn_edge.providers import available
+from cnn_edge.results import ResultWriter
+
+from conftest import REPO, real_mnist
+
+MODEL = REPO / "exports" / "mnist_cnn.onnx"
+INT8 = REPO / "exports" / "mnist_cnn.int8.onnx"
+runner = CliRunner()
+needs_mnist = pytest.mark.skipif(real_mnist() is None, reason="needs CNN_EDGE_DATA (real MNIST)")
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def write_digits(folder, n: int, start: int = 0) -> tuple[list[str], np.ndarray]:
+    """MNIST test digits as PNG files named INDEX_LABEL.png; synthetic bars without the data."""
+    folder.mkdir(parents=True, exist_ok=True)
+    data = real_mnist()
+    if data is not None:
+        test = load_mnist("test", str(data))
+        images, labels = test.images[start : start + n], test.labels[start : start + n]
+    else:
+        images = np.zeros((n, 28, 28), np.uint8)
+        images[:, 4:24, 12:15] = 255
+        labels = np.ones(n, np.int64)
+    paths = []
+    for i, (img, label) in enumerate(zip(images, labels)):
+        paths.append(str(folder / f"{start + i:05d}_{label}.png"))
+        Image.fromarray(img).save(paths[-1])
+    return paths, labels
+
+
+def read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture
+def mixed_folder(tmp_path):
+    """Good digits with broken files between them."""
+    folder = tmp_path / "in"
+    paths, _ = write_digits(folder, 6)
+    (folder / "00002_empty.png").write_bytes(b"")
+    (folder / "00003_text.jpg").write_text("hello")
+    (folder / "00004_cut.png").write_bytes(open(paths[0], "rb").read()[:50])
+    Image.new("L", (50, 50), 0).save(folder / "00005_blank.png")
+    return folder
+
+
+def test_predict_folder_to_csv_with_broken_files(mixed_folder, tmp_path):
+    out = tmp_path / "r.csv"
+    result = invoke("predict", MODEL, mixed_folder, "-o", out, "--json")
+    assert result.exit_code == EXIT_SOME_FAILED, result.output
+    summary = json.loads(result.stdout)
+    assert (summary["files"], summary["ok"], summary["failed"]) == (10, 6, 4)
+    assert summary["provider"] == "cpu"
+    rows = read_csv(out)
+    assert [r["path"] for r in rows] == sorted(str(p) for p in mixed_folder.iterdir())
+    errors = {r["path"].rsplit("/", 1)[1]: r["error"] for r in rows if r["error"]}
+    assert "empty file" in errors["00002_empty.png"]
+    assert "not an image" in errors["00003_text.jpg"]
+    assert errors["00004_cut.png"]
+    assert "blank" in errors["00005_blank.png"]
+    for r in rows:
+        assert (r["prediction"] == "") == bool(r["error"])
+        if r["prediction"]:
+            assert 0 < float(r["confidence"]) <= 1 and r["top1"] == r["prediction"] and r["top3"] != ""
+
+
+def test_all_fine_exits_0_and_jsonl_by_extension(tmp_path):
+    paths, labels = write_digits(tmp_path / "in", 5)
+    out = tmp_path / "r.jsonl"
+    result = invoke("predict", INT8, *paths, "-o", out, "--top-k", "2", "-q")
+    assert result.exit_code == 0, result.output
+    assert "5 files: 5 ok, 0 failed" in result.output and "on cpu" in result.output
+    rows = [json.loads(l) for l in out.read_text().splitlines()]
+    assert [r["path"] for r in rows] == paths and all(len(r["top_k"]) == 2 for r in rows)
+
+
+def test_table_on_screen_without_output(tmp_path):
+    paths, _ = write_digits(tmp_path / "in", 2)
+    result = invoke("predict", MODEL, *paths)
+    assert result.exit_code == 0
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 2 and lines[0].startswith(paths[0])
+    assert "2 files: 2 ok" in result.stderr
+
+
+def test_workers_give_the_same_rows_in_the_same_order(tmp_path):
+    paths, _ = write_digits(tmp_path / "in", 300)
+    results = []
+    for workers in (0, 2):
+        writer = ResultWriter(tmp_path / f"w{workers}.csv", "csv", 3)
+        summary = run_predict(MODEL, paths, PredictConfig(batch_size=64, workers=workers), writer)
+        writer.finish()
+        assert summary.workers == workers and summary.ok == 300
+        results.append((tmp_path / f"w{workers}.csv").read_text())
+    assert results[0] == results[1]
+
+
+def test_resume_skips_written_rows_and_completes_the_file(tmp_path):
+    paths, _ = write_digits(tmp_path / "in", 8)
+    out = tmp_path / "r.csv"
+    assert invoke("predict", MODEL, *paths[:5], "-o", out, "-q").exit_code == 0
+    reference = invoke("predict", MODEL, *paths, "-o", tmp_path / "ref.csv", "-q")
+    assert reference.exit_code == 0
+    # Simulate a run over all 8 that died after 5 rows and half of the sixth.
+    partial = out.with_name("r.csv.partial")
+    partial.write_bytes(out.read_bytes() + paths[5].encode() + b",3,0.")
+    out.unlink()
+    result = invoke("predict", MODEL, *paths, "-o", out, "--resume", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["skipped"] == 5
+    assert out.read_text() == (tmp_path / "ref.csv").read_text()
+    assert not partial.exists()
+
+
+def test_bad_input_is_one_line_and_leaves_files_alone(tmp_path):
+    paths, _ = write_digits(tmp_path / "in", 1)
+    out = tmp_path / "r.csv"
+    out.write_text("keep me\n")
+    for args, pattern in (
+        ((tmp_path / "nope.onnx", *paths, "-o", out), "does not exist"),
+        ((MODEL, tmp_path / "empty_dir_*", "-o", out), "no images found"),
+        ((MODEL, *paths, "-o", out, "--batch-size", "0"), "--batch-size"),
+        ((MODEL, *paths, "--provider", "gpu"), "unknown provider"),
+        ((MODEL, *paths, "--resume"), "--resume needs -o"),
+    ):
+        result = invoke("predict", *args)
+        assert result.exit_code == 2, result.output
+        lines = [l for l in result.stderr.splitlines() if l.strip()]
+        assert len(lines) == 1 and lines[0].startswith("error: ") and pattern in lines[0], result.stderr
+    assert out.read_text() == "keep me\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "r.csv"]  # no partial file left
+
+
+@pytest.mark.skipif("cuda" in available(), reason="this machine has CUDA")
+def test_cuda_requested_without_it_fails_with_the_reason(tmp_path):
+    paths, _ = write_digits(tmp_path / "in", 1)
+    result = invoke("predict", MODEL, *paths, "--provider", "cuda")
+    assert result.exit_code == 2
+    assert "'cuda' is not in this ONNX Runtime build" in result.stderr and "onnxruntime-gpu" in result.stderr
+
+
+@pytest.mark.skipif("cuda" not in available(), reason="needs onnxruntime-gpu and a CUDA device")
+def test_cuda_runs_where_asked(tmp_path):
+    paths, _ = write_digits(tmp_path / "in", 3)
+    result = invoke("predict", MODEL, *paths, "--provider", "cuda", "--json", "-o", tmp_path / "r.csv")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["provider"] == "cuda"
+
+
+def test_predictor_takes_paths_pil_images_and_arrays(tmp_path):
+    paths, labels = write_digits(tmp_path / "in", 3)
+    predictor = Predictor(MODEL, provider="cpu")
+    images = [paths[0], Image.open(paths[1]), np.asarray(Image.open(paths[2]))]
+    results = predictor.predict(images, top_k=4)
+    assert all(isinstance(r, Prediction) for r in results) and len(results) == 3
+    assert [r.label for r in results] == [str(l) for l in labels]
+    assert all(len(r.top_k) == 4 and r.probabilities.shape == (10,) for r in results)
+    assert predictor.predict(paths[0])[0].label == results[0].label
+    with pytest.raises(ImageError, match="image 1: blank"):
+        predictor.predict([paths[0], np.zeros((28, 28), np.uint8)])
+
+
+@needs_mnist
+def test_png_accuracy_matches_validate(tmp_path):
+    """MNIST's 10,000 test images saved as PNG and run through predict: the accuracy that
+    validate reports for the model (its metadata), within 0.1 point."""
+    paths, labels = write_digits(tmp_path / "png", 10_000)
+    out = tmp_path / "r.csv"
+    writer = ResultWriter(out, "csv", 3)
+    summary = run_predict(MODEL, paths, PredictConfig(), writer)
+    writer.finish()
+    assert summary.ok == 10_000
+    predicted = np.array([int(r["prediction"]) for r in read_csv(out)])
+    accuracy = float((predicted == labels).mean())
+    validated = float(Predictor(MODEL).model.metadata["cnn_edge.test_accuracy"])
+    assert abs(accuracy - validated) <= 0.001, (accuracy, validated)
+
+
+@needs_mnist
+def test_user_style_digits_close_to_mnist_accuracy(tmp_path):
+    """Scans, photos, coloured, RGBA, 16-bit, palette, tiny and typed digits: each variant within
+    1.5 points of the MNIST test accuracy."""
+    sys.path.insert(0, str(REPO / "scripts"))
+    from user_digits import label_of, make_user_digits
+
+    files = make_user_digits(tmp_path / "ud", str(real_mnist()), per_variant=150)
+    predictor = Predictor(INT8)
+    validated = float(predictor.model.metadata["cnn_edge.test_accuracy"])
+    for variant, paths in files.items():
+        got = predictor.predict(paths)
+        accuracy = np.mean([int(p.label) == label_of(f) for p, f in zip(got, paths)])
+        assert accuracy >= validated - 0.015, (variant, accuracy)
