@@ -1,0 +1,140 @@
+"""End-to-end speed, cold start and accuracy of `cnn-edge predict`, against a plain baseline, in one run.
+
+1. Writes MNIST's test images as PNG files (not timed).
+2. Baseline: a straightforward single-process loop: Pillow decode, per-image numpy preprocessing,
+   ONNX Runtime in batches of 256, CSV rows.
+3. `cnn-edge predict MODEL DIR -o results.csv` as a subprocess, fp32 and int8, wall time of the
+   whole command (start-up, decode, preprocess, infer, write), median of --repeat runs.
+4. Cold start: `cnn-edge predict MODEL one.png`, median and worst of 7, next to `import torch`.
+5. Accuracy on the PNGs (against what validate reported, stored in the model) and on user-style
+   digits (scripts/user_digits.py).
+
+    python scripts/bench_predict.py --data-dir ../shared/data/mnist
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "scripts"))
+
+from cnn_edge.data import load_mnist  # noqa: E402
+from cnn_edge.onnx_model import open_model  # noqa: E402
+from cnn_edge.predictor import Predictor  # noqa: E402
+from cnn_edge.preprocess import preprocess  # noqa: E402
+from user_digits import label_of, make_user_digits  # noqa: E402
+
+CLI = [sys.executable, "-m", "cnn_edge"]
+
+
+def baseline(model: Path, paths: list[str], out: Path) -> float:
+    """Images/s of the straightforward version: one process, one image at a time, batches of 256."""
+    start = time.perf_counter()
+    m = open_model(model)
+    with open(out, "w", newline="") as f:
+        w = csv.writer(f)
+        for i in range(0, len(paths), 256):
+            chunk = paths[i : i + 256]
+            x = np.stack([preprocess(p) for p in chunk])[:, None]
+            probs, _ = m.run(x)
+            for p, row in zip(chunk, probs):
+                w.writerow([p, int(row.argmax()), f"{row.max():.6f}"])
+    return len(paths) / (time.perf_counter() - start)
+
+
+def timed(cmd: list[str]) -> float:
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        sys.exit(f"failed: {' '.join(cmd)}\n{proc.stderr}")
+    return wall
+
+
+def csv_accuracy(out: Path) -> float:
+    with open(out, newline="") as f:
+        rows = list(csv.DictReader(f))
+    return float(np.mean([r["prediction"] == str(label_of(Path(r["path"]))) for r in rows]))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description="End-to-end predict benchmark")
+    ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--models", nargs="+", type=Path, default=[REPO / "exports/mnist_cnn.onnx", REPO / "exports/mnist_cnn.int8.onnx"])
+    ap.add_argument("-n", type=int, default=10_000)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--per-variant", type=int, default=500)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="cnn-edge-bench-"))
+    try:
+        test = load_mnist("test", args.data_dir)
+        png = work / "png"
+        png.mkdir()
+        paths = []
+        for i in range(args.n):
+            paths.append(str(png / f"{i:05d}_{test.labels[i]}.png"))
+            Image.fromarray(test.images[i]).save(paths[-1])
+        result = {"images": args.n, "models": {}}
+        for model in args.models:
+            meta = Predictor(model, provider="cpu").model.metadata
+            base = baseline(model, paths, work / "baseline.csv")
+            walls = [timed([*CLI, "predict", str(model), str(png), "-o", str(work / "r.csv"), "-q"]) for _ in range(args.repeat)]
+            wall = statistics.median(walls)
+            one = [timed([*CLI, "predict", str(model), paths[0]]) for _ in range(7)]
+            result["models"][model.name] = {
+                "baseline_images_per_second": base,
+                "predict_wall_seconds": walls,
+                "predict_images_per_second": args.n / wall,
+                "speedup_vs_baseline": args.n / wall / base,
+                "png_accuracy": csv_accuracy(work / "r.csv"),
+                "validate_accuracy": float(meta.get("cnn_edge.test_accuracy") or "nan"),
+                "cold_start_median_s": statistics.median(one),
+                "cold_start_max_s": max(one),
+            }
+        result["import_torch_s"] = timed([sys.executable, "-c", "import torch"])
+        result["python_startup_s"] = timed([sys.executable, "-c", "pass"])
+        files = make_user_digits(work / "user", args.data_dir, args.per_variant)
+        result["user_digits"] = {}
+        for model in args.models:
+            predictor = Predictor(model)
+            result["user_digits"][model.name] = {
+                v: float(np.mean([int(p.label) == label_of(f) for p, f in zip(predictor.predict(fs), fs)]))
+                for v, fs in files.items()
+            }
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    print(f"end to end on {args.n:,} MNIST PNGs (decode, preprocess, infer, write CSV; whole command, median of {args.repeat}):")
+    print(f"{'model':<22} {'baseline img/s':>15} {'predict img/s':>14} {'ratio':>7} {'PNG acc':>8} {'validate':>9} {'cold start':>11}")
+    for name, r in result["models"].items():
+        print(f"{name:<22} {r['baseline_images_per_second']:>15,.0f} {r['predict_images_per_second']:>14,.0f} "
+              f"{r['speedup_vs_baseline']:>6.2f}x {r['png_accuracy']:>8.2%} {r['validate_accuracy']:>9.2%} "
+              f"{r['cold_start_median_s']:>6.2f} s (max {r['cold_start_max_s']:.2f})")
+    print(f"for scale: python -c 'import torch' {result['import_torch_s']:.2f} s, python -c pass {result['python_startup_s']:.2f} s")
+    print(f"user-style digits ({args.per_variant} per variant), accuracy:")
+    variants = list(next(iter(result["user_digits"].values())))
+    print(f"{'variant':<14} " + " ".join(f"{m:>20}" for m in result["user_digits"]))
+    for v in variants:
+        print(f"{v:<14} " + " ".join(f"{result['user_digits'][m][v]:>20.2%}" for m in result["user_digits"]))
+
+
+if __name__ == "__main__":
+    main()
