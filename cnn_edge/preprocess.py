@@ -23,11 +23,18 @@ DIGIT_BOX = 20  # MNIST's size normalisation box
 # MNIST's centre of mass sits at index (14.0, 14.0) (measured over its test set: mean 13.99 and
 # 14.01, sd 0.29), i.e. the centre of the field in pixel-edge coordinates.
 CENTRE_OF_MASS = 14.0
-# Ink is what stands out from the paper by more than this share of the strongest ink; the rest is
-# paper texture, sensor noise or JPEG ringing and is set to zero.
-INK_THRESHOLD = 0.12
+# Ink is what stands out from the paper by more than about 12% of the strongest ink (255); the
+# rest is paper texture, sensor noise or JPEG ringing and is set to zero. 30.55, not 0.12 * 255
+# = 30.6: integer images hit round ratios like 30 * 255/250 = 30.6 exactly, where float rounding
+# in Python and JavaScript would fall on different sides.
+INK_LEVEL = 30.55
+# Centre-of-mass rounding nudged the same way, so a mass centred exactly on .5 rounds alike in both.
+ROUND_NUDGE = 1e-6
 # Paper noise: the background level plus this many robust standard deviations of the border.
 NOISE_SIGMAS = 3.0
+
+# ITU-R 601 luma, as floats (not Pillow's rounded integer "L"), for RGB and RGBA alike.
+LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
 Source = Union[str, Path, "Image.Image", np.ndarray]
 
@@ -89,7 +96,7 @@ def to_grey(img: Image.Image) -> np.ndarray:
         mode = img.mode
     if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
         rgba = np.asarray(img.convert("RGBA"), dtype=np.float32)
-        grey = rgba[..., :3] @ np.array([0.299, 0.587, 0.114], np.float32)
+        grey = rgba[..., :3] @ LUMA
         alpha = rgba[..., 3] / 255.0
         if alpha.min() >= 1.0:
             return grey
@@ -98,6 +105,8 @@ def to_grey(img: Image.Image) -> np.ndarray:
         return grey * alpha + background * (1.0 - alpha)
     if mode == "L":
         return np.asarray(img, dtype=np.float32)
+    if mode == "RGB":
+        return np.asarray(img, dtype=np.float32) @ LUMA
     return np.asarray(img.convert("L"), dtype=np.float32)
 
 
@@ -137,7 +146,7 @@ def mnist_v1_batch(greys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     peak = g.max(axis=(1, 2))
     blank = peak <= 8.0  # nothing stands out from the paper by more than a few grey levels
     g *= (255.0 / np.where(blank, 1.0, peak))[:, None, None]
-    g[g < INK_THRESHOLD * 255.0] = 0.0
+    g[g < INK_LEVEL] = 0.0
     g[blank] = 0.0
     rows, cols = g.any(axis=2), g.any(axis=1)
     r0, r1 = rows.argmax(axis=1), h - 1 - rows[:, ::-1].argmax(axis=1)
@@ -167,21 +176,40 @@ def _fit_box(digit: np.ndarray) -> np.ndarray:
     """Scale so the longer side is DIGIT_BOX pixels, keeping the aspect ratio (anti-aliased)."""
     h, w = digit.shape
     scale = DIGIT_BOX / max(h, w)
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    out_h, out_w = max(1, round(h * scale)), max(1, round(w * scale))
     # Box filter when shrinking averages every source pixel (the anti-aliasing MNIST used);
     # bilinear when growing keeps strokes smooth instead of blocky.
-    resample = Image.Resampling.BOX if scale < 1 else Image.Resampling.BILINEAR
-    out = np.asarray(Image.fromarray(digit, mode="F").resize(size, resample), dtype=np.float32)
-    return np.clip(out, 0.0, 255.0)
+    box = scale < 1
+    out = _resample_matrix(h, out_h, box) @ digit.astype(np.float64) @ _resample_matrix(w, out_w, box).T
+    return np.clip(out, 0.0, 255.0).astype(np.float32)
+
+
+def _resample_matrix(n_in: int, n_out: int, box: bool) -> np.ndarray:
+    """(n_out, n_in) weights of an anti-aliased resize along one axis: Pillow's algorithm (the
+    filter widened by the shrink factor, weights normalised per output pixel), written out so the
+    JavaScript port in cnn_edge/web/preprocess.js computes the same numbers."""
+    scale = n_in / n_out
+    filter_scale = max(scale, 1.0)
+    support = (0.5 if box else 1.0) * filter_scale
+    centres = (np.arange(n_out) + 0.5) * scale
+    lo = np.maximum(np.trunc(centres - support + 0.5), 0)
+    hi = np.minimum(np.trunc(centres + support + 0.5), n_in)
+    src = np.arange(n_in)[None, :]
+    x = (src - centres[:, None] + 0.5) / filter_scale
+    weights = ((x > -0.5) & (x <= 0.5)).astype(np.float64) if box else np.maximum(1.0 - np.abs(x), 0.0)
+    weights *= (src >= lo[:, None]) & (src < hi[:, None])
+    total = weights.sum(axis=1, keepdims=True)
+    return weights / np.where(total == 0, 1.0, total)
 
 
 def _offsets(digits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Integer (dy, dx) per image that move its centre of mass to CENTRE_OF_MASS."""
     _, h, w = digits.shape
-    total = digits.sum(axis=(1, 2))
-    cy = digits.sum(axis=2) @ np.arange(h, dtype=np.float32) / total
-    cx = digits.sum(axis=1) @ np.arange(w, dtype=np.float32) / total
-    return np.floor(CENTRE_OF_MASS - cy + 0.5).astype(int), np.floor(CENTRE_OF_MASS - cx + 0.5).astype(int)
+    total = digits.sum(axis=(1, 2), dtype=np.float64)
+    cy = digits.sum(axis=2, dtype=np.float64) @ np.arange(h, dtype=np.float64) / total
+    cx = digits.sum(axis=1, dtype=np.float64) @ np.arange(w, dtype=np.float64) / total
+    shift = CENTRE_OF_MASS + 0.5 + ROUND_NUDGE
+    return np.floor(shift - cy).astype(int), np.floor(shift - cx).astype(int)
 
 
 def _shift_to_centre(digits: np.ndarray) -> np.ndarray:
