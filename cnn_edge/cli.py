@@ -124,21 +124,42 @@ def train_cmd(
 def export(
     checkpoint: Path = typer.Argument(..., help="A .safetensors checkpoint (its .json beside it)."),
     output: Path = typer.Option(Path("exports/mnist_cnn.onnx"), "-o", "--output", help="ONNX file to write."),
+    vectors: bool = typer.Option(True, "--vectors/--no-vectors", help="Also write test_vectors.json beside the model (needs MNIST's test set)."),
+    data_dir: Optional[str] = DataDirOpt,
     as_json: bool = JsonOpt,
 ):
-    """Export a checkpoint to one self-contained ONNX file, checked with onnx.checker."""
+    """Export a checkpoint to one self-contained ONNX file, checked with onnx.checker, and its test vectors."""
     from dataclasses import asdict
 
     from .export import export_onnx
     from .progress import status
+    from .vectors import write_test_vectors
 
+    vectors_path = output.parent / "test_vectors.json"
     with status("exporting", enabled=not as_json):
         report = export_onnx(checkpoint, output)
+        if vectors:
+            write_test_vectors(checkpoint, vectors_path, data_dir)
     if as_json:
-        _print_json(asdict(report))
+        _print_json({**asdict(report), "test_vectors": str(vectors_path) if vectors else None})
     else:
         typer.echo(f"wrote {report.output} ({report.size_bytes:,} bytes, opset {report.opset}, IR {report.ir_version}); "
                    f"onnx.checker passed; ORT vs PyTorch smoke diff {report.smoke_max_abs_diff:.2g}")
+        if vectors:
+            typer.echo(f"wrote {vectors_path}: PyTorch's outputs for 40 MNIST test images")
+
+
+@app.command("vectors")
+@handle_errors
+def vectors_cmd(
+    checkpoint: Path = typer.Argument(..., help="A .safetensors checkpoint."),
+    output: Path = typer.Option(Path("exports/test_vectors.json"), "-o", "--output", help="JSON file to write."),
+    data_dir: Optional[str] = DataDirOpt,
+):
+    """Write test vectors only: MNIST test images with the outputs PyTorch computed for them."""
+    from .vectors import write_test_vectors
+
+    typer.echo(f"wrote {write_test_vectors(checkpoint, output, data_dir)}")
 
 
 def _print_validation(report) -> None:
@@ -157,6 +178,8 @@ def _print_validation(report) -> None:
             typer.echo(f"  batch {r.batch_size:>3}: top-1 agreement {r.top1_agreement:.2%}, max abs diff "
                        f"probabilities {r.max_abs_diff_probabilities:.2g}, logits {r.max_abs_diff_logits:.2g}")
         typer.echo("parity: " + ("PASSED" if not p.failures else "FAILED"))
+    for c in report.compatibility:
+        typer.echo(f"{'compatible' if c.ok else 'warning'}: {c.message}", err=not c.ok)
 
 
 @app.command()
@@ -166,6 +189,7 @@ def validate(
     checkpoint: Optional[Path] = typer.Option(None, help="Also compare with this PyTorch checkpoint."),
     data_dir: Optional[str] = DataDirOpt,
     limit: Optional[int] = typer.Option(None, help="Use the first N test images only."),
+    target: list[str] = typer.Option(["node", "web"], "--target", help="Runtimes the model must load in (warns when it exceeds their IR version or opset): node, web, ort-1.17, ort-1.14."),
     as_json: bool = JsonOpt,
 ):
     """Accuracy on the MNIST test set; with --checkpoint, parity with PyTorch (exit 1 if it fails)."""
@@ -173,7 +197,7 @@ def validate(
     from .validate import validate_model
 
     with status("validating", enabled=not as_json):
-        report = validate_model(model, checkpoint, data_dir, limit)
+        report = validate_model(model, checkpoint, data_dir, limit, tuple(target))
     _print_json(report.to_dict()) if as_json else _print_validation(report)
     report.raise_for_failures()
 

@@ -16,6 +16,7 @@ from .model import ModelConfig
 from .train import TrainConfig, TrainResult, train
 from .quantize import QuantConfig, quant_report, quantize_model
 from .validate import validate_model
+from .vectors import write_test_vectors
 
 MODEL_NAME = "mnist_cnn"
 
@@ -59,6 +60,7 @@ def run_pipeline(
     stage("validate")
     report = validate_model(staged, result.checkpoint, data_dir)
     report.raise_for_failures()
+    staged_vectors = write_test_vectors(result.checkpoint, run_dir / "test_vectors.json", data_dir)
 
     stage("quantize")
     staged_int8 = run_dir / f"{MODEL_NAME}.int8.onnx"
@@ -79,6 +81,7 @@ def run_pipeline(
         f"{MODEL_NAME}.safetensors": (result.checkpoint, "PyTorch weights (safetensors)"),
         f"{MODEL_NAME}.json": (config_path(result.checkpoint), "checkpoint config: model, recipe, history"),
         f"{MODEL_NAME}.int8.onnx": (staged_int8, "ONNX model, int8 (static, ONNX Runtime quantization)"),
+        "test_vectors.json": (staged_vectors, "test vectors: MNIST test images and PyTorch's outputs (exports/README.md)"),
     }
     for name, (src, _) in released.items():
         atomic_write_bytes(out_dir / name, src.read_bytes())

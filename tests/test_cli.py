@@ -39,9 +39,11 @@ def test_train_export_validate_pipeline(tiny_mnist, tmp_path):
     assert trained["best_epoch"] == 1 and trained["test_accuracy"] > 0.5
 
     onnx_path = tmp_path / "m.onnx"
-    result = invoke("export", run / "model.safetensors", "-o", onnx_path, "--json")
+    result = invoke("export", run / "model.safetensors", "-o", onnx_path, "--data-dir", tiny_mnist, "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["opset"] == 18 and onnx_path.is_file()
+    vectors = json.loads((tmp_path / "test_vectors.json").read_text())
+    assert len(vectors["vectors"]) == 40 and len(vectors["vectors"][0]["pixels"]) == 784
 
     result = invoke("validate", onnx_path, "--checkpoint", run / "model.safetensors", "--data-dir", tiny_mnist, "--json")
     assert result.exit_code == 0, result.output
