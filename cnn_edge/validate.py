@@ -12,6 +12,7 @@ from typing import Callable
 import numpy as np
 
 from . import contract as C
+from .compat import DEFAULT_TARGETS, Compatibility, check_targets
 from .constants import NUM_CLASSES
 from .data import load_mnist
 from .errors import ConfigError, ParityError
@@ -50,6 +51,7 @@ class ValidationReport:
     confusion_matrix: list[list[int]]  # rows: true class, columns: predicted class
     metadata_test_accuracy: float | None
     parity: ParityReport | None = None
+    compatibility: list[Compatibility] = field(default_factory=list)  # warnings only: never fail validation
 
     @property
     def passed(self) -> bool:
@@ -136,12 +138,14 @@ def validate_model(
     checkpoint: Path | None = None,
     data_dir: str | None = None,
     limit: int | None = None,
+    targets: tuple[str, ...] = DEFAULT_TARGETS,
 ) -> ValidationReport:
     """Accuracy of `model_path` on the test set; with `checkpoint`, parity with PyTorch too.
 
     Raises ModelFileError/CheckpointError/DataError for bad input. Parity failures are
     collected in the report (see `raise_for_failures`)."""
     model = open_model(Path(model_path))
+    compatibility = check_targets(Path(model_path), targets)
     test = load_mnist("test", data_dir)
     images, labels = test.images, test.labels
     if limit is not None:
@@ -155,7 +159,7 @@ def validate_model(
     meta_acc = model.metadata.get("cnn_edge.test_accuracy")
     report = ValidationReport(
         str(model_path), int(len(labels)), float((preds == labels).mean()), per_class, cm.tolist(),
-        float(meta_acc) if meta_acc else None,
+        float(meta_acc) if meta_acc else None, compatibility=compatibility,
     )
     if checkpoint is not None:
         reference = _torch_reference(Path(checkpoint), images)
