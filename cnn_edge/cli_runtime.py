@@ -136,3 +136,28 @@ def bench(
     if plot is not None and not as_json:
         typer.echo(f"plot: {plot}")
 
+
+
+@app.command()
+@handle_errors
+def demo(
+    model: Path = typer.Option(Path("exports/mnist_cnn.onnx"), "--model", help="ONNX model the page runs."),
+    vectors: Optional[Path] = typer.Option(None, "--vectors", help="Test vectors (default: test_vectors.json beside the model)."),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on (localhost only by default)."),
+    port: int = typer.Option(8000, help="Port (0: any free port)."),
+):
+    """Serve the browser demo: draw a digit, see the ten probabilities; the page checks the test vectors."""
+    from .demo import make_server
+
+    server = make_server(model, vectors, host, port)
+    address = f"http://{server.server_address[0]}:{server.server_address[1]}/"
+    typer.echo(f"serving the cnn-edge demo ({model.name}) at {address}  (Ctrl-C to stop)")
+    import sys
+
+    sys.stdout.flush()
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        typer.echo("stopped")
+    finally:
+        server.server_close()

@@ -1,0 +1,195 @@
+"""Outside Python: test vectors, the Node.js example, the JavaScript preprocessing, the demo page
+in headless Chromium. Needs node and `npm install --ignore-scripts` in examples/node (CI does both)."""
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import re
+import shutil
+import subprocess
+import threading
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cnn_edge.demo import make_server
+from cnn_edge.errors import ModelFileError
+from cnn_edge.onnx_model import open_model
+from cnn_edge.preprocess import preprocess
+from cnn_edge.vectors import FORMAT, check_vectors
+
+from conftest import REPO
+
+NODE_DIR = REPO / "examples" / "node"
+EXPORTS = REPO / "exports"
+# CI installs node packages and Chromium (.ci/run); there a missing one fails instead of skipping.
+ON_CI = bool(os.environ.get("CI"))
+needs_node = pytest.mark.skipif(
+    not ON_CI and (shutil.which("node") is None or not (NODE_DIR / "node_modules" / "onnxruntime-node").is_dir()),
+    reason="needs node and `npm ci --ignore-scripts` in examples/node")
+needs_chromium = pytest.mark.skipif(
+    not ON_CI and (not Path("/usr/bin/chromium").exists() or not (NODE_DIR / "node_modules" / "playwright-core").is_dir()),
+    reason="needs Debian's chromium and playwright-core")
+
+
+def load_vectors() -> dict:
+    return json.loads((EXPORTS / "test_vectors.json").read_text())
+
+
+@pytest.mark.parametrize("name,int8", [("mnist_cnn.onnx", False), ("mnist_cnn.int8.onnx", True)])
+def test_released_vectors_pass_in_python(name, int8):
+    vectors = load_vectors()
+    assert vectors["format"] == FORMAT and len(vectors["vectors"]) == 40
+    assert sorted({v["label"] for v in vectors["vectors"]}) == list(range(10))
+    x = np.array([v["pixels"] for v in vectors["vectors"]], np.float32).reshape(-1, 1, 28, 28)
+    probs, _ = open_model(EXPORTS / name).run(x)
+    check = check_vectors(vectors, probs, int8)
+    assert check.passed and check.top1_agreement == 1.0
+    if not int8:
+        assert check.max_abs_diff_probabilities <= vectors["tolerance"]["fp32"]["max_abs_diff_probabilities"]
+
+
+def test_vectors_fail_when_outputs_drift():
+    vectors = load_vectors()
+    ref = np.array([v["probabilities"] for v in vectors["vectors"]])
+    assert not check_vectors(vectors, ref + 2e-4, int8=False).passed
+    assert not check_vectors(vectors, np.roll(ref, 1, axis=1), int8=True).passed
+
+
+@needs_node
+def test_node_suite():
+    proc = subprocess.run(["node", "--test", "test/"], cwd=NODE_DIR, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert "# pass 4" in proc.stdout and "# fail 0" in proc.stdout
+
+
+def user_images(folder: Path) -> list[Path]:
+    """PNGs of every kind the runtimes meet: MNIST-like, inverted, large, off-centre, noisy,
+    coloured, transparent (dark and light ink), tiny."""
+    folder.mkdir()
+    rng = np.random.default_rng(7)
+    vectors = load_vectors()["vectors"]
+    files = []
+    for i, v in enumerate(vectors):
+        digit = np.array(v["pixels"], np.uint8).reshape(28, 28)
+        kind = i % 8
+        if kind == 0:
+            img = Image.fromarray(digit)
+        elif kind == 1:
+            img = Image.fromarray(255 - digit).resize((140, 140), Image.Resampling.BICUBIC)
+        elif kind == 2:
+            page = np.full((120, 200), 235.0) + rng.normal(0, 4, (120, 200))
+            big = np.asarray(Image.fromarray(digit).resize((84, 84), Image.Resampling.BICUBIC), np.float32) / 255
+            page[10:94, 100:184] = page[10:94, 100:184] * (1 - big) + 30 * big
+            img = Image.fromarray(page.clip(0, 255).astype(np.uint8))
+        elif kind == 3:
+            ink = np.asarray(Image.fromarray(digit).resize((56, 56), Image.Resampling.BILINEAR), np.float32) / 255
+            rgb = np.array([245, 235, 150]) * (1 - ink[..., None]) + np.array([30, 50, 170]) * ink[..., None]
+            img = Image.fromarray(rgb.astype(np.uint8), "RGB")
+        elif kind in (4, 5):
+            rgba = np.zeros((64, 64, 4), np.uint8) + (255 if kind == 5 else 0)
+            rgba[..., 3] = np.asarray(Image.fromarray(digit).resize((64, 64), Image.Resampling.BILINEAR))
+            img = Image.fromarray(rgba, "RGBA")
+        elif kind == 6:
+            img = Image.fromarray(digit[4:24, 4:24]).resize((10, 10), Image.Resampling.BOX)
+        else:
+            img = Image.fromarray(np.roll(digit, (5, -6), axis=(0, 1)))
+        files.append(folder / f"{i:02d}_{v['label']}.png")
+        img.save(files[-1])
+    return files
+
+
+@needs_node
+def test_javascript_preprocessing_matches_python(tmp_path):
+    files = user_images(tmp_path / "imgs")
+    proc = subprocess.run(["node", "preprocess_cli.js", *map(str, files)], cwd=NODE_DIR, capture_output=True,
+                          text=True, timeout=120, check=True)
+    js = json.loads(proc.stdout)
+    worst = 0.0
+    for f in files:
+        py = preprocess(f)
+        assert not js[str(f)]["blank"]
+        diff = float(np.abs(np.array(js[str(f)]["pixels"]).reshape(28, 28) - py).max())
+        worst = max(worst, diff)
+        assert diff <= 1.0, (f.name, diff)  # at most one grey level in 0..255 (1/255 of the range)
+    print(f"max |JS - Python| over {len(files)} images: {worst:.2e} grey levels")
+
+
+def serve(model: Path, vectors: Path | None = None):
+    server = make_server(model, vectors, port=0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}/"
+
+
+def test_demo_server_serves_page_model_vectors_and_runtime():
+    server, url = serve(EXPORTS / "mnist_cnn.onnx")
+    try:
+        page = urllib.request.urlopen(url).read().decode()
+        assert "<canvas id=\"pad\"" in page and "vendor/ort.wasm.min.js" in page
+        assert urllib.request.urlopen(url + "model.onnx").read() == (EXPORTS / "mnist_cnn.onnx").read_bytes()
+        assert json.loads(urllib.request.urlopen(url + "test_vectors.json").read())["format"] == FORMAT
+        assert json.loads(urllib.request.urlopen(url + "model-info.json").read())["int8"] is False
+        with urllib.request.urlopen(url + "vendor/ort-wasm-simd-threaded.wasm") as r:
+            assert r.headers["Content-Encoding"] == "gzip" and r.headers["Content-Type"] == "application/wasm"
+            assert gzip.decompress(r.read())[:4] == b"\0asm"
+        with pytest.raises(urllib.error.HTTPError):
+            urllib.request.urlopen(url + "nothing-here.js")
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_demo_without_vectors_is_a_clear_error(tmp_path):
+    model = tmp_path / "m.onnx"
+    model.write_bytes((EXPORTS / "mnist_cnn.onnx").read_bytes())
+    with pytest.raises(ModelFileError, match="cnn-edge vectors"):
+        make_server(model, port=0)
+
+
+def test_vendored_runtime_is_the_pinned_version():
+    pinned = json.loads((NODE_DIR / "package.json").read_text())["devDependencies"]["onnxruntime-web"]
+    header = (REPO / "cnn_edge" / "web" / "vendor" / "ort.wasm.min.js").read_text()[:200]
+    assert re.search(r"ONNX Runtime Web v([\d.]+)", header).group(1) == pinned
+
+
+@needs_node
+@needs_chromium
+@pytest.mark.parametrize("name", ["mnist_cnn.onnx", "mnist_cnn.int8.onnx"])
+def test_demo_page_in_headless_chromium(name, tmp_path):
+    """The page checks the test vectors on load, and digits drawn with the mouse are recognised."""
+    server, url = serve(EXPORTS / name)
+    try:
+        proc = subprocess.run(["node", "browser_check.js", url, "--screenshot", str(tmp_path / "page.png")],
+                              cwd=NODE_DIR, capture_output=True, text=True, timeout=240)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["error"] is None and result["ready"]
+    assert result["verdict"] == "pass" and result["vectors"]["agreement"] == 1
+    assert [d["predicted"] for d in result["drawn"]] == [d["digit"] for d in result["drawn"]], result["drawn"]
+    assert result["errors"] == [] and result["external"] == []  # nothing from the internet
+    assert 0 < result["firstPredictionMs"] < result["vectorsMs"]
+    print(f"{name}: first prediction {result['firstPredictionMs']:.0f} ms after navigation, "
+          f"session {result['sessionMs']:.0f} ms, max abs diff {result['vectors']['maxAbsDiff']:.2e}")
+
+
+def test_demo_command_bad_input_is_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from cnn_edge.cli import app
+
+    result = CliRunner().invoke(app, ["demo", "--model", str(tmp_path / "missing.onnx"), "--port", "0"])
+    assert result.exit_code == 2 and result.stderr.startswith("error: ") and "does not exist" in result.stderr
+    server, _ = serve(EXPORTS / "mnist_cnn.onnx")
+    try:
+        taken = CliRunner().invoke(app, ["demo", "--port", str(server.server_address[1])])
+        assert taken.exit_code == 2 and "choose another --port" in taken.stderr
+    finally:
+        server.shutdown()
+        server.server_close()
