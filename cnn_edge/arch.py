@@ -53,7 +53,27 @@ SPEC = (
     Flatten(), Linear(256), ReLU(), Linear(NUM_CLASSES), Softmax(),
 )
 
-ARCHITECTURES: dict[str, tuple[Layer, ...]] = {"spec": SPEC}
+# The seed notebook's own CNN (its MNIST_CNN class): one conv per stage. 824,458 parameters.
+NOTEBOOK_CNN = (
+    Conv(32), ReLU(), MaxPool(2),
+    Conv(64), ReLU(), MaxPool(2),
+    Flatten(), Linear(256), ReLU(), Linear(NUM_CLASSES), Softmax(),
+)
+
+# The notebook's baselines from "yesterday": an MLP with one hidden layer of 128, and logistic
+# regression (softmax over a linear map of the 784 pixels, 7,850 parameters).
+MLP = (Flatten(), Linear(128), ReLU(), Linear(NUM_CLASSES), Softmax())
+LOGREG = (Flatten(), Linear(NUM_CLASSES), Softmax())
+
+ARCHITECTURES: dict[str, tuple[Layer, ...]] = {
+    "spec": SPEC, "notebook-cnn": NOTEBOOK_CNN, "mlp": MLP, "logreg": LOGREG,
+}
+DESCRIPTIONS = {
+    "spec": "the spec CNN: 2x (conv, conv, pool), FC 256, FC 10",
+    "notebook-cnn": "the seed notebook's CNN: 2x (conv, pool), FC 256, FC 10",
+    "mlp": "multilayer perceptron: 784 -> 128 (ReLU) -> 10",
+    "logreg": "logistic regression: 784 -> 10",
+}
 
 
 def layers_for(arch: str) -> tuple[Layer, ...]:

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from cnn_edge.arch import layer_table
@@ -32,3 +33,13 @@ def test_export_wrapper_returns_softmax_of_logits():
     probs, logits = wrapper(torch.rand(3, 1, 28, 28) * 255)
     assert torch.allclose(probs.sum(1), torch.ones(3), atol=1e-6)
     assert torch.allclose(probs, torch.softmax(logits, 1))
+
+
+@pytest.mark.parametrize("arch", ["spec", "notebook-cnn", "mlp", "logreg"])
+def test_torch_modules_match_the_layer_table(arch):
+    from cnn_edge.arch import total_params
+    from cnn_edge.model import ModelConfig
+
+    net = MnistNet(ModelConfig(arch))
+    assert count_trainable(net) == total_params(arch)
+    assert net(torch.zeros(3, 1, 28, 28)).shape == (3, 10)
