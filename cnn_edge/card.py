@@ -5,6 +5,8 @@ import datetime
 import os
 import platform
 
+from .arch import DESCRIPTIONS
+
 
 def machine_description() -> str:
     cpu = platform.processor() or platform.machine()
@@ -17,6 +19,12 @@ def machine_description() -> str:
     return f"{cpu}, {os.cpu_count()} logical cores, {platform.system()} {platform.release()}"
 
 
+def _name(summary: dict) -> str:
+    from .pipeline import model_name
+
+    return model_name(summary.get("arch", "spec"))
+
+
 def _int8_section(summary: dict) -> list[str]:
     q, v = summary.get("quantization"), summary.get("int8_validation")
     if not q:
@@ -24,7 +32,7 @@ def _int8_section(summary: dict) -> list[str]:
     sp, cfg = q["speed"], q["config"]
     par = v["parity"]
     return [
-        "## int8 model (`mnist_cnn.int8.onnx`)",
+        f"## int8 model (`{_name(summary)}.int8.onnx`)",
         "",
         f"Static quantization with ONNX Runtime: {cfg['format'].upper()}, "
         f"{'per-channel' if cfg['per_channel'] else 'per-tensor'} {cfg['weight_type']} weights, "
@@ -53,12 +61,18 @@ def render_card(summary: dict) -> str:
     """Markdown for exports/MODEL_CARD.md from the pipeline's summary dict."""
     t, v, e, ck = summary["train"], summary["validation"], summary["export"], summary["checkpoint"]
     par = v["parity"]
+    arch = summary.get("arch", "spec")
+    if arch == "spec":
+        what = ["Handwritten digit classifier (MNIST, 10 classes), the spec CNN of cnn-edge:",
+                "conv 32 3x3 - ReLU - conv 32 3x3 - ReLU - max pool 2 - conv 64 3x3 - ReLU - conv 64 3x3 - ReLU -",
+                f"max pool 2 - flatten (7*7*64 = 3136) - FC 256 - ReLU - FC 10 - softmax; {summary['params']:,} trainable parameters."]
+    else:
+        what = [f"Handwritten digit classifier (MNIST, 10 classes), architecture `{arch}`: {DESCRIPTIONS[arch]}; "
+                f"{summary['params']:,} trainable parameters (`cnn-edge info --arch {arch}`)."]
     lines = [
-        "# Model card: mnist_cnn",
+        f"# Model card: {_name(summary)}",
         "",
-        "Handwritten digit classifier (MNIST, 10 classes), the spec CNN of cnn-edge:",
-        "conv 32 3x3 - ReLU - conv 32 3x3 - ReLU - max pool 2 - conv 64 3x3 - ReLU - conv 64 3x3 - ReLU -",
-        f"max pool 2 - flatten (7*7*64 = 3136) - FC 256 - ReLU - FC 10 - softmax; {summary['params']:,} trainable parameters.",
+        *what,
         "",
         "## Files",
         "",

@@ -54,7 +54,7 @@ def _print_json(obj) -> None:
 @app.command()
 @handle_errors
 def info(
-    arch: str = typer.Option("spec", help="Architecture to describe."),
+    arch: str = typer.Option("spec", "--arch", help="Architecture to describe: spec, notebook-cnn, mlp or logreg."),
     as_json: bool = JsonOpt,
 ):
     """Per-layer output shape and trainable parameters, with the formulas."""
@@ -92,26 +92,30 @@ LimitOpt = typer.Option(None, "--limit-train", help="Train on the first N images
 ValOpt = typer.Option(None, "--val-size", help="Images held out of the training set for model selection (default: the recipe's; 0: none, the last epoch wins).")
 ResumeOpt = typer.Option(False, "--resume", help="Continue the run in --out from its last finished epoch.")
 QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress bar.")
+ArchOpt = typer.Option("spec", "--arch", help="Architecture: spec (the 4-conv spec CNN), notebook-cnn, mlp or logreg.")
 
 
 @app.command("train")
 @handle_errors
 def train_cmd(
     out: Path = typer.Option(Path("runs/latest"), "--out", help="Run folder: checkpoints land here."),
-    recipe: str = RecipeOpt, epochs: Optional[int] = EpochsOpt, batch_size: Optional[int] = BatchOpt,
+    arch: str = ArchOpt, recipe: str = RecipeOpt, epochs: Optional[int] = EpochsOpt, batch_size: Optional[int] = BatchOpt,
     lr: Optional[float] = LrOpt, seed: int = SeedOpt, device: str = DeviceOpt,
     data_dir: Optional[str] = DataDirOpt, limit_train: Optional[int] = LimitOpt,
     val_size: Optional[int] = ValOpt, resume: bool = ResumeOpt, quiet: bool = QuietOpt, as_json: bool = JsonOpt,
 ):
-    """Train the spec CNN; writes OUT/model.safetensors (+ .json) and OUT/last.* each epoch."""
+    """Train a network (--arch); writes OUT/model.safetensors (+ .json) and OUT/last.* each epoch."""
     from dataclasses import asdict
 
+    from .arch import layers_for
+    from .model import ModelConfig
     from .progress import training_bar
     from .train import train
 
+    layers_for(arch)  # an unknown name fails before anything else
     cfg = _train_config(recipe, epochs, batch_size, lr, seed, limit_train, val_size)
     with training_bar(not quiet) as bar:
-        result = train(cfg, out, data_dir, device, resume=resume, progress=bar)
+        result = train(cfg, out, data_dir, device, ModelConfig(arch), resume=resume, progress=bar)
     if as_json:
         _print_json({"checkpoint": str(result.checkpoint), "test_accuracy": result.test_accuracy,
                      "best_epoch": result.best_epoch, "history": [asdict(h) for h in result.history]})
@@ -255,19 +259,22 @@ def quantize(
 def pipeline(
     out_dir: Path = typer.Option(Path("exports"), "--out-dir", help="Where the released files go."),
     run_dir: Path = typer.Option(Path("runs/pipeline"), "--run-dir", help="Training run folder."),
-    recipe: str = RecipeOpt, epochs: Optional[int] = EpochsOpt, batch_size: Optional[int] = BatchOpt,
+    arch: str = ArchOpt, recipe: str = RecipeOpt, epochs: Optional[int] = EpochsOpt, batch_size: Optional[int] = BatchOpt,
     lr: Optional[float] = LrOpt, seed: int = SeedOpt, device: str = DeviceOpt,
     data_dir: Optional[str] = DataDirOpt, limit_train: Optional[int] = LimitOpt,
     val_size: Optional[int] = ValOpt, resume: bool = ResumeOpt, quiet: bool = QuietOpt, as_json: bool = JsonOpt,
 ):
     """Train, export, validate, quantize; release into --out-dir only when parity holds."""
+    from .arch import layers_for
+    from .model import ModelConfig
     from .pipeline import run_pipeline
     from .progress import training_bar
 
+    layers_for(arch)
     cfg = _train_config(recipe, epochs, batch_size, lr, seed, limit_train, val_size)
     say = (lambda s: None) if as_json or quiet else (lambda s: typer.echo(f"== {s}", err=True))
     with training_bar(not quiet) as bar:
-        summary = run_pipeline(cfg, run_dir, out_dir, data_dir, device, resume=resume,
+        summary = run_pipeline(cfg, run_dir, out_dir, data_dir, device, ModelConfig(arch), resume=resume,
                                progress=bar, on_stage=say)
     if as_json:
         _print_json(summary)
@@ -280,8 +287,9 @@ def pipeline(
 
 
 
-# predict and bench live in their own module; importing it registers them on `app`.
-from . import cli_runtime  # noqa: E402,F401
+
+# The other commands live in their own modules; importing them registers them on `app`.
+from . import cli_compare, cli_runtime  # noqa: E402,F401
 
 def main() -> None:
     app()

@@ -18,7 +18,13 @@ from .quantize import QuantConfig, quant_report, quantize_model
 from .validate import validate_model
 from .vectors import write_test_vectors
 
-MODEL_NAME = "mnist_cnn"
+MODEL_NAME = "mnist_cnn"  # the released spec CNN
+
+
+def model_name(arch: str) -> str:
+    """File stem of a released model: mnist_cnn for the spec CNN, mnist_<arch> for the others,
+    so releasing a baseline never overwrites the spec model."""
+    return MODEL_NAME if arch == "spec" else "mnist_" + arch.replace("-", "_")
 
 
 def reproduce_command(cfg: TrainConfig, data_dir: str | None, device: str) -> str:
@@ -43,19 +49,22 @@ def run_pipeline(
     progress=None,
     on_stage=None,
     quant_config: QuantConfig = QuantConfig(),
+    require_int8_parity: bool = True,
 ) -> dict:
     """Returns the summary written to `out_dir/pipeline.json`. Raises ParityError (and
-    releases nothing) when the exported model does not match PyTorch."""
+    releases nothing) when the exported model does not match PyTorch, or the int8 model misses
+    the int8 tolerances; with require_int8_parity=False (compare) that is only recorded."""
     from .export import export_onnx, tool_versions
 
+    name = model_name(model_config.arch)
     run_dir, out_dir = Path(run_dir), Path(out_dir)
-    check_writable(out_dir / f"{MODEL_NAME}.onnx")  # fail before an hour of training, not after
+    check_writable(out_dir / f"{name}.onnx")  # fail before an hour of training, not after
     stage = on_stage or (lambda name: None)
 
     stage("train")
     result: TrainResult = train(cfg, run_dir, data_dir, device, model_config, resume, progress)
     stage("export")
-    staged = run_dir / f"{MODEL_NAME}.onnx"  # exported and validated here, released after
+    staged = run_dir / f"{name}.onnx"  # exported and validated here, released after
     exported = export_onnx(result.checkpoint, staged)
     stage("validate")
     report = validate_model(staged, result.checkpoint, data_dir)
@@ -63,7 +72,7 @@ def run_pipeline(
     staged_vectors = write_test_vectors(result.checkpoint, run_dir / "test_vectors.json", data_dir)
 
     stage("quantize")
-    staged_int8 = run_dir / f"{MODEL_NAME}.int8.onnx"
+    staged_int8 = run_dir / f"{name}.int8.onnx"
     # The guard holds out the split training used for model selection; calibration draws from
     # the rest, at most what a small (smoke) data set has.
     guard = cfg.val_size or quant_config.guard_size
@@ -72,22 +81,24 @@ def run_pipeline(
     quant = quantize_model(staged, staged_int8, quant_config, data_dir)
     quant_summary = quant_report(staged, quant)
     int8_report = validate_model(staged_int8, result.checkpoint, data_dir)
-    int8_report.raise_for_failures()
+    if require_int8_parity:
+        int8_report.raise_for_failures()
 
     stage("release")
     out_dir.mkdir(parents=True, exist_ok=True)
     released = {
-        f"{MODEL_NAME}.onnx": (staged, "ONNX model, fp32, self-contained"),
-        f"{MODEL_NAME}.safetensors": (result.checkpoint, "PyTorch weights (safetensors)"),
-        f"{MODEL_NAME}.json": (config_path(result.checkpoint), "checkpoint config: model, recipe, history"),
-        f"{MODEL_NAME}.int8.onnx": (staged_int8, "ONNX model, int8 (static, ONNX Runtime quantization)"),
+        f"{name}.onnx": (staged, "ONNX model, fp32, self-contained"),
+        f"{name}.safetensors": (result.checkpoint, "PyTorch weights (safetensors)"),
+        f"{name}.json": (config_path(result.checkpoint), "checkpoint config: model, recipe, history"),
+        f"{name}.int8.onnx": (staged_int8, "ONNX model, int8 (static, ONNX Runtime quantization)"),
         "test_vectors.json": (staged_vectors, "test vectors: MNIST test images and PyTorch's outputs (exports/README.md)"),
     }
-    for name, (src, _) in released.items():
-        atomic_write_bytes(out_dir / name, src.read_bytes())
+    for file_name, (src, _) in released.items():
+        atomic_write_bytes(out_dir / file_name, src.read_bytes())
     ck = read_config(result.checkpoint)
     meta = dict(json.loads(json.dumps(report.to_dict())))
     summary = {
+        "arch": model_config.arch,
         "params": total_params(model_config.arch),
         "train": cfg.to_dict(),
         "checkpoint": {**{k: ck[k] for k in ("selected_epoch", "best_val_accuracy", "device", "test_accuracy")},
