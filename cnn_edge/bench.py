@@ -6,7 +6,6 @@ ONNX models run on ONNX Runtime (torch-free). PyTorch eager joins only when a ch
 from __future__ import annotations
 
 import importlib.util
-import io
 import os
 import platform
 from dataclasses import asdict, dataclass, field
@@ -14,6 +13,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from .errors import ConfigError
+from .plotting import pyplot, to_png
 from .speed import measure, measure_fn, random_batch
 
 BATCH_SIZES = (1, 8, 64, 256)
@@ -147,13 +147,7 @@ def run_bench(models: list[Path], checkpoint: Optional[Path] = None, use_torch: 
 
 def plot_png(report: BenchReport) -> bytes:
     """Throughput and p50 latency against batch size, one line per backend/model, as PNG bytes."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise ConfigError("--plot needs matplotlib: pip install 'cnn-edge[plot]'") from None
+    plt = pyplot()
     fig, (ax_t, ax_l) = plt.subplots(1, 2, figsize=(11, 4.2))
     series: dict[str, list[BenchRow]] = {}
     for r in report.rows:
@@ -171,8 +165,4 @@ def plot_png(report: BenchReport) -> bytes:
         ax.grid(True, which="both", alpha=0.3)
     ax_t.legend(fontsize=8)
     fig.suptitle(f"cnn-edge bench: {report.machine['cpu']}, {report.machine['cores']} cores", fontsize=10)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    return buf.getvalue()
+    return to_png(fig)

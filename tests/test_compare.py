@@ -1,0 +1,70 @@
+"""Architectures through the whole pipeline, and `cnn-edge compare --quick` end to end."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from cnn_edge.arch import ARCHITECTURES, total_params
+from cnn_edge.cli import app
+from cnn_edge.compare import CompareConfig
+from cnn_edge.errors import ConfigError
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.mark.parametrize("arch", list(ARCHITECTURES))
+def test_info_for_every_architecture(arch):
+    data = json.loads(invoke("info", "--arch", arch, "--json").stdout)
+    assert data["total_params"] == total_params(arch)
+    text = invoke("info", "--arch", arch).stdout
+    assert f"{total_params(arch):,}" in text and "(n+1)*m" in text
+
+
+def test_a_baseline_releases_under_its_own_name(tiny_mnist, tmp_path):
+    out = tmp_path / "exports"
+    result = invoke("pipeline", "--arch", "logreg", "--data-dir", tiny_mnist, "--run-dir", tmp_path / "run",
+                    "--out-dir", out, "--epochs", "1", "--batch-size", "64", "--val-size", "64", "-q", "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["arch"] == "logreg" and summary["params"] == 7_850
+    names = {p.name for p in out.iterdir()}
+    assert {"mnist_logreg.onnx", "mnist_logreg.int8.onnx", "test_vectors.json"} <= names
+    assert not any(n.startswith("mnist_cnn") for n in names)
+    assert "logistic regression" in (out / "MODEL_CARD.md").read_text()
+    # The ONNX contract is the same for every architecture: predict runs it.
+    assert invoke("validate", out / "mnist_logreg.onnx", "--data-dir", tiny_mnist).exit_code == 0
+
+
+def test_quick_compare_end_to_end(tiny_mnist, tmp_path):
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "compare.png"
+    result = invoke("compare", "--quick", "--data-dir", tiny_mnist, "--run-dir", tmp_path / "cmp",
+                    "--plot", png, "--device", "cpu", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    rows = {r["arch"]: r for r in report["results"]}
+    assert list(rows) == list(ARCHITECTURES)
+    for arch, r in rows.items():
+        assert r["params"] == total_params(arch) and r["parity_passed"]
+        assert 0 <= r["test_accuracy"] <= 1 and len(r["epoch_seconds"]) == 1 and r["train_seconds"] > 0
+        assert 0 < r["int8_bytes"] < r["onnx_bytes"] and r["latency_batch1_ms"] > 0 and r["throughput_batch256"] > 0
+    assert rows["spec"]["onnx_bytes"] > rows["mlp"]["onnx_bytes"] > rows["logreg"]["onnx_bytes"]
+    assert report["config"]["train"]["epochs"] == 1 and report["config"]["train"]["recipe"] == "seed"
+    assert json.loads((tmp_path / "cmp" / "compare.json").read_text())["results"][0]["arch"] == "spec"
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    table = invoke("compare", "--quick", "--archs", "logreg", "--data-dir", tiny_mnist, "--run-dir", tmp_path / "cmp",
+                   "--resume", "-q")
+    assert table.exit_code == 0 and "logreg" in table.stdout and "91.4%" in table.stdout
+
+
+def test_unknown_architecture():
+    with pytest.raises(ConfigError, match="unknown architecture 'vgg'"):
+        CompareConfig(archs=("spec", "vgg"))
+    result = invoke("train", "--arch", "vgg")
+    assert result.exit_code == 2 and "unknown architecture 'vgg'" in result.stderr
