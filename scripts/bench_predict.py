@@ -40,6 +40,16 @@ from user_digits import label_of, make_user_digits  # noqa: E402
 CLI = [sys.executable, "-m", "cnn_edge"]
 
 
+def cpu_ticks() -> tuple[int, int]:
+    """(steal, total) jiffies from /proc/stat: how much of the CPU the hypervisor took away."""
+    try:
+        with open("/proc/stat") as f:
+            values = [int(v) for v in f.readline().split()[1:9]]
+        return values[7], sum(values)
+    except (OSError, IndexError, ValueError):
+        return 0, 0
+
+
 def baseline(model: Path, paths: list[str], out: Path) -> float:
     """Images/s of the straightforward version: one process, one image at a time, batches of 256."""
     start = time.perf_counter()
@@ -81,6 +91,7 @@ def main() -> None:
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="cnn-edge-bench-"))
+    steal0, total0 = cpu_ticks()
     try:
         test = load_mnist("test", args.data_dir)
         png = work / "png"
@@ -106,6 +117,9 @@ def main() -> None:
                 "cold_start_median_s": statistics.median(one),
                 "cold_start_max_s": max(one),
             }
+        steal1, total1 = cpu_ticks()
+        # On a shared VM, time the hypervisor gives to other guests; speeds drop with it.
+        result["cpu_steal_share"] = (steal1 - steal0) / max(total1 - total0, 1)
         result["import_torch_s"] = timed([sys.executable, "-c", "import torch"])
         result["python_startup_s"] = timed([sys.executable, "-c", "pass"])
         files = make_user_digits(work / "user", args.data_dir, args.per_variant)
@@ -129,6 +143,7 @@ def main() -> None:
               f"{r['speedup_vs_baseline']:>6.2f}x {r['png_accuracy']:>8.2%} {r['validate_accuracy']:>9.2%} "
               f"{r['cold_start_median_s']:>6.2f} s (max {r['cold_start_max_s']:.2f})")
     print(f"for scale: python -c 'import torch' {result['import_torch_s']:.2f} s, python -c pass {result['python_startup_s']:.2f} s")
+    print(f"CPU steal (taken by the hypervisor) during the timed runs: {result['cpu_steal_share']:.1%}")
     print(f"user-style digits ({args.per_variant} per variant), accuracy:")
     variants = list(next(iter(result["user_digits"].values())))
     print(f"{'variant':<14} " + " ".join(f"{m:>20}" for m in result["user_digits"]))
