@@ -280,7 +280,7 @@ def pipeline(
         _print_json(summary)
     else:
         v = summary["validation"]
-        typer.echo(f"released {', '.join(f['name'] for f in summary['files'])} and MODEL_CARD.md in {out_dir}: "
+        typer.echo(f"released {', '.join(f['name'] for f in summary['files'])} and the model card in {out_dir}: "
                    f"test accuracy {v['accuracy']:.2%}, parity top-1 {v['parity']['top1_agreement']:.2%}, "
                    f"max abs diff {v['parity']['max_abs_diff_probabilities']:.2g}; int8 test accuracy "
                    f"{summary['quantization']['test_accuracy']['int8']:.2%}, {summary['quantization']['size_ratio']:.1%} of the fp32 size")

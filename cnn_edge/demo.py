@@ -69,11 +69,18 @@ def model_info(model: Path) -> dict:
             "test_accuracy": m.metadata.get("cnn_edge.test_accuracy")}
 
 
+def vectors_beside(model: Path) -> Path:
+    """mnist_mlp.test_vectors.json for mnist_mlp[.int8].onnx when a baseline was released there,
+    else the folder's test_vectors.json."""
+    own = model.parent / f"{model.name.split('.')[0]}.test_vectors.json"
+    return own if own.is_file() else model.parent / "test_vectors.json"
+
+
 def make_server(model: Path, vectors: Path | None = None, host: str = "127.0.0.1", port: int = 8000) -> ThreadingHTTPServer:
     """A server for the demo page; port 0 picks a free one (server.server_address has it)."""
     model = Path(model)
     info = json.dumps(model_info(model)).encode()  # checks the model first
-    vectors = Path(vectors) if vectors else model.parent / "test_vectors.json"
+    vectors = Path(vectors) if vectors else vectors_beside(model)
     if not vectors.is_file():
         raise ModelFileError(f"test vectors {vectors} not found; write them with: cnn-edge vectors CHECKPOINT -o {vectors}")
     handler = type("Handler", (DemoHandler,), {"routes": {"/model.onnx": model, "/test_vectors.json": vectors}, "info": info})

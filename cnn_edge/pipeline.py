@@ -27,6 +27,12 @@ def model_name(arch: str) -> str:
     return MODEL_NAME if arch == "spec" else "mnist_" + arch.replace("-", "_")
 
 
+def side_file(arch: str, name: str) -> str:
+    """pipeline.json, MODEL_CARD.md, test_vectors.json of a release: plain for the spec CNN,
+    prefixed (mnist_mlp.pipeline.json) for a baseline released into the same folder."""
+    return name if arch == "spec" else f"{model_name(arch)}.{name}"
+
+
 def reproduce_command(cfg: TrainConfig, data_dir: str | None, device: str) -> str:
     """The exact command line that trains this configuration again from scratch."""
     args = ["cnn-edge pipeline", f"--recipe {cfg.recipe}", f"--seed {cfg.seed}", f"--epochs {cfg.epochs}",
@@ -91,7 +97,7 @@ def run_pipeline(
         f"{name}.safetensors": (result.checkpoint, "PyTorch weights (safetensors)"),
         f"{name}.json": (config_path(result.checkpoint), "checkpoint config: model, recipe, history"),
         f"{name}.int8.onnx": (staged_int8, "ONNX model, int8 (static, ONNX Runtime quantization)"),
-        "test_vectors.json": (staged_vectors, "test vectors: MNIST test images and PyTorch's outputs (exports/README.md)"),
+        side_file(model_config.arch, "test_vectors.json"): (staged_vectors, "test vectors: MNIST test images and PyTorch's outputs (exports/README.md)"),
     }
     for file_name, (src, _) in released.items():
         atomic_write_bytes(out_dir / file_name, src.read_bytes())
@@ -115,6 +121,6 @@ def run_pipeline(
         "tool_versions": tool_versions(),
         "reproduce": reproduce_command(cfg, data_dir, device),
     }
-    atomic_write_json(out_dir / "pipeline.json", summary)
-    atomic_write_text(out_dir / "MODEL_CARD.md", render_card(summary))
+    atomic_write_json(out_dir / side_file(model_config.arch, "pipeline.json"), summary)
+    atomic_write_text(out_dir / side_file(model_config.arch, "MODEL_CARD.md"), render_card(summary))
     return summary

@@ -34,9 +34,11 @@ def test_a_baseline_releases_under_its_own_name(tiny_mnist, tmp_path):
     summary = json.loads(result.stdout)
     assert summary["arch"] == "logreg" and summary["params"] == 7_850
     names = {p.name for p in out.iterdir()}
-    assert {"mnist_logreg.onnx", "mnist_logreg.int8.onnx", "test_vectors.json"} <= names
-    assert not any(n.startswith("mnist_cnn") for n in names)
-    assert "logistic regression" in (out / "MODEL_CARD.md").read_text()
+    assert {"mnist_logreg.onnx", "mnist_logreg.int8.onnx", "mnist_logreg.test_vectors.json",
+            "mnist_logreg.pipeline.json", "mnist_logreg.MODEL_CARD.md"} <= names
+    assert not any(n.startswith("mnist_cnn") for n in names)  # the spec release is never touched
+    assert not {"test_vectors.json", "pipeline.json", "MODEL_CARD.md"} & names
+    assert "logistic regression" in (out / "mnist_logreg.MODEL_CARD.md").read_text()
     # The ONNX contract is the same for every architecture: predict runs it.
     assert invoke("validate", out / "mnist_logreg.onnx", "--data-dir", tiny_mnist).exit_code == 0
 
