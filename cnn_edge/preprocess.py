@@ -62,17 +62,23 @@ def open_image(path: Union[str, Path], max_pixels: int = DEFAULT_MAX_PIXELS) -> 
         if Path(path).stat().st_size == 0:
             raise ImageError("empty file (0 bytes)") from None
         raise ImageError(f"not an image Pillow can read ({_short(exc)})") from None
-    with img:
+    try:
         w, h = img.size
         if w * h > max_pixels:
             raise ImageError(f"image is {w}x{h} = {w * h / 1e6:.1f} Mpixels, above the limit of "
                              f"{max_pixels / 1e6:g} Mpixels (--max-pixels)")
         try:
-            img.seek(0)  # animated GIF, multi-page TIFF: the first frame
-            img.load()
+            img.load()  # the first frame; a single-frame image lets go of its file here
         except (OSError, ValueError, SyntaxError, EOFError) as exc:
             raise ImageError(f"truncated or corrupt image data ({_short(exc)})") from None
-        return img.copy() if img.mode != "P" else img.convert("RGBA" if "transparency" in img.info else "RGB")
+        if getattr(img, "n_frames", 1) > 1:  # animated GIF, multi-page TIFF: keep frame 0, close the file
+            first = img.copy()
+            img.close()
+            img = first
+    except BaseException:
+        img.close()
+        raise
+    return img if img.mode != "P" else img.convert("RGBA" if "transparency" in img.info else "RGB")
 
 
 def _short(exc: BaseException) -> str:
