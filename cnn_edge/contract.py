@@ -20,8 +20,9 @@ OUTPUT_PROBABILITIES = "probabilities"
 OUTPUT_LOGITS = "logits"
 OUTPUT_NAMES = (OUTPUT_PROBABILITIES, OUTPUT_LOGITS)
 
-# Opset 18 is the newest that every runtime we target (ONNX Runtime >= 1.14 on CPU, GPU, Node
-# and the web) loads; nothing in this network needs a newer operator.
+# Opset 18: nothing in this network needs a newer operator, and every runtime we target loads
+# it. The exporter stamps IR version 10, which needs ONNX Runtime >= 1.18 (`cnn-edge validate
+# --target ort-1.17` warns); the pinned onnxruntime-node/web 1.30 load IR <= 13, opset <= 26.
 OPSET = 18
 
 # Parity of an fp32 ONNX model with PyTorch: max absolute difference on every output, and top-1
