@@ -2,6 +2,13 @@
 from __future__ import annotations
 
 
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message (or its type), cut to `limit` characters: native
+    libraries (ONNX Runtime, Pillow) raise multi-line messages that must fit on one line."""
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else exc.__class__.__name__)[:limit]
+
+
 class CnnEdgeError(Exception):
     """Base class: a problem the user can fix. `exit_code` is what the CLI returns."""
 

@@ -70,11 +70,6 @@ class PredictSummary:
         return asdict(self)
 
 
-def prepare_chunk(paths: list[str], max_pixels: int) -> tuple[np.ndarray, list[str]]:
-    """Worker task: decode and preprocess files -> (N, 28, 28) float32, and the error of each."""
-    return preprocess_many(paths, max_pixels)
-
-
 def resolve_workers(requested: Optional[int], n_files: int) -> int:
     if requested is not None:
         return requested
@@ -108,11 +103,11 @@ def _prepared_chunks(paths: list[str], cfg: PredictConfig, workers: int, pool) -
     chunks = _chunks(paths, cfg.batch_size)
     if pool is None:
         for chunk in chunks:
-            yield (chunk, *prepare_chunk(chunk, cfg.max_pixels))
+            yield (chunk, *preprocess_many(chunk, cfg.max_pixels))
         return
     pending: deque = deque()
     for chunk in chunks:
-        pending.append((chunk, pool.submit(prepare_chunk, chunk, cfg.max_pixels)))
+        pending.append((chunk, pool.submit(preprocess_many, chunk, cfg.max_pixels)))
         if len(pending) >= CHUNKS_PER_WORKER * workers:
             done, future = pending.popleft()
             yield (done, *future.result())

@@ -17,7 +17,7 @@ from PIL import Image
 from . import contract as C
 from .errors import ConfigError, ModelFileError
 from .onnx_model import OnnxModel, class_labels, open_model
-from .preprocess import DEFAULT_MAX_PIXELS, PREPROCESSORS, ImageError, Source, preprocess, preprocess_many
+from .preprocess import DEFAULT_MAX_PIXELS, PREPROCESSORS, ImageError, Source, preprocess_many
 
 
 @dataclass(frozen=True)
@@ -55,10 +55,6 @@ class Predictor:
     @property
     def provider(self) -> str:
         return self.model.provider
-
-    def prepare(self, image: Source) -> np.ndarray:
-        """One image -> the model's (28, 28) float32 input. Raises ImageError."""
-        return preprocess(image, self.max_pixels)
 
     def predict(self, images: Union[Source, Sequence[Source]], top_k: int = 3) -> list[Prediction]:
         """Paths, PIL images or numpy arrays (one or a list) -> one Prediction each, in order.

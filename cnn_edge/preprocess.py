@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image, ImageFile
 
 from .constants import IMAGE_SIZE
+from .errors import first_line
 
 # 40 Mpixels: a 7,000 x 5,700 photo still passes; a decompression bomb does not.
 DEFAULT_MAX_PIXELS = 40_000_000
@@ -61,7 +62,7 @@ def open_image(path: Union[str, Path], max_pixels: int = DEFAULT_MAX_PIXELS) -> 
     except (OSError, ValueError, SyntaxError) as exc:
         if Path(path).stat().st_size == 0:
             raise ImageError("empty file (0 bytes)") from None
-        raise ImageError(f"not an image Pillow can read ({_short(exc)})") from None
+        raise ImageError(f"not an image Pillow can read ({first_line(exc, 160)})") from None
     try:
         w, h = img.size
         if w * h > max_pixels:
@@ -70,7 +71,7 @@ def open_image(path: Union[str, Path], max_pixels: int = DEFAULT_MAX_PIXELS) -> 
         try:
             img.load()  # the first frame; a single-frame image lets go of its file here
         except (OSError, ValueError, SyntaxError, EOFError) as exc:
-            raise ImageError(f"truncated or corrupt image data ({_short(exc)})") from None
+            raise ImageError(f"truncated or corrupt image data ({first_line(exc, 160)})") from None
         if getattr(img, "n_frames", 1) > 1:  # animated GIF, multi-page TIFF: keep frame 0, close the file
             first = img.copy()
             img.close()
@@ -79,11 +80,6 @@ def open_image(path: Union[str, Path], max_pixels: int = DEFAULT_MAX_PIXELS) -> 
         img.close()
         raise
     return img if img.mode != "P" else img.convert("RGBA" if "transparency" in img.info else "RGB")
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-    return text[:160]
 
 
 def to_grey(img: Image.Image) -> np.ndarray:
@@ -299,7 +295,7 @@ def preprocess_many(sources: Sequence[Source], max_pixels: int = DEFAULT_MAX_PIX
             errors[i] = str(exc)
             continue
         except (OSError, ValueError, MemoryError) as exc:  # anything else Pillow or the OS throws
-            errors[i] = f"cannot read: {exc.__class__.__name__}: {str(exc)[:160]}"
+            errors[i] = f"cannot read: {exc.__class__.__name__}: {first_line(exc, 160)}"
             continue
         greys[i] = grey
         key = grey.shape if grey.size <= STACK_MAX_PIXELS else (-1, i)

@@ -10,7 +10,7 @@ import os
 import tempfile
 from contextlib import contextmanager
 
-from .errors import ConfigError, ModelFileError
+from .errors import ConfigError, ModelFileError, first_line
 
 # Names users type -> ONNX Runtime's provider names, best first for `auto`.
 PROVIDERS = {
@@ -25,13 +25,6 @@ GPU_INSTALL_HINT = (
     "pip uninstall -y onnxruntime && pip install onnxruntime-gpu (needs the CUDA 12 and cuDNN 9 libraries, "
     "e.g. pip install 'onnxruntime-gpu[cuda,cudnn]')"
 )
-
-
-def short_name(ort_name: str) -> str:
-    for short, full in PROVIDERS.items():
-        if full == ort_name:
-            return short
-    return ort_name
 
 
 def available() -> list[str]:
@@ -92,8 +85,7 @@ def create_session(path: str, options, provider: str = "auto"):
                     session = ort.InferenceSession(path, options, providers=[wanted, PROVIDERS["cpu"]])
                 last_reason = _reason(log["text"])
         except Exception as exc:  # ORT's Fail/InvalidProtobuf/InvalidGraph types
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-            raise ModelFileError(f"{path} is not a loadable ONNX model ({first[:200]})") from None
+            raise ModelFileError(f"{path} is not a loadable ONNX model ({first_line(exc)})") from None
         ran = session.get_providers()[0]
         if ran == wanted:
             return session, name
