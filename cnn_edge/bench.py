@@ -56,13 +56,9 @@ def torch_available() -> bool:
 def machine_info() -> dict:
     import onnxruntime as ort
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), cpu)
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(terse=True),
+    from .card import cpu_name
+
+    return {"cpu": cpu_name(), "cores": os.cpu_count(), "platform": platform.platform(terse=True),
             "python": platform.python_version(), "onnxruntime": ort.__version__}
 
 

@@ -8,7 +8,8 @@ import platform
 from .arch import DESCRIPTIONS
 
 
-def machine_description() -> str:
+def cpu_name() -> str:
+    """The CPU's model name (Linux: /proc/cpuinfo), else what platform knows."""
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
@@ -16,7 +17,11 @@ def machine_description() -> str:
         cpu = names[0] if names else cpu
     except OSError:
         pass
-    return f"{cpu}, {os.cpu_count()} logical cores, {platform.system()} {platform.release()}"
+    return cpu
+
+
+def machine_description() -> str:
+    return f"{cpu_name()}, {os.cpu_count()} logical cores, {platform.system()} {platform.release()}"
 
 
 def _name(summary: dict) -> str:

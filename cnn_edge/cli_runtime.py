@@ -1,6 +1,7 @@
 """The runtime commands, `predict` and `bench`: torch-free, registered on the `cnn-edge` app."""
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Optional
@@ -128,14 +129,13 @@ def bench(
         models = [p for p in (Path("exports/mnist_cnn.onnx"), Path("exports/mnist_cnn.int8.onnx")) if p.is_file()]
     if plot is not None:
         check_writable(plot)
-    with status("benchmarking", enabled=not as_json) as _:
+    with status("benchmarking", enabled=not as_json):
         report = run_bench(list(models), checkpoint, use_torch, sizes, seconds, provider, threads)
     if plot is not None:
         atomic_write_bytes(plot, plot_png(report))
     _print_json(report.to_dict()) if as_json else _print_bench(report)
     if plot is not None and not as_json:
         typer.echo(f"plot: {plot}")
-
 
 
 @app.command()
@@ -152,9 +152,7 @@ def demo(
     server = make_server(model, vectors, host, port)
     address = f"http://{server.server_address[0]}:{server.server_address[1]}/"
     typer.echo(f"serving the cnn-edge demo ({model.name}) at {address}  (Ctrl-C to stop)")
-    import sys
-
-    sys.stdout.flush()
+    sys.stdout.flush()  # the address must reach a pipe (tests, scripts) before serving blocks
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -62,10 +62,11 @@ def _read(path: Path) -> bytes:
 def model_info(model: Path) -> dict:
     """What the page shows and which tolerance it applies to the test vectors."""
     from .onnx_model import open_model
+    from .predictor import preprocessing_of
     from .validate import is_int8
 
     m = open_model(model)
-    return {"name": model.name, "int8": is_int8(m), "preprocessing": m.metadata.get("cnn_edge.preprocessing", "mnist-v1"),
+    return {"name": model.name, "int8": is_int8(m), "preprocessing": preprocessing_of(m),
             "test_accuracy": m.metadata.get("cnn_edge.test_accuracy")}
 
 

@@ -48,9 +48,9 @@ class ResultWriter:
         self.fmt, self.top_k = fmt, top_k
         self.done: set[str] = set()
         self.written = 0
-        self._fresh = not (resume and (self.partial.exists() or self.output.exists()))
         source = self.partial if self.partial.exists() else self.output if self.output.exists() else None
-        if resume and source is not None:
+        self._fresh = not (resume and source is not None)  # a new partial file, ours to remove on abort
+        if not self._fresh:
             kept = _complete_lines(source)
             self.done = self._read_done(kept, source)
             if source != self.partial:
