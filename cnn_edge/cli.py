@@ -107,15 +107,14 @@ def train_cmd(
     """Train a network (--arch); writes OUT/model.safetensors (+ .json) and OUT/last.* each epoch."""
     from dataclasses import asdict
 
-    from .arch import layers_for
     from .model import ModelConfig
     from .progress import training_bar
     from .train import train
 
-    layers_for(arch)  # an unknown name fails before anything else
+    model_config = ModelConfig(arch)
     cfg = _train_config(recipe, epochs, batch_size, lr, seed, limit_train, val_size)
     with training_bar(not quiet) as bar:
-        result = train(cfg, out, data_dir, device, ModelConfig(arch), resume=resume, progress=bar)
+        result = train(cfg, out, data_dir, device, model_config, resume=resume, progress=bar)
     if as_json:
         _print_json({"checkpoint": str(result.checkpoint), "test_accuracy": result.test_accuracy,
                      "best_epoch": result.best_epoch, "history": [asdict(h) for h in result.history]})
@@ -265,16 +264,15 @@ def pipeline(
     val_size: Optional[int] = ValOpt, resume: bool = ResumeOpt, quiet: bool = QuietOpt, as_json: bool = JsonOpt,
 ):
     """Train, export, validate, quantize; release into --out-dir only when parity holds."""
-    from .arch import layers_for
     from .model import ModelConfig
     from .pipeline import run_pipeline
     from .progress import training_bar
 
-    layers_for(arch)
+    model_config = ModelConfig(arch)
     cfg = _train_config(recipe, epochs, batch_size, lr, seed, limit_train, val_size)
     say = (lambda s: None) if as_json or quiet else (lambda s: typer.echo(f"== {s}", err=True))
     with training_bar(not quiet) as bar:
-        summary = run_pipeline(cfg, run_dir, out_dir, data_dir, device, ModelConfig(arch), resume=resume,
+        summary = run_pipeline(cfg, run_dir, out_dir, data_dir, device, model_config, resume=resume,
                                progress=bar, on_stage=say)
     if as_json:
         _print_json(summary)

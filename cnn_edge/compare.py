@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Optional
 
-from .arch import ARCHITECTURES, DESCRIPTIONS
+from .arch import ARCHITECTURES, DESCRIPTIONS, layers_for
 from .errors import ConfigError
 from .plotting import pyplot, to_png
 from .io_utils import atomic_write_json
@@ -29,10 +29,10 @@ class CompareConfig:
     quick: bool = False
 
     def __post_init__(self) -> None:
-        unknown = [a for a in self.archs if a not in ARCHITECTURES]
-        if unknown or not self.archs:
-            raise ConfigError(f"unknown architecture {unknown[0] if unknown else '(none)'!r}: "
-                              f"choose from {', '.join(ARCHITECTURES)}")
+        if not self.archs:
+            raise ConfigError(f"--archs names no architecture: choose from {', '.join(ARCHITECTURES)}")
+        for arch in self.archs:
+            layers_for(arch)  # an unknown name fails before any training
 
 
 @dataclass

@@ -15,6 +15,9 @@ from .constants import CHANNELS, MNIST_MEAN, MNIST_STD, PIXEL_MAX
 class ModelConfig:
     arch: str = "spec"  # a key of arch.ARCHITECTURES
 
+    def __post_init__(self) -> None:
+        A.layers_for(self.arch)  # an unknown name fails here, before any training
+
     def to_dict(self) -> dict:
         return asdict(self)
 
