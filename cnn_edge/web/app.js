@@ -24,7 +24,7 @@ function clearPad() {
 
 function showProbabilities(probs) {
   bars.innerHTML = '';
-  const best = probs ? probs.indexOf(Math.max(...probs)) : -1;
+  const best = probs ? cnnEdgeVectors.argmax(probs) : -1;
   for (let d = 0; d < 10; d++) {
     const p = probs ? probs[d] : 0;
     const li = document.createElement('li');
@@ -59,7 +59,7 @@ async function predictPad() {
     showPreview(pixels);
     if (blank) { showProbabilities(null); document.getElementById('answer').textContent = ''; return; }
     const probs = Array.from(await run(pixels, 1));
-    const label = probs.indexOf(Math.max(...probs));
+    const label = cnnEdgeVectors.argmax(probs);
     state.prediction = { label, probabilities: probs };
     document.getElementById('answer').textContent = String(label);
     showProbabilities(probs);
@@ -72,29 +72,19 @@ async function predictPad() {
 
 async function checkVectors(info) {
   const vectors = await window.cnnEdgeEarly.vectors;
-  const n = vectors.vectors.length;
-  const pixels = new Float32Array(n * 784);
-  vectors.vectors.forEach((v, i) => pixels.set(v.pixels, i * 784));
+  const pixels = cnnEdgeVectors.packPixels(vectors);
   await run(pixels.subarray(0, 784), 1); // the first answer a user could get
   state.firstPredictionMs = performance.now();
-  const probs = await run(pixels, n);
+  const probs = await run(pixels, vectors.vectors.length);
   state.vectorsMs = performance.now();
-  let agree = 0, maxDiff = 0;
-  vectors.vectors.forEach((v, i) => {
-    const mine = Array.from(probs.slice(i * 10, i * 10 + 10));
-    if (mine.indexOf(Math.max(...mine)) === v.probabilities.indexOf(Math.max(...v.probabilities))) agree++;
-    mine.forEach((p, k) => { maxDiff = Math.max(maxDiff, Math.abs(p - v.probabilities[k])); });
-  });
-  const tol = vectors.tolerance[info.int8 ? 'int8' : 'fp32'];
-  const agreement = agree / n;
-  const pass = agreement >= tol.min_top1_agreement &&
-    (tol.max_abs_diff_probabilities === null || maxDiff <= tol.max_abs_diff_probabilities);
-  state.vectors = { n, agreement, maxAbsDiff: maxDiff, pass, precision: info.int8 ? 'int8' : 'fp32' };
+  const { n, agree, agreement, maxAbsDiff, pass, precision, tolerance } =
+    cnnEdgeVectors.judge(vectors, probs, info.int8 ? 'int8' : 'fp32');
+  state.vectors = { n, agreement, maxAbsDiff, pass, precision };
   const el = document.getElementById('vectors');
   el.dataset.status = pass ? 'pass' : 'fail';
-  const limit = tol.max_abs_diff_probabilities === null ? 'top-1 only (int8)' : `<= ${tol.max_abs_diff_probabilities}`;
+  const limit = tolerance.max_abs_diff_probabilities === null ? 'top-1 only (int8)' : `<= ${tolerance.max_abs_diff_probabilities}`;
   el.textContent = `test vectors: ${pass ? 'PASS' : 'FAIL'}: ${agree}/${n} top-1 agree with PyTorch, ` +
-    `max abs diff ${maxDiff.toExponential(2)} (${limit})`;
+    `max abs diff ${maxAbsDiff.toExponential(2)} (${limit})`;
 }
 
 function setUpDrawing() {

@@ -9,6 +9,7 @@ const path = require('path');
 const ort = require('onnxruntime-node');
 const { PNG } = require('pngjs');
 const { preprocessRGBA } = require('../../cnn_edge/web/preprocess.js');
+const { argmax, judge, packPixels } = require('../../cnn_edge/web/vectors.js');
 
 const INPUT = 'pixels'; // the model's I/O contract: float32 [batch, 1, 28, 28], raw 0..255
 const EXPORTS = path.resolve(__dirname, '..', '..', 'exports');
@@ -29,32 +30,13 @@ function preprocessPng(file) {
   return preprocessRGBA(png.data, png.width, png.height);
 }
 
-function argmax(values) {
-  let best = 0;
-  for (let i = 1; i < values.length; i++) if (values[i] > values[best]) best = i;
-  return best;
-}
-
 function readVectors(file = path.join(EXPORTS, 'test_vectors.json')) {
   return JSON.parse(fs.readFileSync(file, 'utf8'));
 }
 
 /** Run the test vectors; judge them by the file's tolerance for `precision` (fp32 or int8). */
 async function checkVectors(session, vectors, precision) {
-  const n = vectors.vectors.length;
-  const pixels = new Float32Array(n * 784);
-  vectors.vectors.forEach((v, i) => pixels.set(v.pixels, i * 784));
-  const probs = await probabilities(session, pixels, n);
-  let agree = 0, maxAbsDiff = 0;
-  vectors.vectors.forEach((v, i) => {
-    const mine = probs.slice(i * 10, i * 10 + 10);
-    if (argmax(mine) === argmax(v.probabilities)) agree++;
-    for (let k = 0; k < 10; k++) maxAbsDiff = Math.max(maxAbsDiff, Math.abs(mine[k] - v.probabilities[k]));
-  });
-  const tol = vectors.tolerance[precision];
-  const agreement = agree / n;
-  const pass = agreement >= tol.min_top1_agreement &&
-    (tol.max_abs_diff_probabilities === null || maxAbsDiff <= tol.max_abs_diff_probabilities);
+  const { n, agreement, maxAbsDiff, pass } = judge(vectors, await probabilities(session, packPixels(vectors), vectors.vectors.length), precision);
   return { n, agreement, maxAbsDiff, pass, precision };
 }
 
