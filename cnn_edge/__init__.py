@@ -10,11 +10,11 @@ __all__ = ["Predictor", "Prediction", "ImageError", "__version__"]
 
 def __getattr__(name: str):
     if name in ("Predictor", "Prediction"):
-        from . import predictor
+        from .runtime import predictor
 
         return getattr(predictor, name)
     if name == "ImageError":
-        from .preprocess import ImageError
+        from .errors import ImageError
 
         return ImageError
     raise AttributeError(f"module 'cnn_edge' has no attribute {name!r}")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .constants import CHANNELS, IMAGE_SIZE, NUM_CLASSES
+from .constants import CHANNELS, IMAGE_SIZE, NUM_CLASSES, SPEC_ARCH
 from .errors import ConfigError
 
 
@@ -66,10 +66,10 @@ MLP = (Flatten(), Linear(128), ReLU(), Linear(NUM_CLASSES), Softmax())
 LOGREG = (Flatten(), Linear(NUM_CLASSES), Softmax())
 
 ARCHITECTURES: dict[str, tuple[Layer, ...]] = {
-    "spec": SPEC, "notebook-cnn": NOTEBOOK_CNN, "mlp": MLP, "logreg": LOGREG,
+    SPEC_ARCH: SPEC, "notebook-cnn": NOTEBOOK_CNN, "mlp": MLP, "logreg": LOGREG,
 }
 DESCRIPTIONS = {
-    "spec": "the spec CNN: 2x (conv, conv, pool), FC 256, FC 10",
+    SPEC_ARCH: "the spec CNN: 2x (conv, conv, pool), FC 256, FC 10",
     "notebook-cnn": "the seed notebook's CNN: 2x (conv, pool), FC 256, FC 10",
     "mlp": "multilayer perceptron: 784 -> 128 (ReLU) -> 10",
     "logreg": "logistic regression: 784 -> 10",
@@ -99,7 +99,7 @@ class LayerRow:
     params: int
 
 
-def layer_table(arch: str = "spec") -> list[LayerRow]:
+def layer_table(arch: str = SPEC_ARCH) -> list[LayerRow]:
     """Per-layer output shape and trainable parameters, with the formula that gives them."""
     c, h, w = CHANNELS, IMAGE_SIZE, IMAGE_SIZE
     features = None  # set once flattened
@@ -133,5 +133,5 @@ def layer_table(arch: str = "spec") -> list[LayerRow]:
     return rows
 
 
-def total_params(arch: str = "spec") -> int:
+def total_params(arch: str = SPEC_ARCH) -> int:
     return sum(row.params for row in layer_table(arch))

@@ -1,22 +1,38 @@
 """`cnn-edge bench`: latency and throughput of every backend, in one run, on this machine.
 
-ONNX models run on ONNX Runtime (torch-free). PyTorch eager joins only when a checkpoint is given
-(or found beside the model) and torch is installed; otherwise torch is never imported.
+ONNX models run on ONNX Runtime (torch-free, runtime/timing.py). PyTorch eager joins only when a
+checkpoint is given (or found beside the model) and torch is installed; otherwise torch is never
+imported.
 """
 from __future__ import annotations
 
 import importlib.util
-import os
-import platform
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
+from .artifacts import checkpoint_beside
 from .errors import ConfigError
+from .machine import runtime_versions
 from .plotting import pyplot, to_png
-from .speed import measure, measure_fn, random_batch
+from .runtime.timing import measure, measure_fn, random_batch
 
 BATCH_SIZES = (1, 8, 64, 256)
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    batch_sizes: tuple[int, ...] = BATCH_SIZES
+    seconds: float = 2.0  # timed per batch size, after warm-up
+    provider: str = "auto"  # ONNX Runtime provider (auto|cpu|cuda|tensorrt); PyTorch runs on cuda for a GPU one
+    threads: Optional[int] = None  # ONNX Runtime intra-op threads; None: its default
+    checkpoint: Optional[Path] = None  # for the PyTorch rows; None: the one beside the first model
+    # PyTorch eager: None = when a checkpoint is given or found and torch is installed; True = required.
+    use_torch: Optional[bool] = None
+
+    def __post_init__(self) -> None:
+        if not self.batch_sizes or any(b < 1 for b in self.batch_sizes):
+            raise ConfigError(f"batch sizes must be positive, got {list(self.batch_sizes)}")
 
 
 @dataclass
@@ -40,10 +56,6 @@ class BenchReport:
     rows: list[BenchRow] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
-    def to_dict(self) -> dict:
-        return {"machine": self.machine, "seconds_per_point": self.seconds_per_point,
-                "rows": [asdict(r) for r in self.rows], "notes": self.notes}
-
 
 def torch_available() -> bool:
     """Whether torch could be imported, without importing it."""
@@ -53,50 +65,36 @@ def torch_available() -> bool:
         return False
 
 
-def machine_info() -> dict:
-    import onnxruntime as ort
-
-    from .card import cpu_name
-
-    return {"cpu": cpu_name(), "cores": os.cpu_count(), "platform": platform.platform(terse=True),
-            "python": platform.python_version(), "onnxruntime": ort.__version__}
-
-
 def default_checkpoint(models: list[Path]) -> Optional[Path]:
-    """The released checkpoint beside the first model: exports/mnist_cnn.safetensors."""
-    for m in models:
-        candidate = m.with_name(m.name.split(".")[0] + ".safetensors")
-        if candidate.is_file():
-            return candidate
-    return None
+    """The released checkpoint beside the first model that has one: exports/mnist_cnn.safetensors."""
+    return next((checkpoint_beside(m) for m in models if checkpoint_beside(m).is_file()), None)
 
 
-def bench_onnx(path: Path, batch_sizes, seconds: float, provider: str, threads: Optional[int]) -> list[BenchRow]:
-    from .onnx_model import open_model
-    from .validate import is_int8
+def bench_onnx(path: Path, cfg: BenchConfig) -> list[BenchRow]:
+    from .runtime.onnx_model import open_model
 
-    model = open_model(path, provider=provider, threads=threads)
-    precision = "int8" if is_int8(model) else "fp32"
+    model = open_model(path, provider=cfg.provider, threads=cfg.threads)
+    precision = "int8" if model.is_int8 else "fp32"
     rows = []
-    for b in batch_sizes:
-        s = measure(model, b, seconds)
+    for b in cfg.batch_sizes:
+        s = measure(model, b, cfg.seconds)
         rows.append(BenchRow("onnxruntime", path.name, precision, model.provider, b, s.runs, s.p50_ms, s.p90_ms,
                              s.p99_ms, s.images_per_second))
     return rows
 
 
-def bench_torch(checkpoint: Path, batch_sizes, seconds: float, device: str) -> list[BenchRow]:
+def bench_torch(checkpoint: Path, cfg: BenchConfig) -> list[BenchRow]:
     """PyTorch eager, in inference mode, channels-last (its fastest layout on CPU here)."""
     import torch
 
     from .checkpoint import load_checkpoint
     from .train import pick_device
 
-    dev = pick_device(device)
+    dev = pick_device("cuda" if cfg.provider in ("cuda", "tensorrt") else "cpu")
     model, _ = load_checkpoint(checkpoint)
     model = model.to(dev).to(memory_format=torch.channels_last).eval()
     rows = []
-    for b in batch_sizes:
+    for b in cfg.batch_sizes:
         x = torch.from_numpy(random_batch(b)).to(dev).contiguous(memory_format=torch.channels_last)
 
         def run() -> None:
@@ -105,36 +103,29 @@ def bench_torch(checkpoint: Path, batch_sizes, seconds: float, device: str) -> l
             if dev.type == "cuda":
                 torch.cuda.synchronize()
 
-        s = measure_fn(run, b, seconds)
+        s = measure_fn(run, b, cfg.seconds)
         rows.append(BenchRow("pytorch", f"eager ({checkpoint.name})", "fp32", str(dev), b, s.runs, s.p50_ms,
                              s.p90_ms, s.p99_ms, s.images_per_second))
     return rows
 
 
-def run_bench(models: list[Path], checkpoint: Optional[Path] = None, use_torch: Optional[bool] = None,
-              batch_sizes=BATCH_SIZES, seconds: float = 2.0, provider: str = "auto", threads: Optional[int] = None,
-              on_point: Callable[[str], None] = lambda s: None) -> BenchReport:
-    """use_torch: None = when a checkpoint is given or found and torch is installed; True = required."""
+def run_bench(models: list[Path], cfg: BenchConfig = BenchConfig()) -> BenchReport:
+    """Every ONNX model, then PyTorch eager when cfg.use_torch allows, at every batch size."""
     if not models:
         raise ConfigError("no models to benchmark; give ONNX files, e.g. exports/mnist_cnn.onnx")
-    if any(b < 1 for b in batch_sizes):
-        raise ConfigError(f"batch sizes must be positive, got {list(batch_sizes)}")
-    report = BenchReport(machine_info(), seconds)
+    report = BenchReport(runtime_versions(), cfg.seconds)
     for path in models:
-        on_point(f"onnxruntime {path.name}")
-        report.rows += bench_onnx(path, batch_sizes, seconds, provider, threads)
-    if use_torch is False:
+        report.rows += bench_onnx(Path(path), cfg)
+    if cfg.use_torch is False:
         return report
-    checkpoint = checkpoint or default_checkpoint(models)
+    checkpoint = cfg.checkpoint or default_checkpoint(models)
     if checkpoint is None or not torch_available():
         why = "no checkpoint given or found beside the model" if checkpoint is None else "torch is not installed"
-        if use_torch:
+        if cfg.use_torch:
             raise ConfigError(f"--torch asked for PyTorch eager, but {why}; pip install 'cnn-edge[train]' and give --checkpoint")
         report.notes.append(f"PyTorch eager skipped: {why}")
         return report
-    on_point(f"pytorch {checkpoint.name}")
-    device = "cuda" if provider in ("cuda", "tensorrt") else "cpu"
-    report.rows += bench_torch(checkpoint, batch_sizes, seconds, device)
+    report.rows += bench_torch(checkpoint, cfg)
     import torch
 
     report.machine["torch"] = torch.__version__

@@ -13,6 +13,7 @@ import torch
 from .errors import CheckpointError
 from .io_utils import atomic_write_bytes, atomic_write_json
 from .model import MnistNet, ModelConfig
+from .reports import to_jsonable
 
 FORMAT = "cnn-edge-checkpoint/1"
 
@@ -21,17 +22,13 @@ def config_path(weights: Path) -> Path:
     return Path(weights).with_suffix(".json")
 
 
-def tensors_to_bytes(tensors: dict[str, torch.Tensor]) -> bytes:
-    from safetensors.torch import save
-
-    return save({k: v.detach().contiguous().cpu() for k, v in tensors.items()})
-
-
 def save_checkpoint(weights: Path, model: MnistNet, meta: dict) -> None:
     """Write weights, then config, each atomically. The config goes last, so a config on disk
     always describes complete weights."""
-    atomic_write_bytes(weights, tensors_to_bytes(model.state_dict()))
-    atomic_write_json(config_path(weights), {"format": FORMAT, "model": model.config.to_dict(), **meta})
+    from safetensors.torch import save
+
+    atomic_write_bytes(weights, save({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}))
+    atomic_write_json(config_path(weights), {"format": FORMAT, "model": to_jsonable(model.config), **meta})
 
 
 def read_tensors(path: Path) -> dict[str, torch.Tensor]:
@@ -84,3 +81,43 @@ def load_checkpoint(weights: Path) -> tuple[MnistNet, dict]:
     model.load_state_dict(tensors)
     model.eval()
     return model, meta
+
+
+# The training state: weights, weight average and optimizer in one safetensors file.
+def training_state(model: MnistNet, opt: torch.optim.Optimizer, ema: MnistNet | None, meta: dict) -> bytes:
+    """Everything a resume needs in one file, written atomically: it is the commit point of an
+    epoch, so a crash at any moment leaves either the previous epoch's state or this one's."""
+    from safetensors.torch import save
+
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    if ema is not None:
+        tensors.update({f"ema.{k}": v for k, v in ema.state_dict().items()})
+    for idx, state in opt.state_dict()["state"].items():
+        for key, value in state.items():
+            tensors[f"optim.{idx}.{key}"] = value if torch.is_tensor(value) else torch.tensor(value)
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    return save(tensors, metadata={"meta": json.dumps(meta)})
+
+
+def load_training_state(path: Path, model: MnistNet, opt: torch.optim.Optimizer, ema: MnistNet | None) -> dict:
+    """Load resume.safetensors into the model, its weight average and the optimizer; returns its meta."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = json.loads(f.metadata()["meta"])
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, KeyError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path} is not a readable training state ({exc}); start a new run") from None
+    part = lambda prefix: {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+    model.load_state_dict(part("model."))
+    if ema is not None:
+        ema.load_state_dict(part("ema."))
+    state: dict[int, dict] = {}
+    for name, value in part("optim.").items():
+        idx, key = name.split(".", 1)
+        state.setdefault(int(idx), {})[key] = value
+    sd = opt.state_dict()
+    sd["state"] = state
+    opt.load_state_dict(sd)
+    return meta

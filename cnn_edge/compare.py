@@ -1,23 +1,28 @@
 """`cnn-edge compare`: the notebook's questions answered by measurement.
 
 Every architecture goes through the same pipeline (train, export, validate with parity,
-quantize, validate int8) with the same recipe and data; the figures come from each pipeline's
-own summary, so nothing here is measured differently from a release.
+quantize, validate int8) with the same recipe and the same data, read once; the figures come
+from each pipeline's own summary, so nothing here is measured differently from a release.
+`compare.json` is the CompareReport (schema in docs/reports.md).
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Optional
 
 from .arch import ARCHITECTURES, DESCRIPTIONS, layers_for
+from .data import MnistData
 from .errors import ConfigError
 from .plotting import pyplot, to_png
-from .io_utils import atomic_write_json
+from .recipes import TrainConfig
+from .references import NOTEBOOK_RESULTS
+from .reports import write_json
 
-# The seed notebook's own results (its text): logistic regression "yesterday", its CNN after 3 epochs.
-NOTEBOOK_RESULTS = {"logreg": 0.914, "notebook-cnn": 0.9874}
+# The version of compare.json's layout (docs/reports.md). 2: typed reports, `schema` field.
+SCHEMA = "cnn-edge-compare/2"
 QUICK_TRAIN_IMAGES = 2000  # --quick: a subset, one epoch
+COMPARE_FILE = "compare.json"
 
 
 @dataclass(frozen=True)
@@ -27,6 +32,8 @@ class CompareConfig:
     epochs: Optional[int] = None  # None: the recipe's
     seed: int = 0
     quick: bool = False
+    device: str = "auto"  # where PyTorch trains (recipes.DEVICES)
+    resume: bool = False  # continue (or re-report) the runs already in the run folder
 
     def __post_init__(self) -> None:
         if not self.archs:
@@ -53,60 +60,55 @@ class ArchResult:
     int8_latency_batch1_ms: float
     throughput_batch256: float
     int8_throughput_batch256: float
-    notebook_accuracy: Optional[float] = None
+    notebook_accuracy: Optional[float] = None  # what the seed notebook reported, where it did
 
 
 @dataclass
 class CompareReport:
-    config: dict
+    schema: str
+    config: CompareConfig
+    train: TrainConfig  # the recipe every architecture trained with
     machine: str
     results: list[ArchResult] = field(default_factory=list)
 
-    def to_dict(self) -> dict:
-        return {"config": self.config, "machine": self.machine, "results": [asdict(r) for r in self.results]}
 
-
-def _result(arch: str, summary: dict) -> ArchResult:
-    q, sp = summary["quantization"], summary["quantization"]["speed"]
-    seconds = [h["seconds"] for h in summary["checkpoint"]["history"]]
+def _result(summary) -> ArchResult:
+    """The figures of one architecture, read from its PipelineSummary."""
+    q, seconds = summary.quantization, [h.seconds for h in summary.training.history]
     return ArchResult(
-        arch=arch, description=DESCRIPTIONS[arch], params=summary["params"],
-        test_accuracy=summary["validation"]["accuracy"], int8_test_accuracy=q["test_accuracy"]["int8"],
-        parity_passed=summary["validation"]["passed"], int8_parity_passed=summary["int8_validation"]["passed"],
-        int8_top1_agreement=summary["int8_validation"]["parity"]["top1_agreement"], epoch_seconds=seconds, train_seconds=sum(seconds),
-        onnx_bytes=q["size_bytes"]["fp32"], int8_bytes=q["size_bytes"]["int8"],
-        latency_batch1_ms=sp["fp32"]["batch_1"]["p50_ms"], int8_latency_batch1_ms=sp["int8"]["batch_1"]["p50_ms"],
-        throughput_batch256=sp["fp32"]["batch_256"]["images_per_second"],
-        int8_throughput_batch256=sp["int8"]["batch_256"]["images_per_second"],
-        notebook_accuracy=NOTEBOOK_RESULTS.get(arch),
+        arch=summary.arch, description=DESCRIPTIONS[summary.arch], params=summary.params,
+        test_accuracy=summary.validation.accuracy, int8_test_accuracy=q.test.int8_accuracy,
+        parity_passed=summary.validation.passed, int8_parity_passed=summary.int8_validation.passed,
+        int8_top1_agreement=summary.int8_validation.parity.top1_agreement, epoch_seconds=seconds,
+        train_seconds=sum(seconds), onnx_bytes=q.fp32_bytes, int8_bytes=q.int8_bytes,
+        latency_batch1_ms=q.fp32_speed.batch_1.p50_ms, int8_latency_batch1_ms=q.int8_speed.batch_1.p50_ms,
+        throughput_batch256=q.fp32_speed.batch_256.images_per_second,
+        int8_throughput_batch256=q.int8_speed.batch_256.images_per_second,
+        notebook_accuracy=NOTEBOOK_RESULTS.get(summary.arch),
     )
 
 
-def run_compare(cfg: CompareConfig, run_dir: Path, data_dir: str | None, device: str = "cpu",
-                resume: bool = False, progress=None, on_stage: Callable[[str], None] = lambda s: None) -> CompareReport:
+def run_compare(cfg: CompareConfig, data: MnistData, run_dir: Path, *, progress=None,
+                on_stage: Callable[[str], None] = lambda s: None) -> CompareReport:
     """Run the pipeline for each architecture into run_dir/<arch>/ and collect the figures;
-    also writes run_dir/compare.json. `resume` continues (or re-reports) runs already there."""
-    from .card import machine_description
-    from .data import load_mnist
-    from .model import ModelConfig
-    from .pipeline import run_pipeline
-    from .quantize import QuantConfig
-    from .train import make_config
+    also writes run_dir/compare.json."""
+    from .machine import machine_description
+    from .pipeline import PipelineConfig, run_pipeline
+    from .quant_types import QuantConfig
+    from .recipes import make_config
 
     run_dir = Path(run_dir)
-    n_train = len(load_mnist("train", data_dir))
     train_cfg = make_config(cfg.recipe, epochs=1 if cfg.quick else cfg.epochs, seed=cfg.seed,
                             limit_train=QUICK_TRAIN_IMAGES if cfg.quick else None)
     # The int8 guard holds out training images; small (quick, test) sets get a proportional one.
-    quant_cfg = replace(QuantConfig(), guard_size=min(QuantConfig().guard_size, n_train // 5))
-    report = CompareReport({**asdict(cfg), "train": train_cfg.to_dict(), "device": device}, machine_description())
+    quant_cfg = replace(QuantConfig(), guard_size=min(QuantConfig().guard_size, len(data.train) // 5))
+    report = CompareReport(SCHEMA, cfg, train_cfg, machine_description())
     for arch in cfg.archs:
         on_stage(f"{arch}: {DESCRIPTIONS[arch]}")
-        summary = run_pipeline(train_cfg, run_dir / arch, run_dir / arch / "release", data_dir, device,
-                               ModelConfig(arch), resume=resume, progress=progress, quant_config=quant_cfg,
-                               require_int8_parity=False)
-        report.results.append(_result(arch, summary))
-    atomic_write_json(run_dir / "compare.json", report.to_dict())
+        pipeline_cfg = PipelineConfig(train_cfg, run_dir / arch, run_dir / arch / "release", arch=arch,
+                                      device=cfg.device, quant=quant_cfg, resume=cfg.resume, require_int8_parity=False)
+        report.results.append(_result(run_pipeline(pipeline_cfg, data, progress=progress)))
+    write_json(run_dir / COMPARE_FILE, report)
     return report
 
 
@@ -126,6 +128,6 @@ def plot_png(report: CompareReport) -> bytes:
         ax.grid(True, which="both", alpha=0.3)
     axes[0].set_title("accuracy vs training time")
     axes[1].set_title("accuracy vs parameters")
-    recipe = report.config["train"]
-    fig.suptitle(f"cnn-edge compare: recipe {recipe['recipe']}, {recipe['epochs']} epoch(s); {report.machine}", fontsize=9)
+    recipe = report.train
+    fig.suptitle(f"cnn-edge compare: recipe {recipe.recipe}, {recipe.epochs} epoch(s); {report.machine}", fontsize=9)
     return to_png(fig)

@@ -13,5 +13,8 @@ PIXEL_MAX = 255.0
 MNIST_MEAN = 0.1307
 MNIST_STD = 0.3081
 
+# The spec CNN's architecture name: the default everywhere, and the one released as mnist_cnn.*
+SPEC_ARCH = "spec"
+
 # Size of the validation split the default recipe takes out of the 60,000 training images.
 DEFAULT_VAL_SIZE = 5_000

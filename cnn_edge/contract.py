@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from .constants import CHANNELS, CLASS_LABELS, IMAGE_SIZE, MNIST_MEAN, MNIST_STD, PIXEL_MAX
+from .constants import CHANNELS, CLASS_LABELS, IMAGE_SIZE, MNIST_MEAN, MNIST_STD, NUM_CLASSES, PIXEL_MAX
 
 INPUT_NAME = "pixels"
 INPUT_DTYPE = "float32"
@@ -49,6 +49,31 @@ PREPROCESSING_TEXT = (
 )
 
 
+# Keys of the model's metadata_props. Export writes the contract's; quantize adds its settings
+# and the int8 model's own accuracy; the runtime reads labels, preprocessing and quantization.
+META_PREFIX = "cnn_edge."
+META_CONTRACT_VERSION = "cnn_edge.contract_version"
+META_INPUT = "cnn_edge.input"
+META_PREPROCESSING = "cnn_edge.preprocessing"
+META_PREPROCESSING_TEXT = "cnn_edge.preprocessing_text"
+META_OUTPUTS = "cnn_edge.outputs"
+META_CLASS_LABELS = "cnn_edge.class_labels"
+META_ARCHITECTURE = "cnn_edge.architecture"
+META_TEST_ACCURACY = "cnn_edge.test_accuracy"
+META_FP32_TEST_ACCURACY = "cnn_edge.fp32_test_accuracy"  # int8 models: the accuracy of their fp32 source
+META_CHECKPOINT_SHA256 = "cnn_edge.checkpoint_sha256"
+META_TOOL_VERSIONS = "cnn_edge.tool_versions"
+META_OPSET = "cnn_edge.opset"
+META_FP32_TOLERANCE = "cnn_edge.fp32_tolerance"
+META_QUANTIZATION = "cnn_edge.quantization"  # present only in int8 models
+CONTRACT_VERSION = "1"
+
+
+def input_description() -> dict:
+    """The input as JSON: name, dtype, shape (batch dynamic) and value range."""
+    return {"name": INPUT_NAME, "dtype": INPUT_DTYPE, "shape": list(INPUT_SHAPE), "range": list(INPUT_RANGE)}
+
+
 @dataclass(frozen=True)
 class ContractMetadata:
     """What the model says about itself, stored as ONNX metadata_props (all strings)."""
@@ -60,28 +85,21 @@ class ContractMetadata:
 
     def to_props(self) -> dict[str, str]:
         return {
-            "cnn_edge.contract_version": "1",
-            "cnn_edge.input": json.dumps(
+            META_CONTRACT_VERSION: CONTRACT_VERSION,
+            META_INPUT: json.dumps(input_description()),
+            META_PREPROCESSING: PREPROCESSING,
+            META_PREPROCESSING_TEXT: PREPROCESSING_TEXT,
+            META_OUTPUTS: json.dumps(
                 {
-                    "name": INPUT_NAME,
-                    "dtype": INPUT_DTYPE,
-                    "shape": list(INPUT_SHAPE),
-                    "range": list(INPUT_RANGE),
+                    OUTPUT_PROBABILITIES: f"softmax over the {NUM_CLASSES} classes, shape (batch, {NUM_CLASSES})",
+                    OUTPUT_LOGITS: f"pre-softmax scores, shape (batch, {NUM_CLASSES})",
                 }
             ),
-            "cnn_edge.preprocessing": PREPROCESSING,
-            "cnn_edge.preprocessing_text": PREPROCESSING_TEXT,
-            "cnn_edge.outputs": json.dumps(
-                {
-                    OUTPUT_PROBABILITIES: "softmax over the 10 classes, shape (batch, 10)",
-                    OUTPUT_LOGITS: "pre-softmax scores, shape (batch, 10)",
-                }
-            ),
-            "cnn_edge.class_labels": json.dumps(list(CLASS_LABELS)),
-            "cnn_edge.architecture": self.architecture,
-            "cnn_edge.test_accuracy": "" if self.test_accuracy is None else f"{self.test_accuracy:.6f}",
-            "cnn_edge.checkpoint_sha256": self.checkpoint_sha256,
-            "cnn_edge.tool_versions": json.dumps(self.tool_versions, sort_keys=True),
-            "cnn_edge.opset": str(OPSET),
-            "cnn_edge.fp32_tolerance": str(FP32_TOLERANCE),
+            META_CLASS_LABELS: json.dumps(list(CLASS_LABELS)),
+            META_ARCHITECTURE: self.architecture,
+            META_TEST_ACCURACY: "" if self.test_accuracy is None else f"{self.test_accuracy:.6f}",
+            META_CHECKPOINT_SHA256: self.checkpoint_sha256,
+            META_TOOL_VERSIONS: json.dumps(self.tool_versions, sort_keys=True),
+            META_OPSET: str(OPSET),
+            META_FP32_TOLERANCE: str(FP32_TOLERANCE),
         }

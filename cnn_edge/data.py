@@ -116,8 +116,25 @@ def _download(root: Path, split: str) -> MnistSplit:
     return MnistSplit(ds.data.numpy(), ds.targets.numpy().astype(np.int64), str(root))
 
 
-def load_mnist(split: str, data_dir: str | os.PathLike | None = None) -> MnistSplit:
-    """Load the 'train' or 'test' split as whole arrays."""
+@dataclass(frozen=True)
+class MnistData:
+    """Both splits, read once (by the CLI) and handed to every stage that needs them."""
+
+    train: MnistSplit
+    test: MnistSplit
+
+    @property
+    def source(self) -> str:
+        return self.test.source
+
+
+def load_mnist(data_dir: str | os.PathLike | None = None) -> MnistData:
+    """Read the training and the test split (the pipeline's one read of MNIST)."""
+    return MnistData(load_split("train", data_dir), load_split("test", data_dir))
+
+
+def load_split(split: str, data_dir: str | os.PathLike | None = None) -> MnistSplit:
+    """Read the 'train' or 'test' split as whole arrays."""
     assert split in ("train", "test"), split
     folder = resolve_data_dir(data_dir)
     if folder is not None:

@@ -43,3 +43,10 @@ class ParityError(CnnEdgeError):
     def __init__(self, failures: list[str]):
         self.failures = failures
         super().__init__("parity failed: " + "; ".join(failures))
+
+
+class ImageError(ValueError):
+    """An input that cannot be turned into a digit: unreadable, not an image, blank, too large.
+
+    Not a CnnEdgeError: batch prediction turns it into that file's error row, and the Python
+    API raises it naming the image."""

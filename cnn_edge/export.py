@@ -46,7 +46,7 @@ def _to_proto(wrapper, opset: int):
             program = torch.onnx.export(
                 wrapper, (example,), dynamo=True, opset_version=opset, external_data=False,
                 input_names=[C.INPUT_NAME], output_names=list(C.OUTPUT_NAMES),
-                dynamic_shapes={"pixels": {0: batch}},
+                dynamic_shapes={C.INPUT_NAME: {0: batch}},
             )
     return program.model_proto
 

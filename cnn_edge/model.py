@@ -2,24 +2,21 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from . import arch as A
-from .constants import CHANNELS, MNIST_MEAN, MNIST_STD, PIXEL_MAX
+from .constants import CHANNELS, MNIST_MEAN, MNIST_STD, PIXEL_MAX, SPEC_ARCH
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    arch: str = "spec"  # a key of arch.ARCHITECTURES
+    arch: str = SPEC_ARCH  # a key of arch.ARCHITECTURES
 
     def __post_init__(self) -> None:
         A.layers_for(self.arch)  # an unknown name fails here, before any training
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 class Normalize(nn.Module):
@@ -87,6 +84,3 @@ class ExportWrapper(nn.Module):
         logits = self.net(pixels)
         return torch.softmax(logits, dim=1), logits
 
-
-def count_trainable(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)

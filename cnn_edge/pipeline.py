@@ -1,126 +1,145 @@
-"""The main job: train, export, validate, and release into exports/ only when all passed."""
+"""The main job: train, export, validate, quantize, and release into exports/ only when all passed.
+
+`run_pipeline` takes the MNIST data (read once, by the caller) and hands the splits to every
+stage; its summary is a PipelineSummary, written as `pipeline.json` (schema in docs/reports.md)
+and rendered as the model card.
+"""
 from __future__ import annotations
 
-import json
 import shlex
-from dataclasses import asdict, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Callable
 
+from . import artifacts
 from . import contract as C
 from .arch import total_params
-from .card import machine_description, render_card
-from .checkpoint import config_path, read_config
-from .data import load_mnist, resolve_data_dir
-from .io_utils import atomic_write_bytes, atomic_write_json, atomic_write_text, check_writable, sha256_file
+from .card import render_card
+from .checkpoint import config_path
+from .constants import SPEC_ARCH
+from .data import MnistData
+from .export import ExportReport, export_onnx, tool_versions
+from .io_utils import atomic_write_bytes, atomic_write_text, check_writable, sha256_file
+from .machine import machine_description
 from .model import ModelConfig
-from .train import TrainConfig, TrainResult, train
-from .quantize import QuantConfig, quant_report, quantize_model
-from .validate import validate_model
+from .quant_types import QuantConfig, QuantReport
+from .quantize import quantize_model
+from .recipes import TrainConfig
+from .reports import write_json
+from .train import ProgressFn, TrainResult, train
+from .validate import ValidationReport, validate_model
 from .vectors import write_test_vectors
 
-MODEL_NAME = "mnist_cnn"  # the released spec CNN
+# The version of pipeline.json's layout (docs/reports.md). 2: typed reports, `schema` field.
+SCHEMA = "cnn-edge-pipeline/2"
 
 
-def model_name(arch: str) -> str:
-    """File stem of a released model: mnist_cnn for the spec CNN, mnist_<arch> for the others,
-    so releasing a baseline never overwrites the spec model."""
-    return MODEL_NAME if arch == "spec" else "mnist_" + arch.replace("-", "_")
+@dataclass(frozen=True)
+class PipelineConfig:
+    train: TrainConfig
+    run_dir: Path  # training run; models are exported and validated here before release
+    out_dir: Path  # where the release goes (exports/)
+    arch: str = SPEC_ARCH
+    device: str = "auto"
+    quant: QuantConfig = QuantConfig()
+    resume: bool = False  # continue (or re-release) the run in run_dir
+    # A release needs the int8 model within the int8 tolerances; compare only records it, since an
+    # undertrained network flips more near-ties than the tolerance allows.
+    require_int8_parity: bool = True
 
 
-def side_file(arch: str, name: str) -> str:
-    """pipeline.json, MODEL_CARD.md, test_vectors.json of a release: plain for the spec CNN,
-    prefixed (mnist_mlp.pipeline.json) for a baseline released into the same folder."""
-    return name if arch == "spec" else f"{model_name(arch)}.{name}"
+@dataclass
+class ReleasedFile:
+    name: str
+    what: str
+    size: int
+    sha256: str
 
 
-def reproduce_command(cfg: TrainConfig, data_dir: str | None, device: str) -> str:
+@dataclass
+class PipelineSummary:
+    """Everything one pipeline run measured: pipeline.json and the model card come from it."""
+
+    schema: str
+    arch: str
+    params: int
+    train: TrainConfig
+    training: TrainResult
+    export: ExportReport
+    input: dict  # the contract's input: name, dtype, shape, range
+    validation: ValidationReport  # fp32 ONNX against PyTorch
+    quantization: QuantReport
+    int8_validation: ValidationReport
+    machine: str
+    tool_versions: dict[str, str]
+    reproduce: str  # the command line that trains this again from scratch
+    files: list[ReleasedFile] = field(default_factory=list)
+
+
+def reproduce_command(cfg: PipelineConfig, data_source: str) -> str:
     """The exact command line that trains this configuration again from scratch."""
-    args = ["cnn-edge pipeline", f"--recipe {cfg.recipe}", f"--seed {cfg.seed}", f"--epochs {cfg.epochs}",
-            f"--batch-size {cfg.batch_size}", f"--lr {cfg.lr:g}", f"--val-size {cfg.val_size}", f"--device {device}"]
-    if cfg.limit_train:
-        args.append(f"--limit-train {cfg.limit_train}")
-    folder = resolve_data_dir(data_dir)  # the flag, else $CNN_EDGE_DATA, made explicit
-    args.append(f"--data-dir {shlex.quote(str(folder))}" if folder else "")
-    return " ".join(a for a in args if a)
+    t = cfg.train
+    args = ["cnn-edge pipeline", f"--recipe {t.recipe}", f"--seed {t.seed}", f"--epochs {t.epochs}",
+            f"--batch-size {t.batch_size}", f"--lr {t.lr:g}", f"--val-size {t.val_size}", f"--device {cfg.device}"]
+    if cfg.arch != SPEC_ARCH:
+        args.insert(1, f"--arch {cfg.arch}")
+    if t.limit_train:
+        args.append(f"--limit-train {t.limit_train}")
+    args.append(f"--data-dir {shlex.quote(data_source)}")
+    return " ".join(args)
 
 
-def run_pipeline(
-    cfg: TrainConfig,
-    run_dir: Path,
-    out_dir: Path,
-    data_dir: str | None,
-    device: str = "auto",
-    model_config: ModelConfig = ModelConfig(),
-    resume: bool = False,
-    progress=None,
-    on_stage=None,
-    quant_config: QuantConfig = QuantConfig(),
-    require_int8_parity: bool = True,
-) -> dict:
-    """Returns the summary written to `out_dir/pipeline.json`. Raises ParityError (and
-    releases nothing) when the exported model does not match PyTorch, or the int8 model misses
-    the int8 tolerances; with require_int8_parity=False (compare) that is only recorded."""
-    from .export import export_onnx, tool_versions
+def _quant_config(cfg: PipelineConfig, data: MnistData) -> QuantConfig:
+    """The guard holds out the split training used for model selection; calibration draws from
+    the rest, at most what a small (smoke) data set has."""
+    guard = cfg.train.val_size or cfg.quant.guard_size
+    return replace(cfg.quant, guard_size=guard, calibration=min(cfg.quant.calibration, len(data.train) - guard))
 
-    name = model_name(model_config.arch)
-    run_dir, out_dir = Path(run_dir), Path(out_dir)
-    check_writable(out_dir / f"{name}.onnx")  # fail before an hour of training, not after
-    stage = on_stage or (lambda name: None)
 
-    stage("train")
-    result: TrainResult = train(cfg, run_dir, data_dir, device, model_config, resume, progress)
-    stage("export")
-    staged = run_dir / f"{name}.onnx"  # exported and validated here, released after
-    exported = export_onnx(result.checkpoint, staged)
-    stage("validate")
-    report = validate_model(staged, result.checkpoint, data_dir)
-    report.raise_for_failures()
-    staged_vectors = write_test_vectors(result.checkpoint, run_dir / "test_vectors.json", data_dir)
-
-    stage("quantize")
-    staged_int8 = run_dir / f"{name}.int8.onnx"
-    # The guard holds out the split training used for model selection; calibration draws from
-    # the rest, at most what a small (smoke) data set has.
-    guard = cfg.val_size or quant_config.guard_size
-    available = len(load_mnist("train", data_dir)) - guard
-    quant_config = replace(quant_config, guard_size=guard, calibration=min(quant_config.calibration, available))
-    quant = quantize_model(staged, staged_int8, quant_config, data_dir)
-    quant_summary = quant_report(staged, quant)
-    int8_report = validate_model(staged_int8, result.checkpoint, data_dir)
-    if require_int8_parity:
-        int8_report.raise_for_failures()
-
-    stage("release")
+def _release(out_dir: Path, staged: dict[str, tuple[Path, str]]) -> list[ReleasedFile]:
+    """Copy the staged files into out_dir, each atomically; returns what was released."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    released = {
-        f"{name}.onnx": (staged, "ONNX model, fp32, self-contained"),
-        f"{name}.safetensors": (result.checkpoint, "PyTorch weights (safetensors)"),
-        f"{name}.json": (config_path(result.checkpoint), "checkpoint config: model, recipe, history"),
-        f"{name}.int8.onnx": (staged_int8, "ONNX model, int8 (static, ONNX Runtime quantization)"),
-        side_file(model_config.arch, "test_vectors.json"): (staged_vectors, "test vectors: MNIST test images and PyTorch's outputs (exports/README.md)"),
-    }
-    for file_name, (src, _) in released.items():
-        atomic_write_bytes(out_dir / file_name, src.read_bytes())
-    ck = read_config(result.checkpoint)
-    meta = dict(json.loads(json.dumps(report.to_dict())))
-    summary = {
-        "arch": model_config.arch,
-        "params": total_params(model_config.arch),
-        "train": cfg.to_dict(),
-        "checkpoint": {**{k: ck[k] for k in ("selected_epoch", "best_val_accuracy", "device", "test_accuracy")},
-                       "history": [asdict(h) for h in result.history]},  # every epoch, not only up to the selected one
-        "export": {"opset": exported.opset, "ir_version": exported.ir_version, "size_bytes": exported.size_bytes,
-                   "input": {"name": C.INPUT_NAME, "dtype": C.INPUT_DTYPE, "shape": list(C.INPUT_SHAPE),
-                             "range": list(C.INPUT_RANGE)}},
-        "validation": meta,
-        "quantization": quant_summary,
-        "int8_validation": json.loads(json.dumps(int8_report.to_dict())),
-        "files": [{"name": n, "what": what, "size": (out_dir / n).stat().st_size, "sha256": sha256_file(out_dir / n)}
-                  for n, (_, what) in released.items()],
-        "machine": machine_description(),
-        "tool_versions": tool_versions(),
-        "reproduce": reproduce_command(cfg, data_dir, device),
-    }
-    atomic_write_json(out_dir / side_file(model_config.arch, "pipeline.json"), summary)
-    atomic_write_text(out_dir / side_file(model_config.arch, "MODEL_CARD.md"), render_card(summary))
+    files = []
+    for name, (src, what) in staged.items():
+        atomic_write_bytes(out_dir / name, src.read_bytes())
+        files.append(ReleasedFile(name, what, (out_dir / name).stat().st_size, sha256_file(out_dir / name)))
+    return files
+
+
+def run_pipeline(cfg: PipelineConfig, data: MnistData, *, progress: ProgressFn | None = None,
+                 on_stage: Callable[[str], None] = lambda stage: None) -> PipelineSummary:
+    """Train, export, validate, quantize, write test vectors, release. Raises ParityError (and
+    releases nothing) when the exported model does not match PyTorch, or the int8 model misses the
+    int8 tolerances (unless cfg.require_int8_parity is off)."""
+    arch, run_dir, out_dir = cfg.arch, cfg.run_dir, cfg.out_dir
+    check_writable(out_dir / artifacts.fp32_file(arch))  # fail before an hour of training, not after
+    on_stage("train")
+    trained = train(cfg.train, run_dir, data, device=cfg.device, model_config=ModelConfig(arch), resume=cfg.resume,
+                    progress=progress)
+    on_stage("export")
+    staged_fp32, staged_int8 = run_dir / artifacts.fp32_file(arch), run_dir / artifacts.int8_file(arch)
+    exported = export_onnx(trained.checkpoint, staged_fp32)
+    on_stage("validate")
+    validation = validate_model(staged_fp32, data.test, checkpoint=trained.checkpoint)
+    validation.raise_for_failures()
+    staged_vectors = write_test_vectors(trained.checkpoint, run_dir / artifacts.VECTORS_FILE, data.test)
+    on_stage("quantize")
+    quant = quantize_model(staged_fp32, staged_int8, _quant_config(cfg, data), data.train, data.test)
+    int8_validation = validate_model(staged_int8, data.test, checkpoint=trained.checkpoint)
+    if cfg.require_int8_parity:
+        int8_validation.raise_for_failures()
+
+    on_stage("release")
+    files = _release(out_dir, {
+        artifacts.fp32_file(arch): (staged_fp32, "ONNX model, fp32, self-contained"),
+        f"{artifacts.model_name(arch)}.safetensors": (trained.checkpoint, "PyTorch weights (safetensors)"),
+        f"{artifacts.model_name(arch)}.json": (config_path(trained.checkpoint), "checkpoint config: model, recipe, history"),
+        artifacts.int8_file(arch): (staged_int8, "ONNX model, int8 (static, ONNX Runtime quantization)"),
+        artifacts.side_file(arch, artifacts.VECTORS_FILE): (staged_vectors, "test vectors: MNIST test images and PyTorch's outputs (exports/README.md)"),
+    })
+    summary = PipelineSummary(SCHEMA, arch, total_params(arch), cfg.train, trained, exported, C.input_description(),
+                              validation, quant, int8_validation, machine_description(), tool_versions(),
+                              reproduce_command(cfg, data.source), files)
+    write_json(out_dir / artifacts.side_file(arch, artifacts.SUMMARY_FILE), summary)
+    atomic_write_text(out_dir / artifacts.side_file(arch, artifacts.CARD_FILE), render_card(summary))
     return summary

@@ -5,18 +5,20 @@ Validation collects every parity failure, then reports them all at once.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from . import contract as C
-from .compat import DEFAULT_TARGETS, Compatibility, check_targets
 from .constants import NUM_CLASSES
-from .data import load_mnist
+from .data import MnistSplit
 from .errors import ConfigError, ParityError
-from .onnx_model import open_model
+from .runtime.compat import DEFAULT_TARGETS, Compatibility, check_targets
+from .runtime.onnx_model import open_model
+
+RunFn = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]  # (images, batch size) -> (probs, logits)
 
 
 @dataclass
@@ -25,6 +27,20 @@ class ParityAtBatch:
     top1_agreement: float
     max_abs_diff_probabilities: float
     max_abs_diff_logits: float
+
+
+@dataclass(frozen=True)
+class ParityLimits:
+    """What a model must meet against PyTorch: the fp32 or the int8 tolerances of the contract."""
+
+    kind: str  # fp32 or int8
+    tolerance: float | None  # max abs diff allowed on each output; None: reported only (int8)
+    min_top1_agreement: float
+    max_accuracy_drop_pp: float | None = None  # PyTorch accuracy minus the model's; None: not bounded
+
+
+FP32_LIMITS = ParityLimits("fp32", C.FP32_TOLERANCE, C.FP32_MIN_TOP1_AGREEMENT)
+INT8_LIMITS = ParityLimits("int8", None, C.INT8_MIN_TOP1_AGREEMENT, C.INT8_MAX_ACCURACY_DROP_PP)
 
 
 @dataclass
@@ -53,6 +69,8 @@ class ValidationReport:
     parity: ParityReport | None = None
     compatibility: list[Compatibility] = field(default_factory=list)  # warnings only: never fail validation
 
+    json_properties = ("passed",)
+
     @property
     def passed(self) -> bool:
         return self.parity is None or not self.parity.failures
@@ -61,9 +79,6 @@ class ValidationReport:
         if self.parity is not None and self.parity.failures:
             raise ParityError(self.parity.failures)
 
-    def to_dict(self) -> dict:
-        return {**asdict(self), "passed": self.passed}
-
 
 def confusion_matrix(labels: np.ndarray, predictions: np.ndarray) -> np.ndarray:
     cm = np.zeros((NUM_CLASSES, NUM_CLASSES), dtype=np.int64)
@@ -71,8 +86,8 @@ def confusion_matrix(labels: np.ndarray, predictions: np.ndarray) -> np.ndarray:
     return cm
 
 
-def _torch_reference(checkpoint: Path, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """PyTorch's (probabilities, logits) for every image, computed once at batch 256."""
+def torch_reference(checkpoint: Path, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """PyTorch's (probabilities, logits) for every image, computed once at batch 256 (imports torch)."""
     import torch
 
     from .checkpoint import load_checkpoint
@@ -85,88 +100,70 @@ def _torch_reference(checkpoint: Path, images: np.ndarray) -> tuple[np.ndarray, 
     return probs, logits
 
 
-def compare(
-    run: Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]],
-    images: np.ndarray,
-    labels: np.ndarray,
-    reference: tuple[np.ndarray, np.ndarray],
-    tolerance: float | None,
-    min_top1_agreement: float,
-    batch_sizes=C.PARITY_BATCH_SIZES,
-    max_accuracy_drop_pp: float | None = None,
-) -> ParityReport:
-    """Run the model at each batch size and compare with the reference outputs."""
+def _at_batch(run: RunFn, images: np.ndarray, batch_size: int, reference) -> tuple[ParityAtBatch, np.ndarray]:
     ref_probs, ref_logits = reference
-    ref_top1 = ref_probs.argmax(1)
+    probs, logits = run(images, batch_size)
+    row = ParityAtBatch(batch_size, float((probs.argmax(1) == ref_probs.argmax(1)).mean()),
+                        float(np.abs(probs - ref_probs).max()), float(np.abs(logits - ref_logits).max()))
+    return row, probs.argmax(1)
+
+
+def check_parity(run: RunFn, split: MnistSplit, reference: tuple[np.ndarray, np.ndarray], limits: ParityLimits,
+                 batch_sizes=C.PARITY_BATCH_SIZES) -> ParityReport:
+    """Run the model at each batch size, compare with the reference outputs, collect every failure."""
     rows, failures = [], []
     for bs in batch_sizes:
-        probs, logits = run(images, bs)
-        row = ParityAtBatch(
-            bs, float((probs.argmax(1) == ref_top1).mean()),
-            float(np.abs(probs - ref_probs).max()), float(np.abs(logits - ref_logits).max()),
-        )
+        row, predicted = _at_batch(run, split.images, bs, reference)
         rows.append(row)
-        if row.top1_agreement < min_top1_agreement:
-            failures.append(f"batch {bs}: top-1 agreement {row.top1_agreement:.4%} < {min_top1_agreement:.2%}")
-        for name in ("probabilities", "logits") if tolerance is not None else ():
+        if row.top1_agreement < limits.min_top1_agreement:
+            failures.append(f"batch {bs}: top-1 agreement {row.top1_agreement:.4%} < {limits.min_top1_agreement:.2%}")
+        for name in ("probabilities", "logits") if limits.tolerance is not None else ():
             diff = getattr(row, f"max_abs_diff_{name}")
-            if not diff <= tolerance:
-                failures.append(f"batch {bs}: max abs diff of {name} = {diff:.3g} > {tolerance:g}")
-        if bs == batch_sizes[-1]:
-            model_acc = float((probs.argmax(1) == labels).mean())
-    torch_acc = float((ref_top1 == labels).mean())
+            if not diff <= limits.tolerance:
+                failures.append(f"batch {bs}: max abs diff of {name} = {diff:.3g} > {limits.tolerance:g}")
+    model_acc = float((predicted == split.labels).mean())  # at the last batch size
+    torch_acc = float((reference[0].argmax(1) == split.labels).mean())
     drop = (torch_acc - model_acc) * 100
-    if max_accuracy_drop_pp is not None and drop > max_accuracy_drop_pp:
-        failures.append(f"accuracy drop {drop:.3f} points > {max_accuracy_drop_pp:g}")
+    if limits.max_accuracy_drop_pp is not None and drop > limits.max_accuracy_drop_pp:
+        failures.append(f"accuracy drop {drop:.3f} points > {limits.max_accuracy_drop_pp:g}")
     return ParityReport(
-        tolerance, min_top1_agreement,
+        limits.tolerance, limits.min_top1_agreement,
         min(r.top1_agreement for r in rows),
         max(r.max_abs_diff_probabilities for r in rows),
         max(r.max_abs_diff_logits for r in rows),
-        torch_acc, rows, failures, "int8" if max_accuracy_drop_pp is not None else "fp32",
-        drop, max_accuracy_drop_pp,
+        torch_acc, rows, failures, limits.kind, drop, limits.max_accuracy_drop_pp,
     )
-
-
-def is_int8(model) -> bool:
-    """A cnn-edge int8 model says so in its metadata (written by `cnn-edge quantize`)."""
-    return "cnn_edge.quantization" in model.metadata
 
 
 def validate_model(
     model_path: Path,
+    test: MnistSplit,
+    *,
     checkpoint: Path | None = None,
-    data_dir: str | None = None,
     limit: int | None = None,
     targets: tuple[str, ...] = DEFAULT_TARGETS,
 ) -> ValidationReport:
-    """Accuracy of `model_path` on the test set; with `checkpoint`, parity with PyTorch too.
+    """Accuracy of `model_path` on the test split; with `checkpoint`, parity with PyTorch too.
 
-    Raises ModelFileError/CheckpointError/DataError for bad input. Parity failures are
-    collected in the report (see `raise_for_failures`)."""
+    Raises ModelFileError/CheckpointError for bad input. Parity failures are collected in the
+    report (see `raise_for_failures`)."""
     model = open_model(Path(model_path))
     compatibility = check_targets(Path(model_path), targets)
-    test = load_mnist("test", data_dir)
-    images, labels = test.images, test.labels
     if limit is not None:
         if limit < 1:
             raise ConfigError(f"--limit must be at least 1, got {limit}")
-        images, labels = images[:limit], labels[:limit]
-    probs, _ = model.run_batched(images, 256)
+        test = MnistSplit(test.images[:limit], test.labels[:limit], test.source)
+    probs, _ = model.run_batched(test.images, 256)
     preds = probs.argmax(1)
-    cm = confusion_matrix(labels, preds)
+    cm = confusion_matrix(test.labels, preds)
     per_class = (np.diag(cm) / np.maximum(cm.sum(1), 1)).tolist()
-    meta_acc = model.metadata.get("cnn_edge.test_accuracy")
+    meta_acc = model.metadata.get(C.META_TEST_ACCURACY)
     report = ValidationReport(
-        str(model_path), int(len(labels)), float((preds == labels).mean()), per_class, cm.tolist(),
+        str(model_path), len(test), float((preds == test.labels).mean()), per_class, cm.tolist(),
         float(meta_acc) if meta_acc else None, compatibility=compatibility,
     )
     if checkpoint is not None:
-        reference = _torch_reference(Path(checkpoint), images)
-        if is_int8(model):
-            limits = dict(tolerance=None, min_top1_agreement=C.INT8_MIN_TOP1_AGREEMENT,
-                          max_accuracy_drop_pp=C.INT8_MAX_ACCURACY_DROP_PP)
-        else:
-            limits = dict(tolerance=C.FP32_TOLERANCE, min_top1_agreement=C.FP32_MIN_TOP1_AGREEMENT)
-        report.parity = compare(lambda x, bs: model.run_batched(x, bs), images, labels, reference, **limits)
+        reference = torch_reference(Path(checkpoint), test.images)
+        limits = INT8_LIMITS if model.is_int8 else FP32_LIMITS
+        report.parity = check_parity(lambda x, bs: model.run_batched(x, bs), test, reference, limits)
     return report

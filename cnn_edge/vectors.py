@@ -8,14 +8,13 @@ how close a runtime must come. Making them needs torch; checking them does not.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from . import contract as C
-from .data import load_mnist
-from .errors import ModelFileError
+from .constants import CLASS_LABELS, IMAGE_SIZE, NUM_CLASSES
+from .data import MnistSplit
 from .io_utils import atomic_write_text, check_writable, sha256_file
 
 FORMAT = "cnn-edge-test-vectors/1"
@@ -26,7 +25,7 @@ VECTORS_SEED = 2024
 def pick_indices(labels: np.ndarray, per_class: int = PER_CLASS, seed: int = VECTORS_SEED) -> list[int]:
     """`per_class` test images of each digit, drawn with a fixed seed, in index order."""
     rng = np.random.default_rng(seed)
-    picked = [rng.choice(np.flatnonzero(labels == k), per_class, replace=False) for k in range(10)]
+    picked = [rng.choice(np.flatnonzero(labels == k), per_class, replace=False) for k in range(NUM_CLASSES)]
     return sorted(int(i) for i in np.concatenate(picked))
 
 
@@ -38,7 +37,7 @@ def tolerances() -> dict:
     }
 
 
-def make_test_vectors(checkpoint: Path, data_dir: str | None = None, per_class: int = PER_CLASS) -> dict:
+def make_test_vectors(checkpoint: Path, test: MnistSplit, per_class: int = PER_CLASS) -> dict:
     """PyTorch's outputs for `per_class` test images of each digit (imports torch)."""
     import torch
 
@@ -46,17 +45,17 @@ def make_test_vectors(checkpoint: Path, data_dir: str | None = None, per_class: 
     from .model import ExportWrapper
 
     net, _ = load_checkpoint(Path(checkpoint))
-    test = load_mnist("test", data_dir)
     idx = pick_indices(test.labels, per_class)
     x = torch.from_numpy(test.images[idx].astype(np.float32))[:, None]  # (N, 1, 28, 28)
     with torch.inference_mode():
         probs, logits = ExportWrapper(net.eval())(x)
     return {
         "format": FORMAT,
-        "input": {"name": C.INPUT_NAME, "dtype": C.INPUT_DTYPE, "shape": [1, 1, 28, 28], "range": list(C.INPUT_RANGE),
-                  "layout": "pixels: 784 numbers, row-major 28x28, fed as-is (no scaling: it happens in the graph)"},
+        "input": {"name": C.INPUT_NAME, "dtype": C.INPUT_DTYPE, "shape": [1, *C.INPUT_SHAPE[1:]], "range": list(C.INPUT_RANGE),
+                  "layout": f"pixels: {IMAGE_SIZE * IMAGE_SIZE} numbers, row-major {IMAGE_SIZE}x{IMAGE_SIZE}, fed as-is "
+                            "(no scaling: it happens in the graph)"},
         "outputs": list(C.OUTPUT_NAMES),
-        "class_labels": [str(i) for i in range(10)],
+        "class_labels": list(CLASS_LABELS),
         "reference": {"framework": "pytorch", "version": torch.__version__,
                       "checkpoint_sha256": sha256_file(Path(checkpoint)), "mnist_split": "test"},
         "tolerance": tolerances(),
@@ -76,29 +75,7 @@ def dumps(vectors: dict) -> str:
     return f'{text},\n  "vectors": [\n{rows}\n  ]\n}}\n'
 
 
-def write_test_vectors(checkpoint: Path, output: Path, data_dir: str | None = None) -> Path:
+def write_test_vectors(checkpoint: Path, output: Path, test: MnistSplit) -> Path:
     output = check_writable(Path(output))
-    atomic_write_text(output, dumps(make_test_vectors(checkpoint, data_dir)))
+    atomic_write_text(output, dumps(make_test_vectors(checkpoint, test)))
     return output
-
-
-@dataclass
-class VectorCheck:
-    vectors: int
-    top1_agreement: float
-    max_abs_diff_probabilities: float
-    precision: str  # fp32 or int8
-    passed: bool
-
-
-def check_vectors(vectors: dict, probabilities: np.ndarray, int8: bool) -> VectorCheck:
-    """Judge a runtime's probabilities (N, 10) for the vectors by the file's own tolerance."""
-    if vectors.get("format") != FORMAT:
-        raise ModelFileError(f"test vectors have format {vectors.get('format')!r}; expected {FORMAT!r}")
-    ref = np.array([v["probabilities"] for v in vectors["vectors"]])
-    agreement = float((ref.argmax(1) == probabilities.argmax(1)).mean())
-    diff = float(np.abs(ref - probabilities).max())
-    tol = vectors["tolerance"]["int8" if int8 else "fp32"]
-    ok = agreement >= tol["min_top1_agreement"] and (
-        tol["max_abs_diff_probabilities"] is None or diff <= tol["max_abs_diff_probabilities"])
-    return VectorCheck(len(ref), agreement, diff, "int8" if int8 else "fp32", ok)

@@ -31,10 +31,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
-from cnn_edge.data import load_mnist  # noqa: E402
-from cnn_edge.onnx_model import open_model  # noqa: E402
-from cnn_edge.predictor import Predictor  # noqa: E402
-from cnn_edge.preprocess import preprocess  # noqa: E402
+from cnn_edge import contract as C  # noqa: E402
+from cnn_edge.artifacts import RELEASE_DIR, released_models  # noqa: E402
+from cnn_edge.data import load_split  # noqa: E402
+from cnn_edge.runtime.onnx_model import open_model  # noqa: E402
+from cnn_edge.runtime.predictor import Predictor  # noqa: E402
+from cnn_edge.runtime.preprocess import preprocess  # noqa: E402
 from user_digits import label_of, make_user_digits  # noqa: E402
 
 CLI = [sys.executable, "-m", "cnn_edge"]
@@ -83,7 +85,7 @@ def csv_accuracy(out: Path) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description="End-to-end predict benchmark")
     ap.add_argument("--data-dir", default=None)
-    ap.add_argument("--models", nargs="+", type=Path, default=[REPO / "exports/mnist_cnn.onnx", REPO / "exports/mnist_cnn.int8.onnx"])
+    ap.add_argument("--models", nargs="+", type=Path, default=released_models(REPO / RELEASE_DIR))
     ap.add_argument("-n", type=int, default=10_000)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--per-variant", type=int, default=500)
@@ -93,7 +95,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="cnn-edge-bench-"))
     steal0, total0 = cpu_ticks()
     try:
-        test = load_mnist("test", args.data_dir)
+        test = load_split("test", args.data_dir)
         png = work / "png"
         png.mkdir()
         paths = []
@@ -113,7 +115,7 @@ def main() -> None:
                 "predict_images_per_second": args.n / wall,
                 "speedup_vs_baseline": args.n / wall / base,
                 "png_accuracy": csv_accuracy(work / "r.csv"),
-                "validate_accuracy": float(meta.get("cnn_edge.test_accuracy") or "nan"),
+                "validate_accuracy": float(meta.get(C.META_TEST_ACCURACY) or "nan"),
                 "cold_start_median_s": statistics.median(one),
                 "cold_start_max_s": max(one),
             }

@@ -22,10 +22,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cnn_edge.card import machine_description  # noqa: E402
-from cnn_edge.onnx_model import open_model  # noqa: E402
-from cnn_edge.quantize import QuantConfig, quantize_model  # noqa: E402
-from cnn_edge.speed import measure  # noqa: E402
+from cnn_edge import contract as C  # noqa: E402
+from cnn_edge.data import load_mnist  # noqa: E402
+from cnn_edge.machine import machine_description  # noqa: E402
+from cnn_edge.quant_types import QuantConfig  # noqa: E402
+from cnn_edge.quantize import quantize_model  # noqa: E402
+from cnn_edge.runtime.onnx_model import open_model  # noqa: E402
+from cnn_edge.runtime.timing import measure  # noqa: E402
 
 
 def torch_eager(checkpoint: Path, batch: int, seconds: float) -> dict:
@@ -37,7 +40,7 @@ def torch_eager(checkpoint: Path, batch: int, seconds: float) -> dict:
     out = {}
     for layout in ("nchw", "channels_last"):
         m = model.to(memory_format=torch.channels_last) if layout == "channels_last" else model
-        x = torch.rand(batch, 1, 28, 28) * 255
+        x = torch.rand(batch, *C.INPUT_SHAPE[1:]) * C.INPUT_RANGE[1]
         if layout == "channels_last":
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
@@ -69,14 +72,16 @@ def main() -> None:
                 for f, pc, a in itertools.product(("qdq", "qoperator"), (True, False), ("uint8", "int8"))]
     variants.append(dict(dynamic=True, weight_type="uint8"))
     rows = []
+    data = load_mnist(args.data_dir)
     with tempfile.TemporaryDirectory() as tmp:
         for i, v in enumerate(variants):
             cfg = QuantConfig(calibration=args.calibration, max_drop=100.0, **v)  # guard off: raw variants
-            res = quantize_model(Path(args.model), Path(tmp) / f"v{i}.onnx", cfg, args.data_dir)
-            speed = measure(open_model(res.output), 256, args.seconds)
-            rows.append({"variant": v, "size_ratio": res.output.stat().st_size / fp32_size,
-                         "test_accuracy": res.int8_test_accuracy, "fp32_test_accuracy": res.fp32_test_accuracy,
-                         "top1_agreement": res.test_top1_agreement, "images_per_second": speed.images_per_second,
+            res = quantize_model(Path(args.model), Path(tmp) / f"v{i}.onnx", cfg, data.train, data.test,
+                                 speed_seconds=args.seconds)
+            speed = res.int8_speed.batch_256
+            rows.append({"variant": v, "size_ratio": res.size_ratio,
+                         "test_accuracy": res.test.int8_accuracy, "fp32_test_accuracy": res.test.fp32_accuracy,
+                         "top1_agreement": res.test.top1_agreement, "images_per_second": speed.images_per_second,
                          "ratio_vs_fp32_ort": speed.images_per_second / fp32_speed.images_per_second})
     eager = torch_eager(Path(args.checkpoint), 256, args.seconds) if args.checkpoint else {}
     for r in rows:

@@ -20,7 +20,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from cnn_edge.demo import make_server  # noqa: E402
+from cnn_edge.runtime.demo import make_server  # noqa: E402
 
 NODE_DIR = REPO / "examples" / "node"
 

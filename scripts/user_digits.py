@@ -20,7 +20,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cnn_edge.data import load_mnist  # noqa: E402
+from cnn_edge.data import load_split  # noqa: E402
 
 
 def _big_ink(digit: np.ndarray, size: int) -> np.ndarray:
@@ -136,7 +136,7 @@ def label_of(path: Path) -> int:
 
 def make_user_digits(out: Path, data_dir: str | None, per_variant: int, seed: int = 0) -> dict[str, list[Path]]:
     """per_variant test digits per variant (different digits for each), written into out/."""
-    test = load_mnist("test", data_dir)
+    test = load_split("test", data_dir)
     rng = np.random.default_rng(seed)
     out.mkdir(parents=True, exist_ok=True)
     picks = rng.permutation(len(test))

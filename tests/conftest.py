@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cnn_edge.data import FILES, write_idx
+from cnn_edge.data import FILES, MnistData, load_mnist, write_idx
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -41,13 +41,20 @@ def tiny_mnist(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_run(tiny_mnist, tmp_path_factory) -> Path:
+def tiny_data(tiny_mnist) -> MnistData:
+    """The tiny set read once, as the CLI hands it to the stages."""
+    return load_mnist(tiny_mnist)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_data, tmp_path_factory) -> Path:
     """A checkpoint trained for one short epoch on the tiny set: run/model.safetensors."""
-    from cnn_edge.train import make_config, train
+    from cnn_edge.recipes import make_config
+    from cnn_edge.train import train
 
     run = tmp_path_factory.mktemp("run")
     cfg = make_config("default", epochs=1, batch_size=64, val_size=64)
-    return train(cfg, run, str(tiny_mnist), device="cpu").checkpoint
+    return train(cfg, run, tiny_data, device="cpu").checkpoint
 
 
 @pytest.fixture(scope="session")
@@ -62,6 +69,19 @@ def tiny_onnx(tiny_run, tmp_path_factory) -> Path:
 @pytest.fixture
 def no_env_data(monkeypatch):
     monkeypatch.delenv("CNN_EDGE_DATA", raising=False)
+
+
+def assert_one_line_error(result, code: int, *names) -> str:
+    """A CLI result that failed the way bad input must: exit `code`, no traceback, one line on
+    stderr starting with 'error: ' that names each of `names` (the bad value, path or option).
+    Returns the line, for further checks."""
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for name in names:
+        assert str(name) in lines[0], (name, lines[0])
+    return lines[0]
 
 
 def real_mnist() -> Path | None:

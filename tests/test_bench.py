@@ -6,18 +6,19 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from cnn_edge.bench import run_bench
+from cnn_edge.bench import BenchConfig, run_bench
 from cnn_edge.cli import app
 from cnn_edge.errors import ConfigError
 
+from cnn_edge.artifacts import RELEASE_DIR, released_models
 from conftest import REPO
 
-MODELS = [REPO / "exports" / "mnist_cnn.onnx", REPO / "exports" / "mnist_cnn.int8.onnx"]
+MODELS = released_models(REPO / RELEASE_DIR)
 
 
 def test_rows_for_every_model_batch_and_backend():
     pytest.importorskip("torch")
-    report = run_bench(MODELS, batch_sizes=(1, 8), seconds=0.05)
+    report = run_bench(MODELS, BenchConfig(batch_sizes=(1, 8), seconds=0.05))
     got = {(r.backend, r.precision, r.batch_size) for r in report.rows}
     assert got == {(b, p, n) for b, p in (("onnxruntime", "fp32"), ("onnxruntime", "int8"), ("pytorch", "fp32")) for n in (1, 8)}
     for r in report.rows:
@@ -27,10 +28,10 @@ def test_rows_for_every_model_batch_and_backend():
 
 
 def test_no_torch_and_bad_options():
-    report = run_bench(MODELS[:1], use_torch=False, batch_sizes=(2,), seconds=0.02)
+    report = run_bench(MODELS[:1], BenchConfig(use_torch=False, batch_sizes=(2,), seconds=0.02))
     assert [r.backend for r in report.rows] == ["onnxruntime"]
-    with pytest.raises(ConfigError, match="batch sizes"):
-        run_bench(MODELS, batch_sizes=(0,))
+    with pytest.raises(ConfigError, match=r"\[0\]"):
+        BenchConfig(batch_sizes=(0,))
     result = CliRunner().invoke(app, ["bench", str(MODELS[0]), "--batch-sizes", "1,x"])
     assert result.exit_code == 2 and "--batch-sizes" in result.stderr
 

@@ -16,7 +16,7 @@ def test_round_trip(tiny_run):
 
 
 def test_missing_checkpoint(tmp_path):
-    with pytest.raises(CheckpointError, match="does not exist"):
+    with pytest.raises(CheckpointError, match="nope.safetensors"):
         load_checkpoint(tmp_path / "nope.safetensors")
 
 
@@ -24,14 +24,14 @@ def test_corrupt_weights(tmp_path, tiny_run):
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"garbage" * 10)
     shutil.copy(config_path(tiny_run), config_path(bad))
-    with pytest.raises(CheckpointError, match="not a readable safetensors"):
+    with pytest.raises(CheckpointError, match="bad.safetensors"):
         load_checkpoint(bad)
 
 
 def test_missing_config(tmp_path, tiny_run):
     lone = tmp_path / "lone.safetensors"
     shutil.copy(tiny_run, lone)
-    with pytest.raises(CheckpointError, match="config .*lone.json is missing"):
+    with pytest.raises(CheckpointError, match="lone.json"):
         load_checkpoint(lone)
 
 
@@ -39,14 +39,14 @@ def test_other_architecture(tmp_path, tiny_run):
     other = tmp_path / "other.safetensors"
     save_file({"fc.weight": torch.zeros(10, 784), "fc.bias": torch.zeros(10)}, other)
     shutil.copy(config_path(tiny_run), config_path(other))
-    with pytest.raises(CheckpointError, match="another architecture"):
+    with pytest.raises(CheckpointError, match="other.safetensors"):
         load_checkpoint(other)
 
 
 def test_pickle_file_is_refused(tmp_path):
     pt = tmp_path / "model.pt"
     torch.save({"a": torch.zeros(1)}, pt)
-    with pytest.raises(CheckpointError, match="not a .safetensors"):
+    with pytest.raises(CheckpointError, match="model.pt"):
         load_checkpoint(pt)
 
 
@@ -54,5 +54,5 @@ def test_config_of_unknown_format(tmp_path, tiny_run):
     ck = tmp_path / "m.safetensors"
     shutil.copy(tiny_run, ck)
     config_path(ck).write_text(json.dumps({"format": "something-else"}))
-    with pytest.raises(CheckpointError, match="not a cnn-edge checkpoint"):
+    with pytest.raises(CheckpointError, match="something-else"):
         load_checkpoint(ck)

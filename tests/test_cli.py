@@ -6,28 +6,26 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
+from cnn_edge import contract as C
+from cnn_edge.arch import total_params
 from cnn_edge.cli import app
+from cnn_edge.cli.app import EXIT_BAD_INPUT, EXIT_PARITY_FAILED
+from cnn_edge.vectors import PER_CLASS
+from conftest import assert_one_line_error
 
 runner = CliRunner()
+SPEC_PARAMS = total_params()
 
 
 def invoke(*args):
     return runner.invoke(app, [str(a) for a in args])
 
 
-def assert_one_line_error(result, code, pattern):
-    assert result.exit_code == code, result.output
-    assert "Traceback" not in result.output
-    lines = [l for l in result.stderr.splitlines() if l.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert pattern in lines[0]
-
-
 def test_info_table_and_json():
     result = invoke("info")
-    assert result.exit_code == 0 and "870,634" in result.output and "((3*3*32)+1)*64" in result.output
+    assert result.exit_code == 0 and f"{SPEC_PARAMS:,}" in result.output and "((3*3*32)+1)*64" in result.output
     data = json.loads(invoke("info", "--json").output)
-    assert data["total_params"] == 870_634
+    assert data["total_params"] == SPEC_PARAMS == 870_634  # the spec's count
     assert data["layers"][-1]["output_shape"] == [10]
 
 
@@ -41,20 +39,21 @@ def test_train_export_validate_pipeline(tiny_mnist, tmp_path):
     onnx_path = tmp_path / "m.onnx"
     result = invoke("export", run / "model.safetensors", "-o", onnx_path, "--data-dir", tiny_mnist, "--json")
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["opset"] == 18 and onnx_path.is_file()
+    assert json.loads(result.stdout)["opset"] == C.OPSET and onnx_path.is_file()
     vectors = json.loads((tmp_path / "test_vectors.json").read_text())
-    assert len(vectors["vectors"]) == 40 and len(vectors["vectors"][0]["pixels"]) == 784
+    assert len(vectors["vectors"]) == 10 * PER_CLASS and len(vectors["vectors"][0]["pixels"]) == 28 * 28
 
     result = invoke("validate", onnx_path, "--checkpoint", run / "model.safetensors", "--data-dir", tiny_mnist, "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["samples"] == 200 and report["passed"]
     assert report["parity"]["top1_agreement"] == 1.0
-    assert report["parity"]["max_abs_diff_probabilities"] <= 1e-4
-    assert report["parity"]["max_abs_diff_logits"] <= 1e-4
+    assert report["parity"]["max_abs_diff_probabilities"] <= C.FP32_TOLERANCE
+    assert report["parity"]["max_abs_diff_logits"] <= C.FP32_TOLERANCE
 
     result = invoke("validate", onnx_path, "--data-dir", tiny_mnist)
-    assert result.exit_code == 0 and "confusion matrix" in result.output
+    assert result.exit_code == 0 and f"on {report['samples']} test images" in result.output
+    assert len([line for line in result.output.splitlines() if line.startswith("  ")]) >= 10  # the matrix rows
 
 
 def test_pipeline_releases_everything(tiny_mnist, tmp_path):
@@ -66,28 +65,34 @@ def test_pipeline_releases_everything(tiny_mnist, tmp_path):
     assert {"mnist_cnn.onnx", "mnist_cnn.int8.onnx", "mnist_cnn.safetensors", "mnist_cnn.json", "MODEL_CARD.md",
             "pipeline.json"} <= names
     card = (out / "MODEL_CARD.md").read_text()
-    assert "cnn-edge pipeline --recipe default --seed 0 --epochs 1 --batch-size 64" in card and "870,634" in card
-    assert "## int8 model" in card
+    summary = json.loads((out / "pipeline.json").read_text())
+    assert summary["schema"] == "cnn-edge-pipeline/2" and summary["params"] == SPEC_PARAMS
+    assert summary["reproduce"].startswith("cnn-edge pipeline --recipe default --seed 0 --epochs 1 --batch-size 64")
+    assert summary["reproduce"] in card and f"{SPEC_PARAMS:,}" in card
+    assert f"{summary['quantization']['test']['int8_accuracy']:.2%}" in card  # the int8 section
+    assert {f["name"] for f in summary["files"]} <= {p.name for p in out.iterdir()}
     # Resuming a finished run releases again without training more.
     again = invoke("pipeline", "--data-dir", tiny_mnist, "--run-dir", tmp_path / "run", "--out-dir", out,
                    "--epochs", "1", "--batch-size", "64", "--val-size", "64", "-q", "--resume", "--json")
     assert again.exit_code == 0, again.output
-    assert len(json.loads(again.stdout)["checkpoint"]["history"]) == 1
+    assert len(json.loads(again.stdout)["training"]["history"]) == 1
 
 
 def test_bad_data_dir(tmp_path):
-    assert_one_line_error(invoke("train", "--data-dir", tmp_path / "none", "--out", tmp_path / "r", "-q"), 2, "does not exist")
+    assert_one_line_error(invoke("train", "--data-dir", tmp_path / "none", "--out", tmp_path / "r", "-q"),
+                          EXIT_BAD_INPUT, tmp_path / "none", "--data-dir")
 
 
 def test_missing_checkpoint(tmp_path):
-    assert_one_line_error(invoke("export", tmp_path / "x.safetensors", "-o", tmp_path / "m.onnx"), 2, "does not exist")
+    assert_one_line_error(invoke("export", tmp_path / "x.safetensors", "-o", tmp_path / "m.onnx"), EXIT_BAD_INPUT,
+                          tmp_path / "x.safetensors")
     assert not (tmp_path / "m.onnx").exists()
 
 
 def test_validate_a_text_file(tmp_path, tiny_mnist):
     bad = tmp_path / "m.onnx"
     bad.write_text("hello")
-    assert_one_line_error(invoke("validate", bad, "--data-dir", tiny_mnist), 2, "not a loadable ONNX model")
+    assert_one_line_error(invoke("validate", bad, "--data-dir", tiny_mnist), EXIT_BAD_INPUT, bad)
     assert bad.read_text() == "hello"
 
 
@@ -95,18 +100,23 @@ def test_parity_failure_exits_1(tiny_onnx, tiny_mnist, tmp_path):
     run = tmp_path / "other"
     assert invoke("train", "--data-dir", tiny_mnist, "--out", run, "--epochs", "1", "--seed", "3",
                   "--limit-train", "128", "--val-size", "32", "-q").exit_code == 0
-    result = invoke("validate", tiny_onnx, "--checkpoint", run / "model.safetensors", "--data-dir", tiny_mnist)
-    assert result.exit_code == 1
-    assert "parity: FAILED" in result.stdout and result.stderr.startswith("error: parity failed")
+    result = invoke("validate", tiny_onnx, "--checkpoint", run / "model.safetensors", "--data-dir", tiny_mnist, "--json")
+    report = json.loads(result.stdout)
+    assert not report["passed"] and report["parity"]["failures"]
+    line = assert_one_line_error(result, EXIT_PARITY_FAILED)
+    assert all(f in line for f in report["parity"]["failures"])  # every failure, on one line
 
 
-def test_unknown_recipe(tmp_path, tiny_mnist):
-    assert_one_line_error(invoke("train", "--recipe", "fast", "--data-dir", tiny_mnist, "--out", tmp_path), 2, "unknown recipe 'fast'")
+@pytest.mark.parametrize("option,value", [("--recipe", "fast"), ("--device", "tpu"), ("--arch", "vgg")])
+def test_typer_refuses_values_outside_the_choices(option, value, tmp_path, tiny_mnist):
+    result = invoke("train", option, value, "--data-dir", tiny_mnist, "--out", tmp_path / "r", "-q")
+    assert result.exit_code == EXIT_BAD_INPUT and value in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "r").exists()
 
 
 def test_python_m_and_console_script_agree():
     out = subprocess.run([sys.executable, "-m", "cnn_edge", "info", "--json"], capture_output=True, text=True, check=True)
-    assert json.loads(out.stdout)["total_params"] == 870_634
+    assert json.loads(out.stdout)["total_params"] == SPEC_PARAMS
 
 
 @pytest.mark.parametrize("args", [["info"], ["validate", "{model}", "--data-dir", "{data}", "--limit", "20"]])
@@ -122,12 +132,13 @@ def test_torch_free_commands_never_import_torch(args, tiny_onnx, tiny_mnist):
 def test_train_into_a_path_under_a_file(tmp_path, tiny_mnist):
     blocker = tmp_path / "f"
     blocker.write_text("keep")
-    assert_one_line_error(invoke("train", "--data-dir", tiny_mnist, "--out", blocker / "run", "-q"), 2, "cannot create folder")
+    assert_one_line_error(invoke("train", "--data-dir", tiny_mnist, "--out", blocker / "run", "-q"), EXIT_BAD_INPUT, blocker)
     assert blocker.read_text() == "keep"
 
 
 def test_resume_without_a_run(tmp_path, tiny_mnist):
-    assert_one_line_error(invoke("train", "--data-dir", tiny_mnist, "--out", tmp_path / "new", "--val-size", "64", "--resume", "-q"), 2, "nothing to resume")
+    assert_one_line_error(invoke("train", "--data-dir", tiny_mnist, "--out", tmp_path / "new", "--val-size", "64", "--resume", "-q"),
+                          EXIT_BAD_INPUT, tmp_path / "new" / "resume.safetensors", "--resume")
 
 
 def test_quantize_cli_report_and_bad_input(tiny_onnx, tiny_mnist, tmp_path):
@@ -135,11 +146,12 @@ def test_quantize_cli_report_and_bad_input(tiny_onnx, tiny_mnist, tmp_path):
     result = invoke("quantize", tiny_onnx, "-o", out, "--calibration", "100", "--guard-size", "128", "--data-dir", tiny_mnist, "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert report["size_ratio"] < 0.3 and report["test_samples"] == 200
+    assert report["size_ratio"] < 0.3 and report["test"]["samples"] == 200
     bad = tmp_path / "bad.onnx"
     bad.write_text("not onnx")
-    assert_one_line_error(invoke("quantize", bad, "-o", tmp_path / "b.onnx", "--data-dir", tiny_mnist), 2, "not a loadable ONNX model")
-    assert_one_line_error(invoke("quantize", out, "-o", tmp_path / "c.onnx", "--guard-size", "128", "--data-dir", tiny_mnist), 2, "already quantized")
+    assert_one_line_error(invoke("quantize", bad, "-o", tmp_path / "b.onnx", "--data-dir", tiny_mnist), EXIT_BAD_INPUT, bad)
+    assert_one_line_error(invoke("quantize", out, "-o", tmp_path / "c.onnx", "--guard-size", "128", "--data-dir", tiny_mnist),
+                          EXIT_BAD_INPUT, out)
     assert_one_line_error(invoke("quantize", tiny_onnx, "-o", tmp_path / "d.onnx", "--calibration", "99999", "--guard-size", "128",
-                                 "--data-dir", tiny_mnist), 2, "--calibration 99999 is larger")
+                                 "--data-dir", tiny_mnist), EXIT_BAD_INPUT, "--calibration 99999")
     assert not any((tmp_path / n).exists() for n in ("b.onnx", "c.onnx", "d.onnx"))

@@ -8,8 +8,9 @@ from typer.testing import CliRunner
 
 from cnn_edge.arch import ARCHITECTURES, total_params
 from cnn_edge.cli import app
-from cnn_edge.compare import CompareConfig
+from cnn_edge.compare import COMPARE_FILE, SCHEMA, CompareConfig
 from cnn_edge.errors import ConfigError
+from cnn_edge.references import NOTEBOOK_LOGREG_ACCURACY
 
 runner = CliRunner()
 
@@ -38,7 +39,8 @@ def test_a_baseline_releases_under_its_own_name(tiny_mnist, tmp_path):
             "mnist_logreg.pipeline.json", "mnist_logreg.MODEL_CARD.md"} <= names
     assert not any(n.startswith("mnist_cnn") for n in names)  # the spec release is never touched
     assert not {"test_vectors.json", "pipeline.json", "MODEL_CARD.md"} & names
-    assert "logistic regression" in (out / "mnist_logreg.MODEL_CARD.md").read_text()
+    card = (out / "mnist_logreg.MODEL_CARD.md").read_text()
+    assert "`logreg`" in card and "--arch logreg" in summary["reproduce"] and summary["reproduce"] in card
     # The ONNX contract is the same for every architecture: predict runs it.
     assert invoke("validate", out / "mnist_logreg.onnx", "--data-dir", tiny_mnist).exit_code == 0
 
@@ -57,16 +59,17 @@ def test_quick_compare_end_to_end(tiny_mnist, tmp_path):
         assert 0 <= r["test_accuracy"] <= 1 and len(r["epoch_seconds"]) == 1 and r["train_seconds"] > 0
         assert 0 < r["int8_bytes"] < r["onnx_bytes"] and r["latency_batch1_ms"] > 0 and r["throughput_batch256"] > 0
     assert rows["spec"]["onnx_bytes"] > rows["mlp"]["onnx_bytes"] > rows["logreg"]["onnx_bytes"]
-    assert report["config"]["train"]["epochs"] == 1 and report["config"]["train"]["recipe"] == "seed"
-    assert json.loads((tmp_path / "cmp" / "compare.json").read_text())["results"][0]["arch"] == "spec"
+    assert report["schema"] == SCHEMA and report["train"]["epochs"] == 1 and report["train"]["recipe"] == "seed"
+    assert json.loads((tmp_path / "cmp" / COMPARE_FILE).read_text())["results"][0]["arch"] == "spec"
+    assert rows["logreg"]["notebook_accuracy"] == NOTEBOOK_LOGREG_ACCURACY
     assert png.read_bytes()[:4] == b"\x89PNG"
     table = invoke("compare", "--quick", "--archs", "logreg", "--data-dir", tiny_mnist, "--run-dir", tmp_path / "cmp",
                    "--resume", "-q")
-    assert table.exit_code == 0 and "logreg" in table.stdout and "91.4%" in table.stdout
+    assert table.exit_code == 0 and "logreg" in table.stdout and f"{NOTEBOOK_LOGREG_ACCURACY:.1%}" in table.stdout
 
 
 def test_unknown_architecture():
-    with pytest.raises(ConfigError, match="unknown architecture 'vgg'"):
+    with pytest.raises(ConfigError, match="'vgg'"):
         CompareConfig(archs=("spec", "vgg"))
-    result = invoke("train", "--arch", "vgg")
-    assert result.exit_code == 2 and "unknown architecture 'vgg'" in result.stderr
+    result = invoke("compare", "--archs", "spec,vgg")
+    assert result.exit_code == 2 and "'vgg'" in result.stderr and "Traceback" not in result.output

@@ -5,12 +5,13 @@ import torch
 from safetensors.torch import load_file
 
 from cnn_edge.errors import CheckpointError, ConfigError
-from cnn_edge.train import TrainConfig, lr_at, make_config, train
+from cnn_edge.recipes import TrainConfig, lr_at, make_config
+from cnn_edge.train import train
 
 SMALL = dict(epochs=2, batch_size=64, val_size=64, limit_train=320)
 
 
-def test_smoke_run_learns_and_writes_checkpoints(tiny_mnist, tiny_run):
+def test_smoke_run_learns_and_writes_checkpoints(tiny_data, tiny_run):
     meta = json.loads(tiny_run.with_suffix(".json").read_text())
     assert meta["test_accuracy"] > 0.5  # the synthetic classes are easy; chance is 0.1
     assert meta["train"]["recipe"] == "default" and meta["selected_epoch"] == 1
@@ -18,39 +19,39 @@ def test_smoke_run_learns_and_writes_checkpoints(tiny_mnist, tiny_run):
         assert (tiny_run.parent / name).is_file()
 
 
-def test_same_seed_same_weights(tiny_mnist, tmp_path):
+def test_same_seed_same_weights(tiny_data, tmp_path):
     cfg = make_config("default", **SMALL)
-    a = train(cfg, tmp_path / "a", str(tiny_mnist), "cpu").checkpoint
-    b = train(cfg, tmp_path / "b", str(tiny_mnist), "cpu").checkpoint
+    a = train(cfg, tmp_path / "a", tiny_data, device="cpu").checkpoint
+    b = train(cfg, tmp_path / "b", tiny_data, device="cpu").checkpoint
     wa, wb = load_file(a), load_file(b)
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
-def test_resume_after_interrupt_matches_an_uninterrupted_run(tiny_mnist, tmp_path):
+def test_resume_after_interrupt_matches_an_uninterrupted_run(tiny_data, tmp_path):
     cfg = make_config("default", **SMALL)
-    full = load_file(train(cfg, tmp_path / "full", str(tiny_mnist), "cpu").checkpoint.parent / "last.safetensors")
+    full = load_file(train(cfg, tmp_path / "full", tiny_data, device="cpu").checkpoint.parent / "last.safetensors")
 
     def stop_after_first(model, result):
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train(cfg, tmp_path / "cut", str(tiny_mnist), "cpu", on_epoch_end=stop_after_first)
+        train(cfg, tmp_path / "cut", tiny_data, device="cpu", on_epoch_end=stop_after_first)
     assert json.loads((tmp_path / "cut" / "last.json").read_text())["epoch"] == 1
-    train(cfg, tmp_path / "cut", str(tiny_mnist), "cpu", resume=True)
+    train(cfg, tmp_path / "cut", tiny_data, device="cpu", resume=True)
     resumed = load_file(tmp_path / "cut" / "last.safetensors")
     assert all(torch.equal(full[k], resumed[k]) for k in full)
 
 
-def test_existing_run_needs_resume(tiny_mnist, tiny_run):
+def test_existing_run_needs_resume(tiny_data, tiny_run):
     cfg = make_config("default", epochs=1, batch_size=64, val_size=64)
     with pytest.raises(CheckpointError, match="--resume"):
-        train(cfg, tiny_run.parent, str(tiny_mnist), "cpu")
+        train(cfg, tiny_run.parent, tiny_data, device="cpu")
 
 
-def test_resume_with_other_settings_is_refused(tiny_mnist, tiny_run):
+def test_resume_with_other_settings_is_refused(tiny_data, tiny_run):
     cfg = make_config("default", epochs=1, batch_size=32, val_size=64)
-    with pytest.raises(CheckpointError, match="other settings"):
-        train(cfg, tiny_run.parent, str(tiny_mnist), "cpu", resume=True)
+    with pytest.raises(CheckpointError, match="resume.safetensors"):
+        train(cfg, tiny_run.parent, tiny_data, device="cpu", resume=True)
 
 
 def test_seed_recipe_is_the_notebook():
@@ -59,9 +60,9 @@ def test_seed_recipe_is_the_notebook():
 
 
 def test_bad_options_are_refused():
-    with pytest.raises(ConfigError, match="--epochs must be at least 1, got 0"):
+    with pytest.raises(ConfigError, match="--epochs.*0"):
         make_config("default", epochs=0)
-    with pytest.raises(ConfigError, match="unknown recipe 'fast'"):
+    with pytest.raises(ConfigError, match="'fast'"):
         make_config("fast")
 
 

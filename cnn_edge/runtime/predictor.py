@@ -14,10 +14,11 @@ from typing import Iterable, Sequence, Union
 import numpy as np
 from PIL import Image
 
-from . import contract as C
-from .errors import ConfigError, ModelFileError
-from .onnx_model import OnnxModel, class_labels, open_model
-from .preprocess import DEFAULT_MAX_PIXELS, PREPROCESSORS, ImageError, Source, preprocess_many
+from .. import contract as C
+from ..errors import ConfigError, ImageError, ModelFileError
+from .images import DEFAULT_MAX_PIXELS, Source
+from .onnx_model import OnnxModel, open_model
+from .preprocess import preprocess_many
 
 
 @dataclass(frozen=True)
@@ -32,11 +33,14 @@ class Prediction:
 
 
 def preprocessing_of(model: OnnxModel) -> str:
-    """The preprocessing the model's metadata asks for; models without the key get MNIST's."""
-    name = model.metadata.get("cnn_edge.preprocessing", C.PREPROCESSING)
-    if name not in PREPROCESSORS:
+    """The preprocessing the model's metadata asks for (models without the key get the contract's).
+
+    There is one preprocessing, the contract's; a model asking for another is refused rather than
+    fed inputs it was not trained on."""
+    name = model.metadata.get(C.META_PREPROCESSING, C.PREPROCESSING)
+    if name != C.PREPROCESSING:
         raise ModelFileError(f"{model.path} asks for preprocessing {name!r}, which this cnn-edge does not know "
-                             f"(it knows {', '.join(PREPROCESSORS)}); upgrade cnn-edge")
+                             f"(it knows {C.PREPROCESSING}); upgrade cnn-edge")
     return name
 
 
@@ -45,11 +49,11 @@ class Predictor:
 
     provider: auto|cpu|cuda|tensorrt; an explicit one that cannot run raises ConfigError."""
 
-    def __init__(self, model: Union[str, Path], provider: str = "auto", threads: int | None = None,
+    def __init__(self, model: Union[str, Path], *, provider: str = "auto", threads: int | None = None,
                  max_pixels: int = DEFAULT_MAX_PIXELS, spin: bool = True):
         self.model = open_model(Path(model), provider=provider, threads=threads, spin=spin)
         self.preprocessing = preprocessing_of(self.model)
-        self.labels = class_labels(self.model)
+        self.labels = self.model.class_labels
         self.max_pixels = max_pixels
 
     @property

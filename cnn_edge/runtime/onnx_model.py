@@ -7,8 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import contract as C
-from .errors import ModelFileError
+from .. import contract as C
+from ..constants import CLASS_LABELS
+from ..errors import ModelFileError
 
 
 @dataclass
@@ -32,15 +33,26 @@ class OnnxModel:
             probs.append(p)
             logits.append(l)
         if not probs:
-            return np.zeros((0, 10), np.float32), np.zeros((0, 10), np.float32)
+            return np.zeros((0, len(CLASS_LABELS)), np.float32), np.zeros((0, len(CLASS_LABELS)), np.float32)
         return np.concatenate(probs), np.concatenate(logits)
+
+    @property
+    def is_int8(self) -> bool:
+        """A cnn-edge int8 model says so in its metadata (written by `cnn-edge quantize`)."""
+        return C.META_QUANTIZATION in self.metadata
+
+    @property
+    def class_labels(self) -> list[str]:
+        """The labels the model's metadata declares; the contract's when it declares none."""
+        raw = self.metadata.get(C.META_CLASS_LABELS)
+        return json.loads(raw) if raw else list(CLASS_LABELS)
 
 
 def _describe_shape(shape) -> str:
     return "[" + ", ".join(str(d) for d in shape) + "]"
 
 
-def open_model(path: Path, provider: str = "cpu", threads: int | None = None, spin: bool = True) -> OnnxModel:
+def open_model(path: Path, *, provider: str = "cpu", threads: int | None = None, spin: bool = True) -> OnnxModel:
     """Load `path` with ONNX Runtime on `provider` (auto|cpu|cuda|tensorrt) and check its input
     and outputs against the contract.
 
@@ -81,8 +93,3 @@ def open_model(path: Path, provider: str = "cpu", threads: int | None = None, sp
         raise ModelFileError(f"{path} lacks outputs {missing}; the contract is {list(C.OUTPUT_NAMES)}")
     metadata = dict(session.get_modelmeta().custom_metadata_map)
     return OnnxModel(path, session, metadata, ran_on)
-
-
-def class_labels(model: OnnxModel) -> list[str]:
-    raw = model.metadata.get("cnn_edge.class_labels")
-    return json.loads(raw) if raw else [str(i) for i in range(10)]

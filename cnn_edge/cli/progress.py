@@ -6,8 +6,8 @@ from typing import Iterator
 
 
 @contextmanager
-def training_bar(enabled: bool = True) -> Iterator:
-    """A callback for train(progress=...) that drives one rich bar per epoch on stderr."""
+def training_bar(*, enabled: bool = True) -> Iterator:
+    """A callback for train(progress=...) (a StepProgress per step) that drives one rich bar per epoch on stderr."""
     if not enabled:
         yield None
         return
@@ -20,17 +20,16 @@ def training_bar(enabled: bool = True) -> Iterator:
     with Progress(*columns, console=Console(stderr=True), transient=False) as bar:
         tasks: dict[int, int] = {}
 
-        def update(p: dict) -> None:
-            e = p["epoch"]
-            if e not in tasks:
-                tasks[e] = bar.add_task("train", total=p["steps"], epoch=f"{e}/{p['epochs']}", loss=0.0, acc=0.0, ips=0.0)
-            bar.update(tasks[e], completed=p["step"], loss=p["loss"], acc=p["accuracy"], ips=p["images_per_second"])
+        def update(p) -> None:
+            if p.epoch not in tasks:
+                tasks[p.epoch] = bar.add_task("train", total=p.steps, epoch=f"{p.epoch}/{p.epochs}", loss=0.0, acc=0.0, ips=0.0)
+            bar.update(tasks[p.epoch], completed=p.step, loss=p.loss, acc=p.accuracy, ips=p.images_per_second)
 
         yield update
 
 
 @contextmanager
-def status(message: str, enabled: bool = True) -> Iterator[None]:
+def status(message: str, *, enabled: bool = True) -> Iterator[None]:
     """A spinner for steps without a known length (export, validation)."""
     if not enabled:
         yield
@@ -42,7 +41,7 @@ def status(message: str, enabled: bool = True) -> Iterator[None]:
 
 
 @contextmanager
-def count_bar(total: int, label: str, enabled: bool = True) -> Iterator:
+def count_bar(total: int, label: str, *, enabled: bool = True) -> Iterator:
     """A bar over `total` items on stderr; yields advance(n, **fields) (a no-op when disabled)."""
     if not enabled:
         yield lambda n, **fields: None

@@ -10,15 +10,16 @@ import os
 import sys
 import time
 from collections import deque
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
 import numpy as np
 
-from .errors import ConfigError
-from .preprocess import DEFAULT_MAX_PIXELS, preprocess_many
+from ..errors import ConfigError
+from .images import DEFAULT_MAX_PIXELS
 from .predictor import Prediction, Predictor
+from .preprocess import preprocess_many
 
 # Below this many files a worker pool costs more to start than it saves (cold start matters).
 POOL_MIN_FILES = 256
@@ -65,9 +66,6 @@ class PredictSummary:
     workers: int
     model: str
     output: Optional[str] = None
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def resolve_workers(requested: Optional[int], n_files: int) -> int:

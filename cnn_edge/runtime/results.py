@@ -15,8 +15,8 @@ import os
 import shutil
 from pathlib import Path
 
-from .errors import ConfigError
-from .io_utils import check_writable
+from ..errors import ConfigError
+from ..io_utils import check_writable
 
 FORMATS = ("csv", "jsonl")
 
@@ -42,7 +42,7 @@ def _complete_lines(path: Path) -> bytes:
 
 
 class ResultWriter:
-    def __init__(self, output: Path, fmt: str, top_k: int, resume: bool = False):
+    def __init__(self, output: Path, fmt: str, top_k: int, *, resume: bool = False):
         self.output = check_writable(Path(output))
         self.partial = self.output.with_name(self.output.name + ".partial")
         self.fmt, self.top_k = fmt, top_k

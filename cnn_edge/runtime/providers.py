@@ -10,7 +10,7 @@ import os
 import tempfile
 from contextlib import contextmanager
 
-from .errors import ConfigError, ModelFileError, first_line
+from ..errors import ConfigError, ModelFileError, first_line
 
 # Names users type -> ONNX Runtime's provider names, best first for `auto`.
 PROVIDERS = {

@@ -1,4 +1,4 @@
-"""Latency and throughput of an ONNX model with ONNX Runtime. Torch-free."""
+"""Latency and throughput: time a callable, or an ONNX model on random MNIST-shaped batches. Torch-free."""
 from __future__ import annotations
 
 import time
@@ -7,6 +7,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..constants import CHANNELS, IMAGE_SIZE, PIXEL_MAX
 from .onnx_model import OnnxModel
 
 
@@ -21,7 +22,7 @@ class Speed:
 
 
 def random_batch(batch_size: int) -> np.ndarray:
-    return (np.random.default_rng(0).random((batch_size, 1, 28, 28)) * 255).astype(np.float32)
+    return (np.random.default_rng(0).random((batch_size, CHANNELS, IMAGE_SIZE, IMAGE_SIZE)) * PIXEL_MAX).astype(np.float32)
 
 
 def measure(model: OnnxModel, batch_size: int, seconds: float = 2.0, warmup: int = 3, min_runs: int = 5) -> Speed:

@@ -5,7 +5,7 @@ import glob
 import os
 from typing import Iterable, Iterator
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 # What a folder contributes; a file named on the command line is taken whatever its name.
 IMAGE_EXTENSIONS = frozenset({
@@ -36,7 +36,7 @@ def _walk(folder: str, recursive: bool) -> Iterator[str]:
             yield from _walk(sub, recursive)
 
 
-def collect_inputs(specs: Iterable[str], recursive: bool = False) -> list[str]:
+def collect_inputs(specs: Iterable[str], *, recursive: bool = False) -> list[str]:
     """Files (any name), folders (image files in them; `recursive` goes down) and glob patterns
     (`**` with `recursive`), in the order given, each path once. A file that does not exist stays
     in the list, so that it gets a row with its error; a pattern or folder that matches nothing

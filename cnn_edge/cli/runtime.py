@@ -1,4 +1,4 @@
-"""The runtime commands, `predict` and `bench`: torch-free, registered on the `cnn-edge` app."""
+"""The runtime commands, `predict`, `bench` and `demo`: torch-free (bench's PyTorch rows aside)."""
 from __future__ import annotations
 
 import sys
@@ -8,12 +8,22 @@ from typing import Optional
 
 import typer
 
-from .cli import JsonOpt, QuietOpt, _print_json, app, handle_errors
-from .errors import ConfigError
+from .. import artifacts
+from ..bench import BenchConfig
+from ..errors import ConfigError
+from ..runtime.batch import PredictConfig
+from ..runtime.providers import CHOICES as PROVIDERS
+from ..runtime.results import FORMATS
+from .app import JsonOpt, QuietOpt, app, choices, handle_errors, print_json
 
 # Exit code of `predict` when it finished but some inputs could not be classified.
 EXIT_SOME_FAILED = 3
-ProviderOpt = typer.Option("auto", "--provider", help="auto (best that starts), cpu, cuda or tensorrt. An explicit one that cannot run is an error, never a silent CPU fall back.")
+Provider = choices("Provider", PROVIDERS)
+ResultFormat = choices("ResultFormat", FORMATS)
+PREDICT = PredictConfig()  # the library's defaults are the CLI's
+BENCH = BenchConfig()
+ProviderOpt = typer.Option(PREDICT.provider, "--provider", help="auto (best that starts), cpu, cuda or tensorrt. An explicit one that cannot run is an error, never a silent CPU fall back.")
+ThreadsOpt = typer.Option(None, "--threads", help="ONNX Runtime threads (default: one per core).")
 
 
 def _print_row(row, top_k: int) -> None:
@@ -30,14 +40,14 @@ def predict(
     model: Path = typer.Argument(..., help="ONNX model (cnn-edge contract), e.g. exports/mnist_cnn.onnx."),
     inputs: list[str] = typer.Argument(..., help="Image files, folders and glob patterns ('scans/*.png')."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Results file (.csv or .jsonl); without it, a table on screen."),
-    fmt: Optional[str] = typer.Option(None, "--format", help="csv or jsonl (default: from the -o extension, else csv)."),
+    fmt: Optional[ResultFormat] = typer.Option(None, "--format", help="Results format (default: from the -o extension, else csv)."),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Go into sub-folders (and let ** in patterns match them)."),
-    top_k: int = typer.Option(3, "--top-k", help="How many most likely classes each row lists."),
-    batch_size: int = typer.Option(256, "--batch-size", help="Images per ONNX Runtime call."),
-    workers: Optional[int] = typer.Option(None, "--workers", help="Decoding processes (default: one per core for 256+ files; 0: none)."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="ONNX Runtime threads (default: one per core)."),
-    provider: str = ProviderOpt,
-    max_pixels: int = typer.Option(40_000_000, "--max-pixels", help="Refuse images above this many pixels (decompression bombs)."),
+    top_k: int = typer.Option(PREDICT.top_k, "--top-k", help="How many most likely classes each row lists."),
+    batch_size: int = typer.Option(PREDICT.batch_size, "--batch-size", help="Images per ONNX Runtime call."),
+    workers: Optional[int] = typer.Option(PREDICT.workers, "--workers", help="Decoding processes (default: one per core for 256+ files; 0: none)."),
+    threads: Optional[int] = ThreadsOpt,
+    provider: Provider = ProviderOpt,
+    max_pixels: int = typer.Option(PREDICT.max_pixels, "--max-pixels", help="Refuse images above this many pixels (decompression bombs)."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted -o file: skip paths already written."),
     quiet: bool = QuietOpt,
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
@@ -46,17 +56,18 @@ def predict(
 
     Exit codes: 0 every input classified; 3 finished, but some inputs failed (their rows say why);
     2 bad options, model or output path; 130 interrupted (rerun with --resume)."""
-    from .inputs import collect_inputs
-    from .predict import PredictConfig, run_predict
+    from ..runtime.batch import run_predict
+    from ..runtime.inputs import collect_inputs
+    from ..runtime.results import ResultWriter, format_for
     from .progress import count_bar
-    from .results import ResultWriter, format_for
 
     cfg = PredictConfig(batch_size=batch_size, workers=workers, top_k=top_k, max_pixels=max_pixels,
-                        provider=provider, threads=threads)
+                        provider=provider.value, threads=threads)
     if resume and output is None:
         raise ConfigError("--resume needs -o: it continues a results file")
-    paths = collect_inputs(inputs, recursive)
-    writer = ResultWriter(output, format_for(output, fmt), top_k, resume) if output is not None else None
+    paths = collect_inputs(inputs, recursive=recursive)
+    writer = (ResultWriter(output, format_for(output, fmt.value if fmt else None), top_k, resume=resume)
+              if output is not None else None)
     show_rows = output is None and not as_json
     todo = len(paths) - (len(writer.done & set(paths)) if writer is not None else 0)
     started, counts = time.perf_counter(), {"done": 0, "failed": 0}
@@ -80,7 +91,7 @@ def predict(
     if writer is not None:
         writer.finish()
     if as_json:
-        _print_json(summary.to_dict())
+        print_json(summary)
     else:
         where = f" -> {output}" if output is not None else ""
         skipped = f", {summary.skipped:,} already done" if summary.skipped else ""
@@ -109,31 +120,32 @@ def bench(
     models: Optional[list[Path]] = typer.Argument(None, help="ONNX models (default: exports/mnist_cnn.onnx and exports/mnist_cnn.int8.onnx)."),
     checkpoint: Optional[Path] = typer.Option(None, help="PyTorch checkpoint for the eager rows (default: the .safetensors beside the first model)."),
     use_torch: Optional[bool] = typer.Option(None, "--torch/--no-torch", help="Include PyTorch eager (default: when torch and a checkpoint are there)."),
-    batch_sizes: str = typer.Option("1,8,64,256", "--batch-sizes", help="Comma-separated batch sizes."),
-    seconds: float = typer.Option(2.0, help="Timed seconds per batch size, after warm-up."),
-    provider: str = ProviderOpt,
-    threads: Optional[int] = typer.Option(None, "--threads", help="ONNX Runtime threads (default: one per core)."),
+    batch_sizes: str = typer.Option(",".join(map(str, BENCH.batch_sizes)), "--batch-sizes", help="Comma-separated batch sizes."),
+    seconds: float = typer.Option(BENCH.seconds, help="Timed seconds per batch size, after warm-up."),
+    provider: Provider = ProviderOpt,
+    threads: Optional[int] = ThreadsOpt,
     plot: Optional[Path] = typer.Option(None, "--plot", help="Also draw the results into this PNG (needs the 'plot' extra: matplotlib)."),
     as_json: bool = JsonOpt,
 ):
     """Latency (p50/p90/p99) and throughput per batch size: ONNX Runtime fp32 and int8, PyTorch eager."""
-    from .bench import plot_png, run_bench
-    from .io_utils import atomic_write_bytes, check_writable
+    from ..bench import plot_png, run_bench
+    from ..io_utils import atomic_write_bytes, check_writable
     from .progress import status
 
     try:
         sizes = tuple(int(b) for b in batch_sizes.split(","))
     except ValueError:
         raise ConfigError(f"--batch-sizes must be integers separated by commas, got {batch_sizes!r}") from None
-    if not models:
-        models = [p for p in (Path("exports/mnist_cnn.onnx"), Path("exports/mnist_cnn.int8.onnx")) if p.is_file()]
+    cfg = BenchConfig(batch_sizes=sizes, seconds=seconds, provider=provider.value, threads=threads,
+                      checkpoint=checkpoint, use_torch=use_torch)
+    models = models or artifacts.released_models()
     if plot is not None:
         check_writable(plot)
     with status("benchmarking", enabled=not as_json):
-        report = run_bench(list(models), checkpoint, use_torch, sizes, seconds, provider, threads)
+        report = run_bench(list(models), cfg)
     if plot is not None:
         atomic_write_bytes(plot, plot_png(report))
-    _print_json(report.to_dict()) if as_json else _print_bench(report)
+    print_json(report) if as_json else _print_bench(report)
     if plot is not None and not as_json:
         typer.echo(f"plot: {plot}")
 
@@ -141,13 +153,13 @@ def bench(
 @app.command()
 @handle_errors
 def demo(
-    model: Path = typer.Option(Path("exports/mnist_cnn.onnx"), "--model", help="ONNX model the page runs."),
+    model: Path = typer.Option(artifacts.RELEASE_DIR / artifacts.fp32_file(artifacts.SPEC_ARCH), "--model", help="ONNX model the page runs."),
     vectors: Optional[Path] = typer.Option(None, "--vectors", help="Test vectors (default: test_vectors.json beside the model)."),
     host: str = typer.Option("127.0.0.1", help="Address to listen on (localhost only by default)."),
     port: int = typer.Option(8000, help="Port (0: any free port)."),
 ):
     """Serve the browser demo: draw a digit, see the ten probabilities; the page checks the test vectors."""
-    from .demo import make_server
+    from ..runtime.demo import make_server
 
     server = make_server(model, vectors, host, port)
     address = f"http://{server.server_address[0]}:{server.server_address[1]}/"

@@ -12,9 +12,11 @@ from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from .errors import ConfigError, ModelFileError
+from ..artifacts import vectors_beside
+from ..errors import ConfigError, ModelFileError
 
-WEB_DIR = Path(__file__).resolve().parent / "web"
+# The page, its JavaScript and the vendored ONNX Runtime Web: package data of cnn_edge.
+WEB_DIR = Path(__file__).resolve().parents[1] / "web"
 
 
 class DemoHandler(SimpleHTTPRequestHandler):
@@ -61,20 +63,13 @@ def _read(path: Path) -> bytes:
 
 def model_info(model: Path) -> dict:
     """What the page shows and which tolerance it applies to the test vectors."""
+    from .. import contract as C
     from .onnx_model import open_model
     from .predictor import preprocessing_of
-    from .validate import is_int8
 
     m = open_model(model)
-    return {"name": model.name, "int8": is_int8(m), "preprocessing": preprocessing_of(m),
-            "test_accuracy": m.metadata.get("cnn_edge.test_accuracy")}
-
-
-def vectors_beside(model: Path) -> Path:
-    """mnist_mlp.test_vectors.json for mnist_mlp[.int8].onnx when a baseline was released there,
-    else the folder's test_vectors.json."""
-    own = model.parent / f"{model.name.split('.')[0]}.test_vectors.json"
-    return own if own.is_file() else model.parent / "test_vectors.json"
+    return {"name": model.name, "int8": m.is_int8, "preprocessing": preprocessing_of(m),
+            "test_accuracy": m.metadata.get(C.META_TEST_ACCURACY)}
 
 
 def make_server(model: Path, vectors: Path | None = None, host: str = "127.0.0.1", port: int = 8000) -> ThreadingHTTPServer:

@@ -1,0 +1,22 @@
+"""The `cnn-edge` command line: one thin command per library call.
+
+    app        the typer app, shared options, errors -> exit codes
+    training   info, train, pipeline
+    onnx_files export, vectors, validate, quantize
+    runtime    predict, bench, demo (torch-free)
+    compare    compare
+    progress   the progress bars (the only place that draws them)
+"""
+from __future__ import annotations
+
+from .app import app
+
+# Each module registers its commands on `app`; this order is the order of `cnn-edge --help`.
+from . import training  # noqa: F401,E402,I001
+from . import onnx_files  # noqa: F401,E402
+from . import compare  # noqa: F401,E402
+from . import runtime  # noqa: F401,E402
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,130 @@
+"""Quantization's typed config and report: what quantize.py takes and returns.
+
+Torch- and onnx-free, so the CLI reads the defaults and choices without loading either. The report
+(JSON through reports.py) holds the guard's search, fp32 against int8 on the test set, sizes, speed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import contract as C
+from .constants import DEFAULT_VAL_SIZE
+from .errors import ConfigError
+from .runtime.onnx_model import OnnxModel
+from .runtime.timing import Speed, measure
+
+METHODS = ("minmax", "entropy", "percentile")
+FORMATS = ("qdq", "qoperator")
+TYPES = ("uint8", "int8")
+QUANTIZED_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "QGemm",
+                 "ConvInteger", "MatMulInteger", "DynamicQuantizeLinear"}
+LAYER_OPS = ("Conv", "Gemm", "MatMul")  # nodes that carry a layer's weights, named in reports
+
+
+@dataclass(frozen=True)
+class QuantConfig:
+    calibration: int = 3000  # training images used to calibrate activation ranges
+    method: str = "minmax"  # minmax | entropy | percentile
+    # Defaults chosen by scripts/bench_quant.py on an AVX2 CPU without VNNI: QOperator with
+    # per-tensor scales and uint8 activations ran 2.6x fp32 at no accuracy cost here, while int8
+    # activations in QOperator fell back to slow kernels (0.15x). See README.
+    per_channel: bool = False  # True: one weight scale per output channel
+    format: str = "qoperator"  # qoperator (QLinearConv, QGemm) | qdq (Q/DQ pairs around float ops)
+    activation_type: str = "uint8"
+    weight_type: str = "int8"
+    dynamic: bool = False  # weight-only dynamic quantization instead (no calibration)
+    max_drop: float = C.INT8_MAX_ACCURACY_DROP_PP  # percentage points, on the guard split
+    guard_size: int = DEFAULT_VAL_SIZE
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name, value, allowed in (("method", self.method, METHODS), ("format", self.format, FORMATS),
+                                     ("activation type", self.activation_type, TYPES),
+                                     ("weight type", self.weight_type, TYPES)):
+            if value not in allowed:
+                raise ConfigError(f"unexpected {name} {value!r}: choose one of {', '.join(allowed)}")
+        if self.calibration < 1:
+            raise ConfigError(f"--calibration must be at least 1, got {self.calibration}")
+        if self.max_drop < 0:
+            raise ConfigError(f"--max-drop must be >= 0 percentage points, got {self.max_drop}")
+
+
+# The batch sizes the report times: one image (latency) and a full batch (throughput).
+LATENCY_BATCH, THROUGHPUT_BATCH = 1, 256
+
+
+@dataclass
+class GuardStep:
+    excluded: list[str]  # nodes kept in float in this attempt
+    guard_accuracy: float
+    drop_pp: float
+
+
+@dataclass
+class GuardReport:
+    """The accuracy guard on held-out training images: every attempt, and the one kept."""
+
+    samples: int
+    fp32_accuracy: float
+    int8_accuracy: float
+    drop_pp: float  # percentage points lost by the kept attempt
+    max_drop_pp: float
+    attempts: list[GuardStep] = field(default_factory=list)
+
+
+@dataclass
+class TestComparison:
+    """fp32 against int8 on the MNIST test set."""
+
+    samples: int
+    fp32_accuracy: float
+    int8_accuracy: float
+    top1_agreement: float  # int8 vs fp32 predictions
+
+    json_properties = ("drop_pp",)
+
+    @property
+    def drop_pp(self) -> float:
+        return (self.fp32_accuracy - self.int8_accuracy) * 100
+
+
+@dataclass
+class ModelSpeed:
+    """ONNX Runtime on this machine: batch-1 latency and full-batch throughput."""
+
+    batch_1: Speed
+    batch_256: Speed
+
+
+@dataclass
+class QuantReport:
+    fp32_model: Path
+    int8_model: Path
+    config: QuantConfig  # what made it
+    fp32_bytes: int
+    int8_bytes: int
+    guard: GuardReport
+    test: TestComparison
+    nodes_in_float: dict[str, str]  # node -> why the guard kept it in float
+    # SQNR in dB of each activation of the quantized model against the float model (higher is
+    # better; every 6 dB is a bit). Measured on the QDQ form: for QOperator, the same ranges,
+    # weights and exclusions in QDQ form, since fused operators hide their intermediates.
+    layer_sqnr_db: dict[str, float]
+    fp32_speed: ModelSpeed
+    int8_speed: ModelSpeed
+
+    json_properties = ("size_ratio", "throughput_ratio")
+
+    @property
+    def size_ratio(self) -> float:
+        return self.int8_bytes / self.fp32_bytes
+
+    @property
+    def throughput_ratio(self) -> float:
+        """int8 images/s over fp32 images/s at the throughput batch size."""
+        return self.int8_speed.batch_256.images_per_second / self.fp32_speed.batch_256.images_per_second
+
+
+def measure_speed(model: OnnxModel, seconds: float) -> ModelSpeed:
+    return ModelSpeed(measure(model, LATENCY_BATCH, seconds), measure(model, THROUGHPUT_BATCH, seconds))

@@ -1,0 +1,54 @@
+"""Reports as JSON: the one place where the typed reports of every stage become JSON. Torch-free.
+
+Stages return dataclasses (TrainResult, ValidationReport, QuantReport, PipelineSummary,
+CompareReport, PredictSummary, BenchReport...). `to_jsonable` turns one into plain JSON values:
+dataclasses into objects (their fields, plus the properties named in `json_properties`), paths
+into strings, tuples into lists, numpy values into numbers, and non-finite floats into null, since
+JSON has no NaN. A field declared with `field(metadata=NOT_IN_JSON)` stays out.
+"""
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import math
+from pathlib import Path, PurePath
+
+from .io_utils import atomic_write_text
+
+NOT_IN_JSON = {"json": False}
+
+
+def to_jsonable(obj):
+    """Plain JSON values (dict, list, str, int, float, bool, None) for a report."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        out = {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)
+               if f.metadata.get("json", True)}
+        for name in getattr(obj, "json_properties", ()):
+            out[name] = to_jsonable(getattr(obj, name))
+        return out
+    if isinstance(obj, enum.Enum):
+        return to_jsonable(obj.value)
+    if isinstance(obj, bool) or obj is None or isinstance(obj, (str, int)):
+        return obj
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, PurePath):
+        return str(obj)
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return [to_jsonable(v) for v in obj]
+    if hasattr(obj, "tolist"):  # numpy scalars and arrays
+        return to_jsonable(obj.tolist())
+    raise TypeError(f"cannot write a {type(obj).__name__} into a JSON report")
+
+
+def dumps(obj) -> str:
+    """Indented JSON text of a report (never NaN: see to_jsonable)."""
+    return json.dumps(to_jsonable(obj), indent=2, allow_nan=False)
+
+
+def write_json(path: Path, obj) -> None:
+    """Write a report as JSON, atomically."""
+    atomic_write_text(Path(path), dumps(obj) + "\n")
