@@ -54,7 +54,6 @@ def _to_proto(wrapper, opset: int):
 def export_onnx(checkpoint: Path, output: Path, opset: int = C.OPSET) -> ExportReport:
     """Export `checkpoint` to `output` (atomically), check it fully, smoke-test it with ORT."""
     import onnx
-    import torch
 
     from .checkpoint import load_checkpoint
     from .model import ExportWrapper

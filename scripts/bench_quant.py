@@ -67,7 +67,6 @@ def main() -> None:
 
     fp32 = open_model(Path(args.model))
     fp32_speed = measure(fp32, 256, args.seconds)
-    fp32_size = Path(args.model).stat().st_size
     variants = [dict(format=f, per_channel=pc, activation_type=a)
                 for f, pc, a in itertools.product(("qdq", "qoperator"), (True, False), ("uint8", "int8"))]
     variants.append(dict(dynamic=True, weight_type="uint8"))
