@@ -20,18 +20,8 @@ class Conv:
 
 
 @dataclass(frozen=True)
-class ReLU:
-    pass
-
-
-@dataclass(frozen=True)
 class MaxPool:
     kernel: int = 2
-
-
-@dataclass(frozen=True)
-class Flatten:
-    pass
 
 
 @dataclass(frozen=True)
@@ -40,8 +30,20 @@ class Linear:
 
 
 @dataclass(frozen=True)
-class Softmax:
-    pass
+class _NoSettings:
+    """A layer with neither weights nor settings."""
+
+
+class ReLU(_NoSettings):
+    """max(x, 0), element-wise."""
+
+
+class Flatten(_NoSettings):
+    """(C, H, W) -> (C*H*W,)."""
+
+
+class Softmax(_NoSettings):
+    """Probabilities over the classes; closes the graph."""
 
 
 Layer = Conv | ReLU | MaxPool | Flatten | Linear | Softmax

@@ -51,7 +51,6 @@ PREPROCESSING_TEXT = (
 
 # Keys of the model's metadata_props. Export writes the contract's; quantize adds its settings
 # and the int8 model's own accuracy; the runtime reads labels, preprocessing and quantization.
-META_PREFIX = "cnn_edge."
 META_CONTRACT_VERSION = "cnn_edge.contract_version"
 META_INPUT = "cnn_edge.input"
 META_PREPROCESSING = "cnn_edge.preprocessing"

@@ -157,7 +157,7 @@ def split_indices(n: int, val_size: int) -> tuple[np.ndarray, np.ndarray]:
     return np.sort(order[val_size:]), np.sort(order[:val_size])
 
 
-def write_idx(path: Path, array: np.ndarray, compress: bool = True) -> None:
+def write_idx(path: Path, array: np.ndarray, *, compress: bool = True) -> None:
     """Write a uint8 array as an IDX file, as MNIST does (for tests and small fixtures)."""
     array = np.ascontiguousarray(array, dtype=np.uint8)
     header = bytes([0, 0, _UBYTE, array.ndim]) + b"".join(d.to_bytes(4, "big") for d in array.shape)

@@ -13,7 +13,6 @@ from .constants import DEFAULT_VAL_SIZE
 from .errors import ConfigError
 
 DEVICES = ("auto", "cpu", "cuda")  # auto: CUDA when PyTorch sees a GPU, else the CPU
-SCHEDULES = ("onecycle", "constant")
 
 
 @dataclass(frozen=True)

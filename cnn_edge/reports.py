@@ -4,7 +4,7 @@ Stages return dataclasses (TrainResult, ValidationReport, QuantReport, PipelineS
 CompareReport, PredictSummary, BenchReport...). `to_jsonable` turns one into plain JSON values:
 dataclasses into objects (their fields, plus the properties named in `json_properties`), paths
 into strings, tuples into lists, numpy values into numbers, and non-finite floats into null, since
-JSON has no NaN. A field declared with `field(metadata=NOT_IN_JSON)` stays out.
+JSON has no NaN.
 """
 from __future__ import annotations
 
@@ -16,14 +16,10 @@ from pathlib import Path, PurePath
 
 from .io_utils import atomic_write_text
 
-NOT_IN_JSON = {"json": False}
-
-
 def to_jsonable(obj):
     """Plain JSON values (dict, list, str, int, float, bool, None) for a report."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        out = {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)
-               if f.metadata.get("json", True)}
+        out = {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
         for name in getattr(obj, "json_properties", ()):
             out[name] = to_jsonable(getattr(obj, name))
         return out

@@ -30,8 +30,8 @@ def write_mnist(folder: Path, n_train: int = 640, n_test: int = 200, compress: b
     for split, n, seed in (("train", n_train, 1), ("test", n_test, 2)):
         images, labels = make_digits(n, seed)
         suffix = ".gz" if compress else ""
-        write_idx(folder / (FILES[(split, "images")] + suffix), images, compress)
-        write_idx(folder / (FILES[(split, "labels")] + suffix), labels, compress)
+        write_idx(folder / (FILES[(split, "images")] + suffix), images, compress=compress)
+        write_idx(folder / (FILES[(split, "labels")] + suffix), labels, compress=compress)
     return folder
 
 

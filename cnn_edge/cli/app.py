@@ -12,7 +12,7 @@ from typing import Iterable
 
 import typer
 
-from ..errors import CnnEdgeError
+from ..errors import CnnEdgeError, ParityError
 from ..reports import dumps
 
 app = typer.Typer(
@@ -21,7 +21,7 @@ app = typer.Typer(
 )
 
 # Exit codes every command shares (predict adds EXIT_SOME_FAILED).
-EXIT_PARITY_FAILED = 1  # ParityError's own code
+EXIT_PARITY_FAILED = ParityError.exit_code
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 

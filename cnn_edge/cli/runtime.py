@@ -56,10 +56,8 @@ def predict(
 
     Exit codes: 0 every input classified; 3 finished, but some inputs failed (their rows say why);
     2 bad options, model or output path; 130 interrupted (rerun with --resume)."""
-    from ..runtime.batch import run_predict
     from ..runtime.inputs import collect_inputs
     from ..runtime.results import ResultWriter, format_for
-    from .progress import count_bar
 
     cfg = PredictConfig(batch_size=batch_size, workers=workers, top_k=top_k, max_pixels=max_pixels,
                         provider=provider.value, threads=threads)
@@ -69,27 +67,7 @@ def predict(
     writer = (ResultWriter(output, format_for(output, fmt.value if fmt else None), top_k, resume=resume)
               if output is not None else None)
     show_rows = output is None and not as_json
-    todo = len(paths) - (len(writer.done & set(paths)) if writer is not None else 0)
-    started, counts = time.perf_counter(), {"done": 0, "failed": 0}
-    try:
-        with count_bar(todo, "predict", enabled=not quiet and not show_rows and todo >= 1000) as advance:
-            def on_batch(rows):
-                counts["done"] += len(rows)
-                counts["failed"] += sum(r.prediction is None for r in rows)
-                advance(len(rows), failed=counts["failed"], ips=counts["done"] / max(time.perf_counter() - started, 1e-9))
-                if show_rows:
-                    for row in rows:
-                        _print_row(row, top_k)
-
-            summary = run_predict(model, paths, cfg, writer, on_batch)
-    except BaseException:
-        if writer is not None:
-            writer.abort()
-            if counts["done"]:
-                typer.echo(f"{counts['done']:,} rows kept in {writer.partial}; rerun with --resume to continue", err=True)
-        raise
-    if writer is not None:
-        writer.finish()
+    summary = _run_with_progress(model, paths, cfg, writer, show_rows=show_rows, bar=not quiet and not show_rows)
     if as_json:
         print_json(summary)
     else:
@@ -100,6 +78,36 @@ def predict(
                    err=show_rows)
     if summary.failed:
         raise typer.Exit(EXIT_SOME_FAILED)
+
+
+def _run_with_progress(model: Path, paths: list[str], cfg: PredictConfig, writer, *, show_rows: bool, bar: bool):
+    """run_predict with a progress bar for long runs (or the rows on screen). Whatever stops it,
+    the rows written so far stay in the partial file, and the user is told how to resume."""
+    from ..runtime.batch import run_predict
+    from .progress import count_bar
+
+    todo = len(paths) - (len(writer.done & set(paths)) if writer is not None else 0)
+    started, counts = time.perf_counter(), {"done": 0, "failed": 0}
+    try:
+        with count_bar(todo, "predict", enabled=bar and todo >= 1000) as advance:
+            def on_batch(rows):
+                counts["done"] += len(rows)
+                counts["failed"] += sum(r.prediction is None for r in rows)
+                advance(len(rows), failed=counts["failed"], ips=counts["done"] / max(time.perf_counter() - started, 1e-9))
+                if show_rows:
+                    for row in rows:
+                        _print_row(row, cfg.top_k)
+
+            summary = run_predict(model, paths, cfg, writer, on_batch)
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+            if counts["done"]:
+                typer.echo(f"{counts['done']:,} rows kept in {writer.partial}; rerun with --resume to continue", err=True)
+        raise
+    if writer is not None:
+        writer.finish()
+    return summary
 
 
 def _print_bench(report) -> None:

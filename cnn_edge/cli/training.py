@@ -28,11 +28,11 @@ ValOpt = typer.Option(None, "--val-size", help="Images held out of the training 
 ResumeOpt = typer.Option(False, "--resume", help="Continue the run in --out from its last finished epoch.")
 
 
-def train_config(recipe: Recipe, epochs, batch_size, lr, seed, limit_train, val_size) -> TrainConfig:
+def train_config(recipe: Recipe, **overrides) -> TrainConfig:
+    """The recipe with the options given on the command line (None keeps the recipe's)."""
     from ..recipes import make_config
 
-    return make_config(recipe.value, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-                       limit_train=limit_train, val_size=val_size)
+    return make_config(recipe.value, **overrides)
 
 
 @app.command()
@@ -70,7 +70,8 @@ def train_cmd(
     from .progress import training_bar
 
     model_config = ModelConfig(arch.value)
-    cfg = train_config(recipe, epochs, batch_size, lr, seed, limit_train, val_size)
+    cfg = train_config(recipe, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, limit_train=limit_train,
+                       val_size=val_size)
     data = load_mnist(data_dir)
     with training_bar(enabled=not quiet) as bar:
         result = train(cfg, out, data, device=device.value, model_config=model_config, resume=resume, progress=bar)
@@ -95,8 +96,9 @@ def pipeline(
     from ..pipeline import PipelineConfig, run_pipeline
     from .progress import training_bar
 
-    cfg = PipelineConfig(train_config(recipe, epochs, batch_size, lr, seed, limit_train, val_size), run_dir, out_dir,
-                         arch=arch.value, device=device.value, resume=resume)
+    train_cfg = train_config(recipe, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, limit_train=limit_train,
+                             val_size=val_size)
+    cfg = PipelineConfig(train_cfg, run_dir, out_dir, arch=arch.value, device=device.value, resume=resume)
     data = load_mnist(data_dir)  # the one read of MNIST: every stage gets these arrays
     with training_bar(enabled=not quiet) as bar:
         summary = run_pipeline(cfg, data, progress=bar, on_stage=stage_printer(not (as_json or quiet)))

@@ -40,7 +40,7 @@ class DemoHandler(SimpleHTTPRequestHandler):
             return self._send(_read(gz), "application/wasm", encoding="gzip", cache=True)
         return super().do_GET()
 
-    def _send(self, body: bytes, content_type: str, encoding: str | None = None, cache: bool = False) -> None:
+    def _send(self, body: bytes, content_type: str, *, encoding: str | None = None, cache: bool = False) -> None:
         self.send_response(200)
         self.send_header("Content-Type", content_type)
         if encoding:

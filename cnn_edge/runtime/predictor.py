@@ -52,7 +52,7 @@ class Predictor:
     def __init__(self, model: Union[str, Path], *, provider: str = "auto", threads: int | None = None,
                  max_pixels: int = DEFAULT_MAX_PIXELS, spin: bool = True):
         self.model = open_model(Path(model), provider=provider, threads=threads, spin=spin)
-        self.preprocessing = preprocessing_of(self.model)
+        preprocessing_of(self.model)  # refuses a model that asks for a preprocessing we do not have
         self.labels = self.model.class_labels
         self.max_pixels = max_pixels
 

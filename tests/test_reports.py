@@ -1,0 +1,79 @@
+"""Reports as JSON: one serialiser, documented fields, and a released pipeline.json on the current schema."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+import typing
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cnn_edge import compare, pipeline
+from cnn_edge.artifacts import RELEASE_DIR, SUMMARY_FILE
+from cnn_edge.reports import dumps, to_jsonable
+from conftest import REPO
+
+DOC = (REPO / "docs" / "reports.md").read_text()
+
+
+def field_names(cls, seen=None) -> set[str]:
+    """Every field (and JSON property) of a report dataclass and of the dataclasses inside it."""
+    seen = set() if seen is None else seen
+    if cls in seen:
+        return set()
+    seen.add(cls)
+    names = set(getattr(cls, "json_properties", ()))
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        names.add(f.name)
+        for sub in (hints[f.name], *typing.get_args(hints[f.name])):
+            for inner in (sub, *typing.get_args(sub)):
+                if dataclasses.is_dataclass(inner):
+                    names |= field_names(inner, seen)
+    return names
+
+
+@pytest.mark.parametrize("report", [pipeline.PipelineSummary, compare.CompareReport])
+def test_every_field_is_documented(report):
+    documented = set(re.findall(r"`([a-z_0-9]+)`", DOC))
+    assert field_names(report) - documented == set()
+
+
+def test_schemas_are_named_in_the_doc():
+    assert pipeline.SCHEMA in DOC and compare.SCHEMA in DOC
+
+
+def test_released_summary_follows_the_schema():
+    released = json.loads((REPO / RELEASE_DIR / SUMMARY_FILE).read_text())
+    assert released["schema"] == pipeline.SCHEMA
+    assert set(released) == {f.name for f in dataclasses.fields(pipeline.PipelineSummary)}
+    q = released["quantization"]
+    assert q["size_ratio"] == pytest.approx(q["int8_bytes"] / q["fp32_bytes"])
+    assert {f["name"] for f in released["files"]} <= {p.name for p in (REPO / RELEASE_DIR).iterdir()}
+
+
+@dataclasses.dataclass
+class Sample:
+    path: Path
+    ratio: float
+    sizes: tuple[int, ...]
+    counts: dict
+
+    json_properties = ("double",)
+
+    @property
+    def double(self) -> float:
+        return 2 * self.ratio
+
+
+def test_to_jsonable_writes_plain_json_and_never_nan():
+    obj = Sample(Path("a/b.onnx"), float("nan"), (1, 2), {"x": np.float32(0.5), 3: np.int64(4)})
+    assert to_jsonable(obj) == {"path": "a/b.onnx", "ratio": None, "sizes": [1, 2], "counts": {"x": 0.5, "3": 4},
+                                "double": None}
+    assert "NaN" not in dumps(obj) and json.loads(dumps(Sample(Path("p"), 0.25, (), {})))["double"] == 0.5
+    assert not any(isinstance(v, float) and math.isnan(v) for v in to_jsonable([float("inf")]) if v is not None)
+    with pytest.raises(TypeError, match="object"):
+        to_jsonable(object())
