@@ -9,15 +9,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 from .arch import ARCHITECTURES, DESCRIPTIONS, layers_for
-from .data import MnistData
 from .errors import ConfigError
 from .plotting import pyplot, to_png
 from .recipes import TrainConfig
 from .references import NOTEBOOK_RESULTS
 from .reports import write_json
+
+if TYPE_CHECKING:  # annotations only: the CLI reads MNIST and hands it over
+    from .data import MnistData
 
 # The version of compare.json's layout (docs/reports.md). 2: typed reports, `schema` field.
 SCHEMA = "cnn-edge-compare/2"
@@ -88,7 +90,7 @@ def _result(summary) -> ArchResult:
     )
 
 
-def run_compare(cfg: CompareConfig, data: MnistData, run_dir: Path, *, progress=None,
+def run_compare(cfg: CompareConfig, data: "MnistData", run_dir: Path, *, progress=None,
                 on_stage: Callable[[str], None] = lambda s: None) -> CompareReport:
     """Run the pipeline for each architecture into run_dir/<arch>/ and collect the figures;
     also writes run_dir/compare.json."""

@@ -11,8 +11,7 @@ from pathlib import Path
 from . import contract as C
 from .constants import DEFAULT_VAL_SIZE
 from .errors import ConfigError
-from .runtime.onnx_model import OnnxModel
-from .runtime.timing import Speed, measure
+from .runtime.timing import Speed
 
 METHODS = ("minmax", "entropy", "percentile")
 FORMATS = ("qdq", "qoperator")
@@ -124,7 +123,3 @@ class QuantReport:
     def throughput_ratio(self) -> float:
         """int8 images/s over fp32 images/s at the throughput batch size."""
         return self.int8_speed.batch_256.images_per_second / self.fp32_speed.batch_256.images_per_second
-
-
-def measure_speed(model: OnnxModel, seconds: float) -> ModelSpeed:
-    return ModelSpeed(measure(model, LATENCY_BATCH, seconds), measure(model, THROUGHPUT_BATCH, seconds))

@@ -17,9 +17,11 @@ from . import contract as C
 from .data import MnistSplit, split_indices
 from .errors import ConfigError, ModelFileError
 from .io_utils import atomic_write_bytes, check_writable
-from .quant_types import LAYER_OPS, QUANTIZED_OPS, GuardReport, GuardStep, QuantConfig, QuantReport, TestComparison, measure_speed
+from .quant_types import (LATENCY_BATCH, LAYER_OPS, QUANTIZED_OPS, THROUGHPUT_BATCH, GuardReport, GuardStep, ModelSpeed,
+                          QuantConfig, QuantReport, TestComparison)
 from .reports import to_jsonable
 from .runtime.onnx_model import OnnxModel, open_model
+from .runtime.timing import measure
 
 class _Reader:
     """onnxruntime CalibrationDataReader over uint8 images: a feed dict per batch, then None."""
@@ -143,6 +145,10 @@ def _guarded_search(attempts: _Attempts, labels: dict[str, str]) -> tuple[Path, 
         raise ConfigError(f"int8 model loses {best.drop_pp:.3f} points (> --max-drop {max_drop}) even with "
                           f"{len(best.excluded)} nodes in float; raise --max-drop or try another --method")
     return best_path, best, steps, why
+
+
+def measure_speed(model: OnnxModel, seconds: float) -> ModelSpeed:
+    return ModelSpeed(measure(model, LATENCY_BATCH, seconds), measure(model, THROUGHPUT_BATCH, seconds))
 
 
 def _compare_on_test(fp32: OnnxModel, int8: OnnxModel, test: MnistSplit) -> TestComparison:
