@@ -7,6 +7,7 @@ Reading a local folder needs numpy only, so validation never imports torch.
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import zlib
 from dataclasses import dataclass
@@ -55,29 +56,63 @@ def _find_file(folder: Path, stem: str) -> Path | None:
     return None
 
 
-def read_idx(path: Path, expected_dims: int) -> np.ndarray:
-    """Read one IDX file (gzipped or not), checking magic, dimensions and length."""
+# The largest IDX payload read: MNIST's training images are 47,040,016 bytes. A file, or a gzip
+# stream, that holds or declares more is refused before it is read or inflated in full.
+MAX_IDX_BYTES = 256 * 1024 * 1024
+
+
+def _inflate(path: Path, raw: bytes, header_size: int) -> bytes:
+    """Inflate a gzipped IDX file only as far as its header says it goes, never past MAX_IDX_BYTES:
+    a gzip bomb costs the bytes it declares, not the gigabytes it would inflate to."""
+    stream = zlib.decompressobj(16 + zlib.MAX_WBITS)
     try:
-        raw = path.read_bytes()
-        if raw[:2] == b"\x1f\x8b":
-            raw = gzip.decompress(raw)
-    except (OSError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
-        raise DataError(f"cannot read {path}: {exc.__class__.__name__}: {exc}; re-download the file") from None
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != _UBYTE or raw[3] != expected_dims:
+        head = stream.decompress(raw, header_size)
+        dims = _dims(path, head, header_size)
+        expected = header_size + math.prod(dims)
+        if expected > MAX_IDX_BYTES:
+            raise DataError(f"{path} declares {dims} = {expected - header_size:,} bytes of data, more than the "
+                            f"{MAX_IDX_BYTES:,} an MNIST file holds; it is not MNIST")
+        body = stream.decompress(stream.unconsumed_tail, expected - len(head) + 1)
+    except zlib.error as exc:
+        raise DataError(f"cannot read {path}: corrupt gzip data ({exc}); re-download the file") from None
+    data = head + body
+    if len(data) > expected:
+        raise DataError(f"{path} holds more data than its header declares ({dims}); re-download the file")
+    return data
+
+
+def _dims(path: Path, raw: bytes, header_size: int) -> tuple[int, ...]:
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != _UBYTE or raw[3] != (header_size - 4) // 4:
         raise DataError(
             f"{path} is not an MNIST IDX file (bad magic number {raw[:4].hex() or 'empty'}); {_FIX}"
         )
-    header = 4 + 4 * expected_dims
-    if len(raw) < header:
+    if len(raw) < header_size:
         raise DataError(f"{path} is truncated (header incomplete); re-download the file")
-    dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(expected_dims))
-    count = int(np.prod(dims))
-    if len(raw) - header != count:
+    return tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range((header_size - 4) // 4))
+
+
+def read_idx(path: Path, expected_dims: int) -> np.ndarray:
+    """Read one IDX file (gzipped or not), checking magic, dimensions and length against the real
+    size (Python integers: declared sizes cannot overflow) with bounded memory. An empty set is an error."""
+    header_size = 4 + 4 * expected_dims
+    try:
+        if path.stat().st_size > MAX_IDX_BYTES:
+            raise DataError(f"{path} is {path.stat().st_size:,} bytes, more than an MNIST file; {_FIX}")
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.__class__.__name__}: {exc}; re-download the file") from None
+    if raw[:2] == b"\x1f\x8b":
+        raw = _inflate(path, raw, header_size)
+    dims = _dims(path, raw, header_size)
+    count = math.prod(dims)
+    if len(raw) - header_size != count:
         raise DataError(
             f"{path} is truncated or corrupt: header says {dims} = {count} bytes, "
-            f"file holds {len(raw) - header}; re-download the file"
+            f"file holds {len(raw) - header_size}; re-download the file"
         )
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims).copy()  # writable
+    if count == 0:
+        raise DataError(f"{path} holds no images or labels (dimensions {dims}); {_FIX}")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header_size).reshape(dims).copy()  # writable
 
 
 def _read_folder(folder: Path, split: str) -> MnistSplit:

@@ -157,10 +157,9 @@ def validate_model(
     preds = probs.argmax(1)
     cm = confusion_matrix(test.labels, preds)
     per_class = (np.diag(cm) / np.maximum(cm.sum(1), 1)).tolist()
-    meta_acc = model.metadata.get(C.META_TEST_ACCURACY)
     report = ValidationReport(
         str(model_path), len(test), float((preds == test.labels).mean()), per_class, cm.tolist(),
-        float(meta_acc) if meta_acc else None, compatibility=compatibility,
+        model.metadata_float(C.META_TEST_ACCURACY), compatibility=compatibility,
     )
     if checkpoint is not None:
         reference = torch_reference(Path(checkpoint), test.images)

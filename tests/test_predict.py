@@ -18,7 +18,7 @@ from cnn_edge.cli.app import EXIT_BAD_INPUT
 from cnn_edge.cli.runtime import EXIT_SOME_FAILED
 from cnn_edge.constants import SPEC_ARCH
 from cnn_edge.data import load_split
-from cnn_edge.runtime.batch import PredictConfig, run_predict
+from cnn_edge.runtime.batch import PredictConfig, load_predictor, run_predict
 from cnn_edge.runtime.providers import available
 from cnn_edge.runtime.results import ResultWriter
 
@@ -112,7 +112,8 @@ def test_workers_give_the_same_rows_in_the_same_order(tmp_path):
     results = []
     for workers in (0, 2):
         writer = ResultWriter(tmp_path / f"w{workers}.csv", "csv", PredictConfig().top_k)
-        summary = run_predict(MODEL, paths, PredictConfig(batch_size=64, workers=workers), writer)
+        cfg = PredictConfig(batch_size=64, workers=workers)
+        summary = run_predict(load_predictor(MODEL, cfg, len(paths)), paths, cfg, writer)
         writer.finish()
         assert summary.workers == workers and summary.ok == 300
         results.append((tmp_path / f"w{workers}.csv").read_text())
@@ -188,7 +189,7 @@ def test_png_accuracy_matches_validate(tmp_path):
     paths, labels = write_digits(tmp_path / "png", 10_000)
     out = tmp_path / "r.csv"
     writer = ResultWriter(out, "csv", PredictConfig().top_k)
-    summary = run_predict(MODEL, paths, PredictConfig(), writer)
+    summary = run_predict(load_predictor(MODEL, PredictConfig(), len(paths)), paths, PredictConfig(), writer)
     writer.finish()
     assert summary.ok == 10_000
     predicted = np.array([int(r["prediction"]) for r in read_csv(out)])

@@ -1,6 +1,8 @@
 """Providers: auto picks what runs; an explicit one that cannot run is an error, never a CPU fall back."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import onnxruntime as ort
 import pytest
 
@@ -20,7 +22,7 @@ def test_auto_and_cpu_report_what_ran():
 
 def test_unknown_provider():
     with pytest.raises(ConfigError, match="'gpu'"):
-        create_session(MODEL, ort.SessionOptions(), "gpu")
+        create_session(str(MODEL), Path(MODEL).read_bytes(), ort.SessionOptions(), "gpu")
 
 
 @pytest.mark.parametrize("name", ["cuda", "tensorrt"])

@@ -13,7 +13,7 @@ from ..bench import BenchConfig
 from ..errors import ConfigError
 from ..runtime.batch import PredictConfig
 from ..runtime.providers import CHOICES as PROVIDERS
-from ..runtime.results import FORMATS
+from ..runtime.row_format import FORMATS
 from .app import JsonOpt, QuietOpt, app, choices, handle_errors, print_json
 
 # Exit code of `predict` when it finished but some inputs could not be classified.
@@ -56,18 +56,24 @@ def predict(
 
     Exit codes: 0 every input classified; 3 finished, but some inputs failed (their rows say why);
     2 bad options, model or output path; 130 interrupted (rerun with --resume)."""
+    from ..runtime.batch import load_predictor
     from ..runtime.inputs import collect_inputs
-    from ..runtime.results import ResultWriter, format_for
+    from ..runtime.results import ResultWriter, refuse_overwriting
+    from ..runtime.row_format import format_for
 
     cfg = PredictConfig(batch_size=batch_size, workers=workers, top_k=top_k, max_pixels=max_pixels,
                         provider=provider.value, threads=threads)
     if resume and output is None:
         raise ConfigError("--resume needs -o: it continues a results file")
     paths = collect_inputs(inputs, recursive=recursive)
-    writer = (ResultWriter(output, format_for(output, fmt.value if fmt else None), top_k, resume=resume)
-              if output is not None else None)
+    if output is not None:
+        refuse_overwriting(output, [str(model), *paths])
+    # Every argument is checked (the model too) before a results file is touched.
+    predictor = load_predictor(model, cfg, len(paths))
+    writer = (ResultWriter(output, format_for(output, fmt.value if fmt else None), top_k, resume=resume,
+                           labels=predictor.labels) if output is not None else None)
     show_rows = output is None and not as_json
-    summary = _run_with_progress(model, paths, cfg, writer, show_rows=show_rows, bar=not quiet and not show_rows)
+    summary = _run_with_progress(predictor, paths, cfg, writer, show_rows=show_rows, bar=not quiet and not show_rows)
     if as_json:
         print_json(summary)
     else:
@@ -80,7 +86,7 @@ def predict(
         raise typer.Exit(EXIT_SOME_FAILED)
 
 
-def _run_with_progress(model: Path, paths: list[str], cfg: PredictConfig, writer, *, show_rows: bool, bar: bool):
+def _run_with_progress(predictor, paths: list[str], cfg: PredictConfig, writer, *, show_rows: bool, bar: bool):
     """run_predict with a progress bar for long runs (or the rows on screen). Whatever stops it,
     the rows written so far stay in the partial file, and the user is told how to resume."""
     from ..runtime.batch import run_predict
@@ -98,7 +104,7 @@ def _run_with_progress(model: Path, paths: list[str], cfg: PredictConfig, writer
                     for row in rows:
                         _print_row(row, cfg.top_k)
 
-            summary = run_predict(model, paths, cfg, writer, on_batch)
+            summary = run_predict(predictor, paths, cfg, writer, on_batch)
     except BaseException:
         if writer is not None:
             writer.abort()
@@ -167,8 +173,12 @@ def demo(
     port: int = typer.Option(8000, help="Port (0: any free port)."),
 ):
     """Serve the browser demo: draw a digit, see the ten probabilities; the page checks the test vectors."""
-    from ..runtime.demo import make_server
+    from ..runtime.demo import is_loopback, make_server
 
+    if not is_loopback(host):
+        typer.secho(f"WARNING: serving on {host}, not on this machine alone: anyone who can reach it can load the "
+                    f"page and download the model. Use --host 127.0.0.1 unless that is what you want.",
+                    err=True, fg="red", bold=True)
     server = make_server(model, vectors, host, port)
     address = f"http://{server.server_address[0]}:{server.server_address[1]}/"
     typer.echo(f"serving the cnn-edge demo ({model.name}) at {address}  (Ctrl-C to stop)")

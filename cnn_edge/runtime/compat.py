@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ConfigError, ModelFileError
+from .model_file import fields
 
 
 @dataclass(frozen=True)
@@ -41,38 +42,6 @@ class Compatibility:
     message: str
 
 
-def _varint(data: bytes, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        if pos >= len(data):
-            raise ModelFileError("truncated protobuf varint")
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        shift += 7
-        if not byte & 0x80:
-            return value, pos
-
-
-def _fields(data: bytes):
-    """Top-level protobuf fields: (number, wire type, value: int or bytes)."""
-    pos = 0
-    while pos < len(data):
-        key, pos = _varint(data, pos)
-        number, wire = key >> 3, key & 7
-        if wire == 0:
-            value, pos = _varint(data, pos)
-        elif wire == 2:
-            length, pos = _varint(data, pos)
-            value, pos = data[pos : pos + length], pos + length
-        elif wire in (1, 5):
-            size = 8 if wire == 1 else 4
-            value, pos = data[pos : pos + size], pos + size
-        else:
-            raise ModelFileError(f"unexpected protobuf wire type {wire}")
-        yield number, wire, value
-
-
 def model_versions(path: Path) -> tuple[int, dict[str, int]]:
     """(IR version, {opset domain: version}) of an ONNX file (ModelProto fields 1 and 8)."""
     try:
@@ -81,14 +50,14 @@ def model_versions(path: Path) -> tuple[int, dict[str, int]]:
         raise ModelFileError(f"cannot read {path}: {exc.strerror}") from None
     ir, opsets = None, {}
     try:
-        for number, wire, value in _fields(data):
+        for number, wire, value in fields(data):
             if number == 1 and wire == 0:
                 ir = value
             elif number == 8 and wire == 2:
-                entry = {n: v for n, _, v in _fields(value)}
-                domain = entry.get(1, b"").decode() or "ai.onnx"
+                entry = {n: v for n, _, v in fields(value)}
+                domain = bytes(entry.get(1, b"")).decode() or "ai.onnx"
                 opsets[domain] = int(entry.get(2, 1))
-    except (ModelFileError, UnicodeDecodeError, IndexError):
+    except (ModelFileError, UnicodeDecodeError, IndexError, ValueError):
         raise ModelFileError(f"{path} is not an ONNX model (cannot read its header)") from None
     if ir is None:
         raise ModelFileError(f"{path} is not an ONNX model (no IR version)")

@@ -3,19 +3,36 @@
 Pillow decodes; everything becomes a float32 grey (H, W) array in 0..255, with transparency
 composited on a background that contrasts with the ink. The MNIST-style preprocessing
 (runtime/preprocess.py) takes it from there.
+
+Hostile files are expected. Only regular files are read (a FIFO never blocks the run), only the
+formats in FORMATS are tried, the pixel limit is checked from the header before any pixel is
+decoded (for an ICO, from every entry it holds), only the first frame or page is decoded, large
+images are decoded reduced where the format allows it (JPEG) and reduced right after decoding
+otherwise, and any exception while opening or decoding becomes an ImageError naming the problem.
 """
 from __future__ import annotations
 
+import os
+import stat
+import struct
+import warnings
 from pathlib import Path
-from typing import Union
+from typing import BinaryIO, Union
 
 import numpy as np
-from PIL import Image, ImageFile
+from PIL import Image, ImageFile, ImageOps
 
 from ..errors import ImageError, first_line
 
 # 40 Mpixels: a 7,000 x 5,700 photo still passes; a decompression bomb does not.
 DEFAULT_MAX_PIXELS = 40_000_000
+# The formats read, by Pillow's names (file extensions in runtime/inputs.py). Everything else is
+# refused before a decoder sees it: an EPS file never reaches Ghostscript.
+FORMATS = ("PNG", "JPEG", "BMP", "DIB", "GIF", "TIFF", "WEBP", "PPM", "TGA", "ICO")
+# Images whose longer side exceeds twice this are reduced (box filter, an integer factor) to
+# between this and twice this, before any float copy is made: the digit ends up 20 pixels tall,
+# so nothing the model sees is lost, and a 40-Mpixel photo costs one decoded copy, not five.
+REDUCE_TO = 1024
 
 # ITU-R 601 luma, as floats (not Pillow's rounded integer "L"), for RGB and RGBA alike.
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)
@@ -24,40 +41,122 @@ Source = Union[str, Path, "Image.Image", np.ndarray]
 
 # A truncated file is an error for the user to see, never half an image silently padded.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
+# The limit is ours (max_pixels, checked below); Pillow's own bomb check would only warn or
+# refuse at another size.
+Image.MAX_IMAGE_PIXELS = None
 
-def open_image(path: Union[str, Path], max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """Open and decode the first frame of an image file, refusing decompression bombs before decoding."""
+_FILE_KINDS = {stat.S_IFIFO: "a FIFO (named pipe)", stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a character device",
+               stat.S_IFBLK: "a block device", stat.S_IFDIR: "a directory"}
+
+
+def _too_large(w: int, h: int, max_pixels: int) -> ImageError:
+    return ImageError(f"image is {w}x{h} = {w * h / 1e6:.1f} Mpixels, above the limit of "
+                      f"{max_pixels / 1e6:g} Mpixels (--max-pixels)")
+
+
+def open_regular_file(path: Union[str, Path]) -> BinaryIO:
+    """The file opened for reading, only when it is a regular, non-empty file. Opened without
+    blocking, so a FIFO named like an image is refused instead of waiting forever for a writer."""
     try:
-        img = Image.open(path)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         raise ImageError("file not found") from None
     except PermissionError:
         raise ImageError("cannot read the file: permission denied") from None
-    except IsADirectoryError:
-        raise ImageError("is a directory, not an image") from None
-    except Image.DecompressionBombError as exc:
-        raise ImageError(f"image too large to decode safely ({exc})") from None
-    except (OSError, ValueError, SyntaxError) as exc:
-        if Path(path).stat().st_size == 0:
-            raise ImageError("empty file (0 bytes)") from None
-        raise ImageError(f"not an image Pillow can read ({first_line(exc, 160)})") from None
+    except OSError as exc:  # a symlink loop, a name too long, a vanished mount...
+        raise ImageError(f"cannot open the file: {exc.strerror or exc}") from None
     try:
+        st = os.fstat(fd)
+        kind = stat.S_IFMT(st.st_mode)
+        if kind != stat.S_IFREG:
+            raise ImageError(f"not a regular file: {_FILE_KINDS.get(kind, 'a special file')}")
+        if st.st_size == 0:
+            raise ImageError("empty file (0 bytes)")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _check_ico(f: BinaryIO, max_pixels: int) -> None:
+    """An ICO holds several images, which Pillow decodes while opening: check each entry's size
+    (the directory's, and the embedded PNG's or BMP's own header) against the limit first."""
+    head = f.read(6)
+    count = struct.unpack("<H", head[4:6])[0] if len(head) == 6 else 0
+    entries = f.read(16 * count)
+    for i in range(len(entries) // 16):
+        w, h, _, _, _, _, size, offset = struct.unpack("<BBBBHHII", entries[16 * i : 16 * i + 16])
+        f.seek(offset)
+        inner = f.read(32)
+        if inner[:8] == b"\x89PNG\r\n\x1a\n" and len(inner) >= 24:
+            w, h = struct.unpack(">II", inner[16:24])
+        elif len(inner) >= 12:
+            bw, bh = struct.unpack("<ii", inner[4:12])
+            w, h = max(w or 256, abs(bw)), max(h or 256, abs(bh) // 2)  # a DIB stores twice the height
+        if (w or 256) * (h or 256) > max_pixels:
+            raise _too_large(w or 256, h or 256, max_pixels)
+    f.seek(0)
+
+
+def _decode_size(img: Image.Image) -> tuple[int, int]:
+    """The size to ask a format that can decode reduced (JPEG) for: at least REDUCE_TO on the longer side."""
+    w, h = img.size
+    factor = max(w, h) // REDUCE_TO
+    return (max(1, w // factor), max(1, h // factor)) if factor >= 2 else (w, h)
+
+
+def _reduce(img: Image.Image) -> Image.Image:
+    """Reduce by an integer factor (box filter) until the longer side is below 2 * REDUCE_TO."""
+    factor = max(img.size) // REDUCE_TO
+    if factor < 2:
+        return img
+    if img.mode not in ("L", "LA", "RGB", "RGBA", "I", "F", "I;16"):
+        img = img.convert("RGBA" if "A" in img.mode or "transparency" in img.info else "RGB")
+    return img.reduce(factor)
+
+
+def _upright(img: Image.Image) -> Image.Image:
+    """Apply the EXIF orientation (phone photos are stored sideways). Unreadable EXIF is ignored,
+    as the JavaScript port (cnn_edge/web/preprocess.js) ignores it."""
+    try:
+        return ImageOps.exif_transpose(img)
+    except Exception:  # hostile EXIF: the pixels are still the pixels
+        return img
+
+
+def _decode(f: BinaryIO, max_pixels: int) -> Image.Image:
+    head = f.read(4)
+    f.seek(0)
+    if head == b"\0\0\1\0":
+        _check_ico(f, max_pixels)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Pillow's warnings about odd files: the row says what matters
+        img = Image.open(f, formats=FORMATS)
         w, h = img.size
         if w * h > max_pixels:
-            raise ImageError(f"image is {w}x{h} = {w * h / 1e6:.1f} Mpixels, above the limit of "
-                             f"{max_pixels / 1e6:g} Mpixels (--max-pixels)")
-        try:
-            img.load()  # the first frame; a single-frame image lets go of its file here
-        except (OSError, ValueError, SyntaxError, EOFError) as exc:
-            raise ImageError(f"truncated or corrupt image data ({first_line(exc, 160)})") from None
-        if getattr(img, "n_frames", 1) > 1:  # animated GIF, multi-page TIFF: keep frame 0, close the file
-            first = img.copy()
-            img.close()
-            img = first
-    except BaseException:
-        img.close()
-        raise
+            raise _too_large(w, h, max_pixels)
+        if img.format == "JPEG":
+            img.draft(img.mode, _decode_size(img))  # decode at 1/2, 1/4 or 1/8 scale where that still suffices
+        img.load()  # the first frame or page only
+        img = _reduce(img)
+        img = _upright(img)
     return img if img.mode != "P" else img.convert("RGBA" if "transparency" in img.info else "RGB")
+
+
+def open_image(path: Union[str, Path], max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Open and decode the first frame of an image file. Raises ImageError, whatever went wrong."""
+    f = open_regular_file(path)
+    try:
+        return _decode(f, max_pixels)
+    except ImageError:
+        raise
+    except Image.UnidentifiedImageError:
+        raise ImageError(f"not an image in a format cnn-edge reads ({', '.join(FORMATS)})") from None
+    except Exception as exc:  # any decoder's failure: truncated data, a malformed header, a decoder bug
+        raise ImageError(f"cannot decode the image ({exc.__class__.__name__}: {first_line(exc, 160)})") from None
+    finally:
+        f.close()
 
 
 def to_grey(img: Image.Image) -> np.ndarray:
@@ -69,7 +168,7 @@ def to_grey(img: Image.Image) -> np.ndarray:
         top = 65535.0 if mode.startswith("I;16") or a.max() > 255 else 255.0
         return a * (255.0 / top)
     if mode == "F":
-        a = np.asarray(img, dtype=np.float32)
+        a = _finite(np.asarray(img, dtype=np.float32))
         return a * 255.0 if a.max() <= 1.0 else a
     if mode == "P":
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")
@@ -90,17 +189,29 @@ def to_grey(img: Image.Image) -> np.ndarray:
     return np.asarray(img.convert("L"), dtype=np.float32)
 
 
-def array_to_grey(a: np.ndarray) -> np.ndarray:
-    """A numpy image (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), uint8/uint16/float -> grey 0..255."""
+def _finite(a: np.ndarray) -> np.ndarray:
+    """`a`, when every value is a number: NaN or infinite pixels would give a silent, meaningless prediction."""
+    if not np.isfinite(a).all():
+        raise ImageError("the image holds NaN or infinite pixel values")
+    return a
+
+
+def array_to_grey(a: np.ndarray, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """A numpy image (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), bool/integer/float -> grey 0..255."""
     a = np.asarray(a)
     if a.ndim == 3 and a.shape[2] == 1:
         a = a[..., 0]
     if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (3, 4)):
         raise ImageError(f"expected an image array (H, W), (H, W, 3) or (H, W, 4), got shape {a.shape}")
+    if a.dtype.kind not in "buif":
+        raise ImageError(f"expected an array of numbers, got dtype {a.dtype}")
+    if a.shape[0] * a.shape[1] > max_pixels:
+        raise _too_large(a.shape[1], a.shape[0], max_pixels)
     if a.dtype == np.uint16:
         a = a.astype(np.float32) * (255.0 / 65535.0)
     elif a.dtype.kind == "f":
-        a = a.astype(np.float32) * (255.0 if float(a.max(initial=0.0)) <= 1.0 else 1.0)
+        a = _finite(a.astype(np.float32))
+        a = a * (255.0 if float(a.max(initial=0.0)) <= 1.0 else 1.0)
     elif a.dtype == np.bool_:
         a = a.astype(np.float32) * 255.0
     a = np.clip(a.astype(np.float32), 0.0, 255.0)
@@ -113,9 +224,11 @@ def array_to_grey(a: np.ndarray) -> np.ndarray:
 def to_grey_any(source: Source, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Path, PIL image or numpy array -> grey (H, W) float32 0..255. Raises ImageError."""
     if isinstance(source, np.ndarray):
-        return array_to_grey(source)
+        return array_to_grey(source, max_pixels)
     if isinstance(source, Image.Image):
-        return to_grey(source)
+        if source.width * source.height > max_pixels:
+            raise _too_large(source.width, source.height, max_pixels)
+        return to_grey(_reduce(source))
     if isinstance(source, (str, Path)):
         return to_grey(open_image(source, max_pixels))
     raise ImageError(f"cannot read an image from a {type(source).__name__}; give a path, a PIL image or a numpy array")

@@ -10,6 +10,7 @@ import numpy as np
 from .. import contract as C
 from ..constants import CLASS_LABELS
 from ..errors import ModelFileError
+from .model_file import read_model_bytes
 
 
 @dataclass
@@ -43,9 +44,35 @@ class OnnxModel:
 
     @property
     def class_labels(self) -> list[str]:
-        """The labels the model's metadata declares; the contract's when it declares none."""
+        """The labels the model's metadata declares (checked when it was opened); the contract's
+        when it declares none."""
         raw = self.metadata.get(C.META_CLASS_LABELS)
         return json.loads(raw) if raw else list(CLASS_LABELS)
+
+    def metadata_float(self, key: str) -> float | None:
+        """A number the metadata states (e.g. its test accuracy); None when absent or empty."""
+        raw = self.metadata.get(key, "")
+        if not raw:
+            return None
+        try:
+            return float(raw)
+        except ValueError:
+            raise ModelFileError(f"{self.path} has malformed metadata: {key} = {raw[:40]!r} is not a number") from None
+
+
+def _check_metadata(path: Path, metadata: dict[str, str], classes: int) -> None:
+    """Metadata a cnn-edge model reads back must be what export writes: one line naming the key
+    otherwise, never a traceback later."""
+    raw = metadata.get(C.META_CLASS_LABELS)
+    if raw is not None:
+        try:
+            labels = json.loads(raw)
+        except ValueError:
+            labels = None
+        if not (isinstance(labels, list) and len(labels) == classes and all(isinstance(x, str) for x in labels)
+                and len(set(labels)) == classes):
+            raise ModelFileError(f"{path} has malformed metadata: {C.META_CLASS_LABELS} must be a JSON list of "
+                                 f"{classes} distinct strings, got {raw[:60]!r}")
 
 
 def _describe_shape(shape) -> str:
@@ -64,15 +91,14 @@ def open_model(path: Path, *, provider: str = "cpu", threads: int | None = None,
     from .providers import create_session
 
     path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"model {path} does not exist")
+    data = read_model_bytes(path)  # refuses external data before ONNX Runtime sees the model
     opts = ort.SessionOptions()
     opts.log_severity_level = 3  # keep ONNX Runtime's own warnings off the user's screen
     if threads:
         opts.intra_op_num_threads = threads
     if not spin:
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session, ran_on = create_session(str(path), opts, provider)
+    session, ran_on = create_session(str(path), data, opts, provider)
     inputs = session.get_inputs()
     if len(inputs) != 1:
         raise ModelFileError(f"{path} has {len(inputs)} inputs; the contract is one input {C.INPUT_NAME!r}")
@@ -92,4 +118,7 @@ def open_model(path: Path, *, provider: str = "cpu", threads: int | None = None,
     if missing:
         raise ModelFileError(f"{path} lacks outputs {missing}; the contract is {list(C.OUTPUT_NAMES)}")
     metadata = dict(session.get_modelmeta().custom_metadata_map)
+    probs = next(o for o in session.get_outputs() if o.name == C.OUTPUT_PROBABILITIES)
+    classes = probs.shape[-1] if probs.shape and isinstance(probs.shape[-1], int) else len(CLASS_LABELS)
+    _check_metadata(path, metadata, classes)
     return OnnxModel(path, session, metadata, ran_on)

@@ -172,26 +172,34 @@ STACK_MAX_PIXELS = 64 * 64
 def preprocess_many(sources: Sequence[Source], max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, list[str]]:
     """Many images -> ((N, 28, 28) float32 with zeros where one failed, the error of each: '' when fine).
 
-    Decoding is per image; the preprocessing runs once per group of same-sized images."""
+    Never raises for a bad image: whatever goes wrong with one becomes its error. Decoding is per
+    image; small images are stacked by size and preprocessed together, a larger one is
+    preprocessed at once and let go, so at most one large decoded image is held at a time."""
     out = np.zeros((len(sources), IMAGE_SIZE, IMAGE_SIZE), np.float32)
     errors = [""] * len(sources)
     groups: dict[tuple[int, int], list[int]] = {}
     greys: dict[int, np.ndarray] = {}
-    for i, source in enumerate(sources):
-        try:
-            grey = to_grey_any(source, max_pixels)
-        except ImageError as exc:
-            errors[i] = str(exc)
-            continue
-        except (OSError, ValueError, MemoryError) as exc:  # anything else Pillow or the OS throws
-            errors[i] = f"cannot read: {exc.__class__.__name__}: {first_line(exc, 160)}"
-            continue
-        greys[i] = grey
-        key = grey.shape if grey.size <= STACK_MAX_PIXELS else (-1, i)
-        groups.setdefault(key, []).append(i)
-    for members in groups.values():
-        digits, blank = mnist_v1_batch(np.stack([greys[i] for i in members]))
+
+    def finish(members: list[int], stack: np.ndarray) -> None:
+        digits, blank = mnist_v1_batch(stack)
         out[members] = digits
         for i in np.asarray(members)[blank]:
             errors[i] = "blank image: no digit stands out from the background"
+
+    for i, source in enumerate(sources):
+        try:
+            grey = to_grey_any(source, max_pixels)
+            if grey.size > STACK_MAX_PIXELS:
+                finish([i], grey[None])
+                continue
+        except ImageError as exc:
+            errors[i] = str(exc)
+            continue
+        except Exception as exc:  # a decoder's or numpy's surprise is this image's error, not the run's
+            errors[i] = f"cannot read: {exc.__class__.__name__}: {first_line(exc, 160)}"
+            continue
+        greys[i] = grey
+        groups.setdefault(grey.shape, []).append(i)
+    for members in groups.values():
+        finish(members, np.stack([greys[i] for i in members]))
     return out, errors

@@ -57,8 +57,9 @@ def _reason(log: str) -> str:
     return errors[-1][-300:] if errors else "no reason given by ONNX Runtime"
 
 
-def create_session(path: str, options, provider: str = "auto"):
-    """An InferenceSession on `provider` (auto|cpu|cuda|tensorrt). Returns (session, short name).
+def create_session(path: str, model: bytes, options, provider: str = "auto"):
+    """An InferenceSession of `model` (the bytes of the file `path`, which is named in errors only)
+    on `provider` (auto|cpu|cuda|tensorrt). Returns (session, short name).
 
     Raises ConfigError when an explicitly requested provider is not built in or does not start."""
     import onnxruntime as ort
@@ -79,10 +80,10 @@ def create_session(path: str, options, provider: str = "auto"):
         wanted = PROVIDERS[name]
         try:
             if name == "cpu":
-                session = ort.InferenceSession(path, options, providers=[wanted])
+                session = ort.InferenceSession(model, options, providers=[wanted])
             else:
                 with _captured_stderr() as log:
-                    session = ort.InferenceSession(path, options, providers=[wanted, PROVIDERS["cpu"]])
+                    session = ort.InferenceSession(model, options, providers=[wanted, PROVIDERS["cpu"]])
                 last_reason = _reason(log["text"])
         except Exception as exc:  # ORT's Fail/InvalidProtobuf/InvalidGraph types
             raise ModelFileError(f"{path} is not a loadable ONNX model ({first_line(exc)})") from None

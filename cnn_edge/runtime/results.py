@@ -1,118 +1,128 @@
-"""Stream prediction rows to CSV or JSONL, resumably. Torch-free.
+"""Stream prediction rows to CSV or JSONL, resumably, without ever damaging a file. Torch-free.
 
 Rows go to OUTPUT.partial as they come, flushed after every batch, so a million rows never sit in
 memory and a crash loses at most one batch. When the run ends, the partial file is renamed onto
 OUTPUT: a finished file is always complete, and the previous OUTPUT is untouched until then.
-`resume` continues OUTPUT.partial (or OUTPUT itself, to add new inputs) and reports the paths
-already written, which the run then skips.
+`resume` continues OUTPUT.partial (or OUTPUT itself, to add new inputs) after checking every row
+it keeps, and reports the paths already written, which the run then skips. Without `resume`, an
+OUTPUT.partial left by an earlier run is refused, never clobbered; a partial file that is a
+symbolic link is never written through. Row formats: row_format.py.
 """
 from __future__ import annotations
 
 import csv
-import io
-import json
 import os
-import shutil
 from pathlib import Path
+from typing import Iterable, Sequence
 
-from ..errors import ConfigError
+from ..errors import ConfigError, OutputPathError
 from ..io_utils import check_writable
-
-FORMATS = ("csv", "jsonl")
-
-
-def format_for(path: Path, fmt: str | None) -> str:
-    """--format wins; else the extension (.jsonl/.ndjson/.json -> jsonl); else CSV."""
-    if fmt is not None:
-        if fmt not in FORMATS:
-            raise ConfigError(f"unknown format {fmt!r}; choose csv or jsonl")
-        return fmt
-    return "jsonl" if Path(path).suffix.lower() in (".jsonl", ".ndjson", ".json") else "csv"
+from .row_format import ENCODING_ERRORS, csv_cells, csv_header, jsonl_text, kept_paths
 
 
-def csv_header(top_k: int) -> list[str]:
-    tops = [c for i in range(1, top_k + 1) for c in (f"top{i}", f"top{i}_probability")]
-    return ["path", "prediction", "confidence", *tops, "error"]
+def partial_path(output: Path) -> Path:
+    return Path(output).with_name(Path(output).name + ".partial")
+
+
+def refuse_overwriting(output: Path, protected: Iterable[str]) -> None:
+    """ConfigError when -o (or its partial file) is the model or one of the inputs."""
+    targets = {os.path.abspath(p): p for p in (output, partial_path(output))}
+    existing = {}
+    for target in (Path(output), partial_path(output)):
+        try:
+            st = target.stat()
+            existing[(st.st_dev, st.st_ino)] = target
+        except OSError:
+            pass
+    for p in protected:
+        hit = targets.get(os.path.abspath(p))
+        if hit is None and existing:
+            try:
+                st = os.stat(p)
+                hit = existing.get((st.st_dev, st.st_ino))
+            except OSError:
+                pass
+        if hit is not None:
+            raise ConfigError(f"-o {output} would overwrite {p}, which this run reads; choose another output file")
 
 
 def _complete_lines(path: Path) -> bytes:
     """The file's bytes up to its last newline: a row cut by a crash is dropped, then rewritten."""
-    data = path.read_bytes()
+    with open(path, "rb") as f:
+        data = f.read()
     return data[: data.rfind(b"\n") + 1]
 
 
+def _open_new(path: Path):
+    """A new file, created here and now: never an existing one, never through a symbolic link."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666)
+    except FileExistsError:
+        raise ConfigError(f"{path} appeared while starting; is another run writing it?") from None
+    return fd
+
+
 class ResultWriter:
-    def __init__(self, output: Path, fmt: str, top_k: int, *, resume: bool = False):
+    def __init__(self, output: Path, fmt: str, top_k: int, *, resume: bool = False, labels: Sequence[str] = ()):
         self.output = check_writable(Path(output))
-        self.partial = self.output.with_name(self.output.name + ".partial")
+        self.partial = partial_path(self.output)
         self.fmt, self.top_k = fmt, top_k
         self.done: set[str] = set()
         self.written = 0
-        source = self.partial if self.partial.exists() else self.output if self.output.exists() else None
-        self._fresh = not (resume and source is not None)  # a new partial file, ours to remove on abort
-        if not self._fresh:
-            kept = _complete_lines(source)
-            self.done = self._read_done(kept, source)
-            if source != self.partial:
-                shutil.copyfile(source, self.partial)
-            with open(self.partial, "r+b") as f:
-                f.truncate(len(kept))
-            self._file = open(self.partial, "a", encoding="utf-8", newline="")
-            if not kept and fmt == "csv":
-                self._write_header()
+        if self.partial.is_symlink():
+            raise ConfigError(f"{self.partial} is a symbolic link; cnn-edge does not write through links: remove it")
+        if self.partial.exists() and not resume:
+            raise ConfigError(f"{self.partial} holds the rows of an earlier, unfinished run: pass --resume to "
+                              f"continue it, or delete it to start afresh")
+        source = self.partial if self.partial.exists() else self.output if resume and self.output.exists() else None
+        kept = b""
+        self._fresh = source is None  # a new partial file, ours to remove when the run writes nothing
+        if self._fresh:
+            fd = _open_new(self.partial)
         else:
-            self._file = open(self.partial, "w", encoding="utf-8", newline="")
-            if fmt == "csv":
-                self._write_header()
+            kept = _complete_lines(source)
+            self.done = kept_paths(kept.decode("utf-8", ENCODING_ERRORS), fmt, top_k, labels, source)
+            fd = os.open(self.partial, os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
+            os.ftruncate(fd, 0)
+            os.write(fd, kept)  # the checked rows only: a row cut by a crash goes
+        self._file = os.fdopen(fd, "a", encoding="utf-8", errors=ENCODING_ERRORS, newline="")
         self._csv = csv.writer(self._file) if fmt == "csv" else None
+        if fmt == "csv" and (self._fresh or not kept):
+            self._guard(lambda: self._csv.writerow(csv_header(top_k)))
 
-    def _write_header(self) -> None:
-        csv.writer(self._file).writerow(csv_header(self.top_k))
-
-    def _read_done(self, kept: bytes, source: Path) -> set[str]:
-        text = kept.decode("utf-8", "replace")
-        if self.fmt == "jsonl":
-            try:
-                return {json.loads(line)["path"] for line in text.splitlines() if line.strip()}
-            except (ValueError, KeyError, TypeError):
-                raise ConfigError(f"{source} is not a cnn-edge JSONL results file; cannot --resume it") from None
-        rows = list(csv.reader(io.StringIO(text)))
-        if rows and rows[0] != csv_header(self.top_k):
-            raise ConfigError(f"{source} has columns {rows[0][:4]}...; it was not written by cnn-edge predict "
-                              f"with --top-k {self.top_k} in CSV, so it cannot be resumed (use another -o)")
-        return {r[0] for r in rows[1:] if r}
+    def _guard(self, write) -> None:
+        """Run a write; a failure (disk full, quota, a file size limit) becomes one clear error that
+        says the rows so far are kept and how to go on."""
+        try:
+            write()
+        except OSError as exc:
+            raise OutputPathError(f"cannot write {self.partial} ({exc.strerror or exc}); the {self.written:,} rows "
+                                  f"written so far are kept there: make room and rerun with --resume") from None
 
     def write(self, path: str, prediction, error: str) -> None:
-        self.written += 1
-        if self.fmt == "csv":
-            tops = [] if prediction is None else [v for label, p in prediction.top_k for v in (label, f"{p:.6f}")]
-            tops += [""] * (2 * self.top_k - len(tops))
-            if prediction is None:
-                self._csv.writerow([path, "", "", *tops, error])
-            else:
-                self._csv.writerow([path, prediction.label, f"{prediction.confidence:.6f}", *tops, error])
+        if self._csv is not None:
+            self._guard(lambda: self._csv.writerow(csv_cells(path, prediction, error, self.top_k)))
         else:
-            row = {"path": path, "prediction": None, "confidence": None, "top_k": [], "error": error or None}
-            if prediction is not None:
-                row.update(prediction=prediction.label, confidence=round(prediction.confidence, 6),
-                           top_k=[{"label": l, "probability": round(p, 6)} for l, p in prediction.top_k])
-            self._file.write(json.dumps(row, ensure_ascii=False) + "\n")
+            self._guard(lambda: self._file.write(jsonl_text(path, prediction, error)))
+        self.written += 1
 
     def flush(self) -> None:
-        self._file.flush()
+        self._guard(self._file.flush)
 
     def finish(self) -> Path:
         """Close and move the complete file into place."""
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        self.flush()
+        self._guard(lambda: os.fsync(self._file.fileno()))
         self._file.close()
         os.replace(self.partial, self.output)
         return self.output
 
     def abort(self) -> None:
         """Keep the partial file for --resume; a run that wrote nothing leaves nothing behind."""
-        if not self._file.closed:
-            self._file.flush()
-            self._file.close()
+        try:
+            if not self._file.closed:
+                self._file.close()
+        except OSError:  # the same full disk that stopped the run: what is on disk stays
+            pass
         if self._fresh and self.written == 0:
             self.partial.unlink(missing_ok=True)

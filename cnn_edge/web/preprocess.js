@@ -193,5 +193,37 @@
     return mnistV1(greyFromRGBA(rgba, width, height), width, height);
   }
 
-  return { IMAGE_SIZE, greyFromRGBA, mnistV1, preprocessRGBA, resampleMatrix };
+  /**
+   * Turn RGBA pixels upright by their EXIF orientation (1..8), exactly as Python does (Pillow's
+   * ImageOps.exif_transpose: 2 mirror, 3 rotate 180, 4 flip, 5 transpose, 6 rotate 90 clockwise,
+   * 7 transverse, 8 rotate 90 counter-clockwise). Returns {rgba, width, height}; any other value
+   * leaves the image as it is.
+   */
+  function orient(rgba, width, height, orientation) {
+    const w = width, h = height;
+    const swap = orientation >= 5 && orientation <= 8;
+    // Source (x, y) of output pixel (X, Y), for an output of W x H.
+    const source = {
+      2: (X, Y) => [w - 1 - X, Y],
+      3: (X, Y) => [w - 1 - X, h - 1 - Y],
+      4: (X, Y) => [X, h - 1 - Y],
+      5: (X, Y) => [Y, X],
+      6: (X, Y) => [Y, h - 1 - X],
+      7: (X, Y) => [w - 1 - Y, h - 1 - X],
+      8: (X, Y) => [w - 1 - Y, X],
+    }[orientation];
+    if (!source) return { rgba, width, height };
+    const W = swap ? h : w, H = swap ? w : h;
+    const out = new Uint8Array(W * H * 4);
+    for (let Y = 0; Y < H; Y++) {
+      for (let X = 0; X < W; X++) {
+        const [x, y] = source(X, Y);
+        const from = (y * w + x) * 4, to = (Y * W + X) * 4;
+        out[to] = rgba[from]; out[to + 1] = rgba[from + 1]; out[to + 2] = rgba[from + 2]; out[to + 3] = rgba[from + 3];
+      }
+    }
+    return { rgba: out, width: W, height: H };
+  }
+
+  return { IMAGE_SIZE, greyFromRGBA, mnistV1, orient, preprocessRGBA, resampleMatrix };
 });
