@@ -34,6 +34,8 @@ FORMATS = ("PNG", "JPEG", "BMP", "DIB", "GIF", "TIFF", "WEBP", "PPM", "TGA", "IC
 # so nothing the model sees is lost, and a 40-Mpixel photo costs one decoded copy, not five.
 REDUCE_TO = 1024
 
+EXIF_ORIENTATION = 0x0112  # the EXIF tag; 1 is upright, 2..8 mirror and rotate
+
 # ITU-R 601 luma, as floats (not Pillow's rounded integer "L"), for RGB and RGBA alike.
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
@@ -119,10 +121,14 @@ def _reduce(img: Image.Image) -> Image.Image:
 def _upright(img: Image.Image) -> Image.Image:
     """Apply the EXIF orientation (phone photos are stored sideways). Unreadable EXIF is ignored,
     as the JavaScript port (cnn_edge/web/preprocess.js) ignores it."""
-    try:
-        return ImageOps.exif_transpose(img)
-    except Exception:  # hostile EXIF: the pixels are still the pixels
+    if img.format == "PNG" and "exif" not in img.info:  # most PNGs: nothing to parse
         return img
+    try:
+        if img.getexif().get(EXIF_ORIENTATION, 1) in range(2, 9):
+            return ImageOps.exif_transpose(img)
+    except Exception:  # hostile EXIF: the pixels are still the pixels
+        pass
+    return img
 
 
 def _decode(f: BinaryIO, max_pixels: int) -> Image.Image:

@@ -1,122 +1,177 @@
-"""Decoding in worker processes that may die, without losing an image or the run. Torch-free.
+"""Decoding in worker processes that may die, without losing an image, the order, or the run. Torch-free.
 
-A decoder can crash its process, and the kernel's OOM killer can end one. ProcessPoolExecutor
-then fails every task in flight with BrokenProcessPool. DecodePool starts a new pool and decodes
-the chunk that broke one file at a time: a file whose decoding kills the process again gets an
-error row (WORKER_DIED), the others their rows, and the chunks that were waiting are sent again.
+A decoder can crash its process, and the kernel's OOM killer can end one. Each worker here has
+its own pair of pipes, so a death is seen at once as the end of that worker's result pipe (never
+as a half-read message in a queue shared by all, where concurrent.futures can hang), and only the
+chunks sent to that worker are affected: the one it was decoding is decoded again one file at a
+time, in a fresh process, so that a file that kills its process again gets an error row
+(WORKER_DIED) and the others their rows; the chunks queued behind it go to its replacement.
+Chunks go to the workers in turn and come back in the same order, so rows keep input order.
 """
 from __future__ import annotations
 
+import os
+import queue
+import signal
 import sys
+import threading
 from collections import deque
-from concurrent.futures.process import BrokenProcessPool
 from typing import Iterable, Iterator
 
 import numpy as np
 
 from ..constants import IMAGE_SIZE
-from ..errors import first_line
 from . import preprocess
 
 # Chunks queued per worker: enough to keep every core busy while the main process infers.
 CHUNKS_PER_WORKER = 2
 WORKER_DIED = ("the process decoding this file died (killed by a signal, or out of memory); "
                "the file was skipped, and the run went on")
+PARENT_CHECK_S = 1.0  # how often an idle worker checks that the run it serves is still alive
 
 Prepared = tuple[np.ndarray, list[str]]  # (N, 28, 28) model inputs, the error of each ('' when fine)
 
 
-def _ignore_interrupts() -> None:
-    """Ctrl-C reaches every process of the terminal's group; only the main one handles it (it
-    keeps the rows written so far and stops the workers), so workers print no tracebacks."""
-    import signal
-
+def _serve(tasks, results, max_pixels: int, parent: int) -> None:
+    """A worker: decode and preprocess each chunk it is sent, until told to stop, or until the run
+    that started it is gone (so a killed run leaves no orphans)."""
+    # Ctrl-C reaches every process of the terminal's group; only the main one handles it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    while True:
+        try:
+            if not tasks.poll(PARENT_CHECK_S):
+                if os.getppid() != parent:
+                    return
+                continue
+            chunk = tasks.recv()
+            if chunk is None:
+                return
+            # Looked up at each call (not bound at import): the preprocessing module's current function.
+            results.send(preprocess.preprocess_many(chunk, max_pixels))
+        except (EOFError, OSError):
+            return
 
 
-def _executor(workers: int):
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+class _Worker:
+    """One decoding process, its two pipes, and a thread that sends its chunks (so the main
+    process never blocks on a full pipe while the worker blocks on sending a result)."""
 
-    # fork starts workers in milliseconds. The executor forks all of them at the first submit(),
-    # which comes after the caller has created ONNX Runtime's session: a forked child gets none of
-    # its threads (fork copies only the calling thread) and never touches the session. Forcing the
-    # fork earlier, before the session, was measured slower (10,000 MNIST PNGs, 2 cores: 7-11%
-    # fewer images/s for fp32 and int8), so the executor keeps its own timing.
-    method = "fork" if sys.platform.startswith("linux") else "spawn"
-    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method),
-                               initializer=_ignore_interrupts)
+    def __init__(self, max_pixels: int):
+        import multiprocessing
+
+        # fork starts a worker in milliseconds, after the caller created ONNX Runtime's session:
+        # the child gets none of its threads (fork copies only the calling thread) and never uses
+        # it. Forcing the fork before the session was measured slower (10,000 MNIST PNGs, 2 cores:
+        # 7-11% fewer images/s for fp32 and int8).
+        ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+        tasks_r, tasks_w = ctx.Pipe(duplex=False)
+        results_r, results_w = ctx.Pipe(duplex=False)
+        self.process = ctx.Process(target=_serve, args=(tasks_r, results_w, max_pixels, os.getpid()), daemon=True)
+        self.process.start()
+        tasks_r.close()  # the child's ends: with ours closed, the child's death is EOF on results
+        results_w.close()
+        self._tasks, self.results = tasks_w, results_r
+        self._outbox: queue.SimpleQueue = queue.SimpleQueue()
+        self._sender = threading.Thread(target=self._send_loop, daemon=True)
+        self._sender.start()
+
+    def _send_loop(self) -> None:
+        while (item := self._outbox.get()) is not None:
+            try:
+                self._tasks.send(item)
+            except OSError:  # the worker died; receive() reports it
+                return
+        try:
+            self._tasks.send(None)
+        except OSError:
+            pass
+
+    def send(self, chunk: list[str]) -> None:
+        self._outbox.put(chunk)
+
+    def receive(self) -> Prepared | None:
+        """The next result, or None when the worker died."""
+        try:
+            return self.results.recv()
+        except (EOFError, OSError):
+            return None
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._outbox.put(None)
+        self.process.join(timeout)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+        self._tasks.close()
+        self.results.close()
 
 
 class DecodePool:
-    """`workers` processes that decode and preprocess chunks of files, restarted when one dies."""
+    """`workers` processes that decode and preprocess chunks of files, replaced when one dies."""
 
     def __init__(self, workers: int, max_pixels: int):
         self.workers, self.max_pixels = workers, max_pixels
-        self.restarts = 0  # how many times a dead worker broke the pool
-        self._pool = None
+        self.restarts = 0  # how many workers died and were replaced
+        self._slots: list[_Worker] = []
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+        for worker in self._slots:
+            worker.stop()
+        self._slots = []
 
-    def _restart(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
-        self._pool = None
+    def _replace(self, slot: int) -> None:
+        self._slots[slot].stop(timeout=0)
+        self._slots[slot] = _Worker(self.max_pixels)
         self.restarts += 1
 
-    def _submit(self, chunk: list[str]):
-        for _ in range(2):  # a pool broken since the last call is restarted once
-            if self._pool is None:
-                self._pool = _executor(self.workers)
-            try:
-                # Looked up at each call (not bound at import), so the function the workers run
-                # is the preprocessing module's current one.
-                return self._pool.submit(preprocess.preprocess_many, chunk, self.max_pixels)
-            except BrokenProcessPool:
-                self._restart()
-        raise BrokenProcessPool("the decoding processes could not be restarted")
-
     def _one_by_one(self, chunk: list[str]) -> Prepared:
-        """Decode each file of a chunk alone, so that a file that kills its process is found."""
+        """Decode each file of a chunk alone, in a fresh process, so that a file that kills its
+        process is found; the process is replaced after each death."""
         out = np.zeros((len(chunk), IMAGE_SIZE, IMAGE_SIZE), np.float32)
         errors = [""] * len(chunk)
-        for i, path in enumerate(chunk):
-            try:
-                prepared, (errors[i],) = self._submit([path]).result()
-                out[i] = prepared[0]
-            except BrokenProcessPool:
-                self._restart()
-                errors[i] = WORKER_DIED
-            except Exception as exc:  # e.g. a result that could not be sent back
-                errors[i] = f"cannot read: {exc.__class__.__name__}: {first_line(exc, 160)}"
+        worker = _Worker(self.max_pixels)
+        try:
+            for i, path in enumerate(chunk):
+                worker.send([path])
+                result = worker.receive()
+                if result is None:
+                    errors[i] = WORKER_DIED
+                    worker.stop(timeout=0)
+                    worker = _Worker(self.max_pixels)
+                    self.restarts += 1
+                    continue
+                out[i], errors[i] = result[0][0], result[1][0]
+        finally:
+            worker.stop()
         return out, errors
 
     def prepared(self, chunks: Iterable[list[str]]) -> Iterator[tuple[list[str], np.ndarray, list[str]]]:
-        """(chunk, model inputs, errors) for each chunk, in order, with at most
-        CHUNKS_PER_WORKER chunks per worker in flight."""
+        """(chunk, model inputs, errors) for each chunk, in order, with at most CHUNKS_PER_WORKER
+        chunks per worker in flight."""
+        self._slots = self._slots or [_Worker(self.max_pixels) for _ in range(self.workers)]
         todo = iter(chunks)
-        pending: deque = deque()
+        pending: deque = deque()  # (chunk, slot), in input order
+        turn = 0
 
         def top_up() -> None:
+            nonlocal turn
             while len(pending) < CHUNKS_PER_WORKER * self.workers:
                 chunk = next(todo, None)
                 if chunk is None:
                     return
-                pending.append((chunk, self._submit(chunk)))
+                self._slots[turn].send(chunk)
+                pending.append((chunk, turn))
+                turn = (turn + 1) % self.workers
 
         top_up()
         while pending:
-            chunk, future = pending.popleft()
-            try:
-                result = future.result()
-            except Exception:  # BrokenProcessPool above all: a worker died
-                if self._pool is not None:
-                    self._restart()
-                waiting = [c for c, _ in pending]
-                pending.clear()
+            chunk, slot = pending.popleft()
+            result = self._slots[slot].receive()
+            if result is None:  # the worker died: its current chunk alone, file by file; its queue again
+                self._replace(slot)
                 result = self._one_by_one(chunk)
-                pending.extend((c, self._submit(c)) for c in waiting)
+                for queued, queued_slot in pending:
+                    if queued_slot == slot:
+                        self._slots[slot].send(queued)
             yield (chunk, *result)
             top_up()
