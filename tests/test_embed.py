@@ -135,6 +135,28 @@ def test_javascript_preprocessing_matches_python(tmp_path):
     print(f"max |JS - Python| over {len(files)} images: {worst:.2e} grey levels")
 
 
+@needs_node
+def test_javascript_applies_exif_orientation_like_python(tmp_path):
+    """All eight EXIF orientations of an asymmetric digit, in PNG eXIf chunks: Node.js turns each
+    upright exactly as Pillow's exif_transpose does."""
+    a = np.zeros((40, 30), np.uint8)
+    a[5:30, 8:12] = 255
+    a[5:9, 8:25] = 255
+    files = []
+    for orientation in range(1, 9):
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        files.append(tmp_path / f"o{orientation}.png")
+        Image.fromarray(a).save(files[-1], exif=exif)
+    proc = subprocess.run(["node", "preprocess_cli.js", *map(str, files)], cwd=NODE_DIR, capture_output=True,
+                          text=True, timeout=120, check=True)
+    js = json.loads(proc.stdout)
+    outputs = [preprocess(f) for f in files]
+    for f, py in zip(files, outputs):
+        assert np.abs(np.array(js[str(f)]["pixels"]).reshape(IMAGE_SIZE, IMAGE_SIZE) - py).max() <= 1e-3, f.name
+    assert len({o.round(3).tobytes() for o in outputs}) == 8  # each orientation really turned the digit
+
+
 def serve(model: Path, vectors: Path | None = None):
     server = make_server(model, vectors, port=0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
