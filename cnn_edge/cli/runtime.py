@@ -13,6 +13,7 @@ from ..bench import BenchConfig
 from ..errors import ConfigError
 from ..runtime.batch import PredictConfig
 from ..runtime.providers import CHOICES as PROVIDERS
+from ..runtime.demo import DEFAULT_HOST, DEFAULT_PORT
 from ..runtime.row_format import FORMATS
 from .app import JsonOpt, QuietOpt, app, choices, handle_errors, print_json
 
@@ -169,8 +170,8 @@ def bench(
 def demo(
     model: Path = typer.Option(artifacts.RELEASE_DIR / artifacts.fp32_file(artifacts.SPEC_ARCH), "--model", help="ONNX model the page runs."),
     vectors: Optional[Path] = typer.Option(None, "--vectors", help="Test vectors (default: test_vectors.json beside the model)."),
-    host: str = typer.Option("127.0.0.1", help="Address to listen on (localhost only by default)."),
-    port: int = typer.Option(8000, help="Port (0: any free port)."),
+    host: str = typer.Option(DEFAULT_HOST, help="Address to listen on (this machine only by default)."),
+    port: int = typer.Option(DEFAULT_PORT, help="Port (0: any free port)."),
 ):
     """Serve the browser demo: draw a digit, see the ten probabilities; the page checks the test vectors."""
     from ..runtime.demo import is_loopback, make_server

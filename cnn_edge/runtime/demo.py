@@ -33,6 +33,7 @@ STATIC = {
 # The 14 MB WebAssembly runtime ships gzipped (3.7 MB); the browser inflates it while it compiles.
 WASM = ("/vendor/ort-wasm-simd-threaded.wasm", "vendor/ort-wasm-simd-threaded.wasm.gz")
 IDLE_TIMEOUT_S = 10  # a connection that sends nothing for this long is closed
+DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8000  # this machine only
 
 
 def is_loopback(host: str) -> bool:
@@ -115,7 +116,7 @@ def model_info(model: Path) -> dict:
             "test_accuracy": m.metadata_float(C.META_TEST_ACCURACY)}
 
 
-def make_server(model: Path, vectors: Path | None = None, host: str = "127.0.0.1", port: int = 8000) -> DemoServer:
+def make_server(model: Path, vectors: Path | None = None, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> DemoServer:
     """A server for the demo page; port 0 picks a free one (server.server_address has it)."""
     model = Path(model)
     info = json.dumps(model_info(model)).encode()  # checks the model first
