@@ -16,5 +16,9 @@ MNIST_STD = 0.3081
 # The spec CNN's architecture name: the default everywhere, and the one released as mnist_cnn.*
 SPEC_ARCH = "spec"
 
+# The pixel limit of an input image (--max-pixels): 40 Mpixels, so a 7,000 x 5,700 photo still
+# passes and a decompression bomb does not.
+DEFAULT_MAX_PIXELS = 40_000_000
+
 # Size of the validation split the default recipe takes out of the 60,000 training images.
 DEFAULT_VAL_SIZE = 5_000

@@ -453,14 +453,13 @@ def test_an_empty_set_is_an_error_and_json_has_no_nan(tmp_path):
 
 # --- 7. The demo server ---------------------------------------------------------------------------
 
-def test_demo_server_answers_only_its_routes(monkeypatch):
+def test_demo_server_answers_only_its_routes():
     import socket
     import threading
 
     from cnn_edge.runtime import demo
 
-    monkeypatch.setattr(demo.DemoHandler, "timeout", 1)  # the idle timeout, shortened for the test
-    server = demo.make_server(REPO / "exports" / "mnist_cnn.onnx", port=0)
+    server = demo.make_server(REPO / "exports" / "mnist_cnn.onnx", port=0, idle_timeout=1)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     port = server.server_address[1]
 

@@ -11,7 +11,7 @@ import typer
 from .. import artifacts
 from ..bench import BenchConfig
 from ..errors import ConfigError
-from ..runtime.batch import PredictConfig
+from ..runtime.batch_config import PredictConfig
 from ..runtime.providers import CHOICES as PROVIDERS
 from ..runtime.demo import DEFAULT_HOST, DEFAULT_PORT
 from ..runtime.row_format import FORMATS

@@ -22,10 +22,9 @@ from typing import BinaryIO, Union
 import numpy as np
 from PIL import Image, ImageFile, ImageOps
 
+from ..constants import DEFAULT_MAX_PIXELS
 from ..errors import ImageError, first_line
 
-# 40 Mpixels: a 7,000 x 5,700 photo still passes; a decompression bomb does not.
-DEFAULT_MAX_PIXELS = 40_000_000
 # The formats read, by Pillow's names (file extensions in runtime/inputs.py). Everything else is
 # refused before a decoder sees it: an EPS file never reaches Ghostscript.
 FORMATS = ("PNG", "JPEG", "BMP", "DIB", "GIF", "TIFF", "WEBP", "PPM", "TGA", "ICO")
@@ -74,8 +73,7 @@ def open_regular_file(path: Union[str, Path]) -> BinaryIO:
             raise ImageError(f"not a regular file: {_FILE_KINDS.get(kind, 'a special file')}")
         if st.st_size == 0:
             raise ImageError("empty file (0 bytes)")
-        os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb")
+        return os.fdopen(fd, "rb")  # O_NONBLOCK does nothing to reads of a regular file
     except BaseException:
         os.close(fd)
         raise

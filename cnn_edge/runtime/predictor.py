@@ -16,7 +16,8 @@ from PIL import Image
 
 from .. import contract as C
 from ..errors import ConfigError, ImageError, ModelFileError
-from .images import DEFAULT_MAX_PIXELS, Source
+from ..constants import DEFAULT_MAX_PIXELS
+from .images import Source
 from .onnx_model import OnnxModel, open_model
 from .preprocess import preprocess_many
 

@@ -15,7 +15,8 @@ import numpy as np
 
 from ..constants import IMAGE_SIZE
 from ..errors import ImageError, first_line
-from .images import DEFAULT_MAX_PIXELS, Source, to_grey_any
+from ..constants import DEFAULT_MAX_PIXELS
+from .images import Source, to_grey_any
 
 DIGIT_BOX = 20  # MNIST's size normalisation box
 # MNIST's centre of mass sits at index (14.0, 14.0) (measured over its test set: mean 13.99 and

@@ -25,24 +25,14 @@ def partial_path(output: Path) -> Path:
 
 
 def refuse_overwriting(output: Path, protected: Iterable[str]) -> None:
-    """ConfigError when -o (or its partial file) is the model or one of the inputs."""
-    targets = {os.path.abspath(p): p for p in (output, partial_path(output))}
-    existing = {}
+    """ConfigError when -o (or its partial file) is the model or one of the inputs: compared by
+    absolute path, with symbolic links on the output's side resolved (an -o that links to an input)."""
+    targets = {}
     for target in (Path(output), partial_path(output)):
-        try:
-            st = target.stat()
-            existing[(st.st_dev, st.st_ino)] = target
-        except OSError:
-            pass
+        targets[os.path.abspath(target)] = target
+        targets[os.path.realpath(target)] = target
     for p in protected:
-        hit = targets.get(os.path.abspath(p))
-        if hit is None and existing:
-            try:
-                st = os.stat(p)
-                hit = existing.get((st.st_dev, st.st_ino))
-            except OSError:
-                pass
-        if hit is not None:
+        if os.path.abspath(p) in targets:
             raise ConfigError(f"-o {output} would overwrite {p}, which this run reads; choose another output file")
 
 

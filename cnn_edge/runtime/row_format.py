@@ -50,10 +50,13 @@ def restore(cell: str) -> str:
 
 
 def csv_cells(path: str, prediction, error: str, top_k: int) -> list[str]:
-    tops = [] if prediction is None else [v for label, p in prediction.top_k for v in (label, f"{p:.6f}")]
+    """A row's cells; the ones that come from outside (the path, the error, the model's labels) are
+    neutralised, the numbers written here need not be."""
+    if prediction is None:
+        return [neutralise(path), "", "", *([""] * (2 * top_k)), neutralise(error)]
+    tops = [v for label, p in prediction.top_k for v in (neutralise(label), f"{p:.6f}")]
     tops += [""] * (2 * top_k - len(tops))
-    head = ["", ""] if prediction is None else [prediction.label, f"{prediction.confidence:.6f}"]
-    return [neutralise(c) for c in (path, *head, *tops, error)]
+    return [neutralise(path), neutralise(prediction.label), f"{prediction.confidence:.6f}", *tops, ""]
 
 
 def encodable(text: str) -> bool:

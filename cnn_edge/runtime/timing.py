@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable
-
-import numpy as np
+from typing import TYPE_CHECKING, Callable
 
 from ..constants import CHANNELS, IMAGE_SIZE, PIXEL_MAX
-from .onnx_model import OnnxModel
+
+if TYPE_CHECKING:  # numpy and the model loader are imported when something is timed, not before
+    import numpy as np
+
+    from .onnx_model import OnnxModel
 
 
 @dataclass
@@ -21,11 +23,13 @@ class Speed:
     images_per_second: float  # batch_size / mean latency
 
 
-def random_batch(batch_size: int) -> np.ndarray:
+def random_batch(batch_size: int) -> "np.ndarray":
+    import numpy as np
+
     return (np.random.default_rng(0).random((batch_size, CHANNELS, IMAGE_SIZE, IMAGE_SIZE)) * PIXEL_MAX).astype(np.float32)
 
 
-def measure(model: OnnxModel, batch_size: int, seconds: float = 2.0, warmup: int = 3, min_runs: int = 5) -> Speed:
+def measure(model: "OnnxModel", batch_size: int, seconds: float = 2.0, warmup: int = 3, min_runs: int = 5) -> Speed:
     """Run random MNIST-shaped batches through an ONNX model for about `seconds` after `warmup` runs."""
     x = random_batch(batch_size)
     return measure_fn(lambda: model.run(x), batch_size, seconds, warmup, min_runs)
@@ -34,6 +38,8 @@ def measure(model: OnnxModel, batch_size: int, seconds: float = 2.0, warmup: int
 def measure_fn(run: Callable[[], object], batch_size: int, seconds: float = 2.0, warmup: int = 3,
                min_runs: int = 5) -> Speed:
     """Time `run()` (one batch of `batch_size`) for about `seconds` after `warmup` calls."""
+    import numpy as np
+
     for _ in range(warmup):
         run()
     times = []

@@ -1,0 +1,86 @@
+"""The demo's HTTP side: a handler that answers a fixed list of routes, and its server. Torch-free.
+
+Imported by demo.make_server only, so that the CLI starts without loading http.server.
+"""
+from __future__ import annotations
+
+import functools
+import posixpath
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+# The page, its JavaScript and the vendored ONNX Runtime Web: package data of cnn_edge.
+WEB_DIR = Path(__file__).resolve().parents[1] / "web"
+# Everything the server answers: these files of WEB_DIR, the model, its vectors and its info. No
+# other path, no directory listing, nothing outside the list, whatever `..` or %2e%2e a request holds.
+STATIC = {
+    "/": ("index.html", "text/html; charset=utf-8"),
+    "/index.html": ("index.html", "text/html; charset=utf-8"),
+    "/app.js": ("app.js", "text/javascript"),
+    "/preprocess.js": ("preprocess.js", "text/javascript"),
+    "/vectors.js": ("vectors.js", "text/javascript"),
+    "/vendor/ort.wasm.min.js": ("vendor/ort.wasm.min.js", "text/javascript"),
+    "/vendor/ort-wasm-simd-threaded.mjs": ("vendor/ort-wasm-simd-threaded.mjs", "text/javascript"),
+}
+# The 14 MB WebAssembly runtime ships gzipped (3.7 MB); the browser inflates it while it compiles.
+WASM = ("/vendor/ort-wasm-simd-threaded.wasm", "vendor/ort-wasm-simd-threaded.wasm.gz")
+
+class DemoHandler(BaseHTTPRequestHandler):
+    """GET and HEAD on a fixed list of routes: STATIC, WASM, /model.onnx, /test_vectors.json and
+    /model-info.json. Anything else is 404."""
+
+    routes: dict[str, Path] = {}
+    info: bytes = b"{}"
+    timeout: float | None = None  # set by demo.make_server: idle connections are closed
+
+    def do_GET(self) -> None:
+        self._answer(body=True)
+
+    def do_HEAD(self) -> None:
+        self._answer(body=False)
+
+    def _answer(self, body: bool) -> None:
+        path = posixpath.normpath(unquote(urlsplit(self.path).path)) if self.path.startswith("/") else ""
+        path = "/" if path in ("/", ".") else path
+        if path == "/model-info.json":
+            return self._send(self.info, "application/json", body=body)
+        if path in self.routes:
+            kind = "application/json" if path.endswith(".json") else "application/octet-stream"
+            return self._send(self.routes[path].read_bytes(), kind, body=body)
+        if path in STATIC:
+            name, kind = STATIC[path]
+            return self._send(_read(WEB_DIR / name), kind, body=body, cache=True)
+        if path == WASM[0]:
+            return self._send(_read(WEB_DIR / WASM[1]), "application/wasm", body=body, encoding="gzip", cache=True)
+        self._send(b"not found\n", "text/plain", body=body, status=404)
+
+    def _send(self, data: bytes, content_type: str, *, body: bool, encoding: str | None = None, cache: bool = False,
+              status: int = 200) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        if encoding:
+            self.send_header("Content-Encoding", encoding)
+        self.send_header("Content-Length", str(len(data)))
+        # The page and runtime are fixed for a cnn-edge version: a revisit reuses them and the
+        # browser's cache of compiled code. The model and vectors may change between runs: revalidate.
+        self.send_header("Cache-Control", "max-age=86400" if cache else "no-cache")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.end_headers()
+        if body:
+            self.wfile.write(data)
+
+    def log_message(self, format: str, *args) -> None:  # keep the terminal for the address
+        pass
+
+
+class DemoServer(ThreadingHTTPServer):
+    daemon_threads = True  # a slow client never holds up Ctrl-C
+
+    def handle_error(self, request, client_address) -> None:
+        """A browser that goes away mid-answer is normal; nothing to print on the user's terminal."""
+
+
+@functools.lru_cache(maxsize=16)
+def _read(path: Path) -> bytes:
+    return path.read_bytes()
