@@ -1,7 +1,6 @@
 """The model card: measured figures and the command that reproduces them, from a PipelineSummary. Torch-free."""
 from __future__ import annotations
 
-import datetime
 from typing import TYPE_CHECKING
 
 from .arch import DESCRIPTIONS
@@ -117,7 +116,7 @@ def render_card(s: PipelineSummary) -> str:
         s.reproduce,
         "```",
         "",
-        f"Same seed, same device, same library versions: same weights. Made {datetime.date.today().isoformat()} with "
+        f"Same seed, same device, same library versions: same weights. Made {s.made} with "
         + ", ".join(f"{k} {v}" for k, v in sorted(s.tool_versions.items())) + ".",
         "",
     ]

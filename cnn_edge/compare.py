@@ -90,7 +90,7 @@ def _result(summary) -> ArchResult:
     )
 
 
-def run_compare(cfg: CompareConfig, data: "MnistData", run_dir: Path, *, progress=None,
+def run_compare(cfg: CompareConfig, data: "MnistData", run_dir: Path, *, progress=None, on_epoch=None,
                 on_stage: Callable[[str], None] = lambda s: None) -> CompareReport:
     """Run the pipeline for each architecture into run_dir/<arch>/ and collect the figures;
     also writes run_dir/compare.json."""
@@ -109,7 +109,7 @@ def run_compare(cfg: CompareConfig, data: "MnistData", run_dir: Path, *, progres
         on_stage(f"{arch}: {DESCRIPTIONS[arch]}")
         pipeline_cfg = PipelineConfig(train_cfg, run_dir / arch, run_dir / arch / "release", arch=arch,
                                       device=cfg.device, quant=quant_cfg, resume=cfg.resume, require_int8_parity=False)
-        report.results.append(_result(run_pipeline(pipeline_cfg, data, progress=progress)))
+        report.results.append(_result(run_pipeline(pipeline_cfg, data, progress=progress, on_epoch=on_epoch)))
     write_json(run_dir / COMPARE_FILE, report)
     return report
 

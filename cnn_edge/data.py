@@ -187,7 +187,8 @@ VALIDATION_SPLIT_SEED = 12345
 def split_indices(n: int, val_size: int) -> tuple[np.ndarray, np.ndarray]:
     """(train, validation) indices of the first n training images; validation has val_size."""
     if val_size >= n:
-        raise ConfigError(f"a validation split of {val_size} leaves no training images (only {n})")
+        raise ConfigError(f"--val-size {val_size} leaves no training images: only {n} are used; choose a smaller "
+                          f"--val-size (e.g. {max(1, n // 10)}), or 0 for none")
     order = np.random.default_rng(VALIDATION_SPLIT_SEED).permutation(n)
     return np.sort(order[val_size:]), np.sort(order[:val_size])
 

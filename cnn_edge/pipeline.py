@@ -6,6 +6,7 @@ and rendered as the model card.
 """
 from __future__ import annotations
 
+import datetime
 import shlex
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -73,6 +74,7 @@ class PipelineSummary:
     machine: str
     tool_versions: dict[str, str]
     reproduce: str  # the command line that trains this again from scratch
+    made: str  # the day it was released (ISO date); the model card says it
     files: list[ReleasedFile] = field(default_factory=list)
 
 
@@ -107,7 +109,7 @@ def _release(out_dir: Path, staged: dict[str, tuple[Path, str]]) -> list[Release
 
 
 def run_pipeline(cfg: PipelineConfig, data: MnistData, *, progress: ProgressFn | None = None,
-                 on_stage: Callable[[str], None] = lambda stage: None) -> PipelineSummary:
+                 on_epoch: Callable | None = None, on_stage: Callable[[str], None] = lambda stage: None) -> PipelineSummary:
     """Train, export, validate, quantize, write test vectors, release. Raises ParityError (and
     releases nothing) when the exported model does not match PyTorch, or the int8 model misses the
     int8 tolerances (unless cfg.require_int8_parity is off)."""
@@ -115,7 +117,7 @@ def run_pipeline(cfg: PipelineConfig, data: MnistData, *, progress: ProgressFn |
     check_writable(out_dir / artifacts.fp32_file(arch))  # fail before an hour of training, not after
     on_stage("train")
     trained = train(cfg.train, run_dir, data, device=cfg.device, model_config=ModelConfig(arch), resume=cfg.resume,
-                    progress=progress)
+                    progress=progress, on_epoch_end=on_epoch)
     on_stage("export")
     staged_fp32, staged_int8 = run_dir / artifacts.fp32_file(arch), run_dir / artifacts.int8_file(arch)
     exported = export_onnx(trained.checkpoint, staged_fp32)
@@ -139,7 +141,7 @@ def run_pipeline(cfg: PipelineConfig, data: MnistData, *, progress: ProgressFn |
     })
     summary = PipelineSummary(SCHEMA, arch, total_params(arch), cfg.train, trained, exported, C.input_description(),
                               validation, quant, int8_validation, machine_description(), tool_versions(),
-                              reproduce_command(cfg, data.source), files)
+                              reproduce_command(cfg, data.source), datetime.date.today().isoformat(), files)
     write_json(out_dir / artifacts.side_file(arch, artifacts.SUMMARY_FILE), summary)
     atomic_write_text(out_dir / artifacts.side_file(arch, artifacts.CARD_FILE), render_card(summary))
     return summary

@@ -12,6 +12,8 @@ import dataclasses
 import enum
 import json
 import math
+import types
+import typing
 from pathlib import Path, PurePath
 
 from .io_utils import atomic_write_text
@@ -48,3 +50,25 @@ def dumps(obj) -> str:
 def write_json(path: Path, obj) -> None:
     """Write a report as JSON, atomically."""
     atomic_write_text(Path(path), dumps(obj) + "\n")
+
+
+def from_jsonable(cls, value):
+    """A typed report back from what to_jsonable wrote (a released pipeline.json, say): dataclasses,
+    lists, tuples, dicts, optionals and paths, by the annotations of `cls`."""
+    if value is None:
+        return None
+    origin, args = typing.get_origin(cls), typing.get_args(cls)
+    if dataclasses.is_dataclass(cls):
+        hints = typing.get_type_hints(cls)
+        return cls(**{f.name: from_jsonable(hints[f.name], value[f.name])
+                      for f in dataclasses.fields(cls) if f.name in value})
+    if origin in (typing.Union, types.UnionType):
+        return from_jsonable(next(a for a in args if a is not type(None)), value)
+    if origin in (list, tuple):
+        items = [from_jsonable(args[0] if args else object, v) for v in value]
+        return tuple(items) if origin is tuple else items
+    if origin is dict:
+        return {k: from_jsonable(args[1], v) for k, v in value.items()}
+    if cls in (Path, PurePath):
+        return Path(value)
+    return value

@@ -143,15 +143,40 @@ def test_bad_input_is_one_line_and_leaves_files_alone(tmp_path):
     out.write_text("keep me\n")
     for args, names in (
         ((tmp_path / "nope.onnx", *paths, "-o", out), [tmp_path / "nope.onnx"]),
-        ((MODEL, tmp_path / "empty_dir_*", "-o", out), [tmp_path / "empty_dir_*"]),
         ((MODEL, *paths, "-o", out, "--batch-size", "0"), ["--batch-size", "0"]),
         ((MODEL, *paths, "--resume"), ["--resume", "-o"]),
     ):
         assert_one_line_error(invoke("predict", *args), EXIT_BAD_INPUT, *names)
     result = invoke("predict", MODEL, *paths, "--provider", "gpu")  # not a choice: typer refuses it
     assert result.exit_code == EXIT_BAD_INPUT and "gpu" in result.output and "Traceback" not in result.output
+    for args in ((MODEL, *paths, "-o", tmp_path / "r.txt"), (MODEL, *paths, "-o", tmp_path / "no" / "r.csv")):
+        assert_one_line_error(invoke("predict", *args), EXIT_BAD_INPUT, "-o")  # unknown extension; missing folder
     assert out.read_text() == "keep me\n"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "r.csv"]  # no partial file left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "r.csv"]  # no partial file left, no folder made
+
+
+def test_missing_empty_and_unmatched_inputs_are_rows(tmp_path):
+    (tmp_path / "empty").mkdir()
+    good = write_digits(tmp_path / "in", 1)[0][0]
+    args = [good, tmp_path / "nope.png", tmp_path / "empty", tmp_path / "none_*.png"]
+    result = invoke("predict", MODEL, *args, "-o", tmp_path / "r.csv", "--json")
+    assert result.exit_code == EXIT_SOME_FAILED, result.output
+    rows = read_csv(tmp_path / "r.csv")
+    assert [r["path"] for r in rows] == [str(a) for a in args]
+    assert [bool(r["error"]) for r in rows] == [False, True, True, True]
+
+
+def test_rows_as_json_lines_and_to_stdout(tmp_path):
+    paths, _ = write_digits(tmp_path / "in", 2)
+    result = invoke("predict", MODEL, *paths, "--json")
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["path"] for r in lines[:2]] == paths and lines[2]["summary"]["ok"] == 2
+    streamed = invoke("predict", MODEL, *paths, "-o", "-")
+    assert streamed.exit_code == 0
+    rows = list(csv.DictReader(streamed.stdout.splitlines()))
+    assert [r["path"] for r in rows] == paths and "2 files" in streamed.stderr
+    assert "1 file:" in invoke("predict", MODEL, paths[0], "-o", tmp_path / "one.csv").stdout  # not "1 files"
 
 
 @pytest.mark.skipif("cuda" in available(), reason="this machine has CUDA")

@@ -77,3 +77,14 @@ def test_to_jsonable_writes_plain_json_and_never_nan():
     assert not any(isinstance(v, float) and math.isnan(v) for v in to_jsonable([float("inf")]) if v is not None)
     with pytest.raises(TypeError, match="object"):
         to_jsonable(object())
+
+
+def test_the_committed_card_is_the_one_the_code_writes():
+    from cnn_edge.artifacts import CARD_FILE
+    from cnn_edge.card import render_card
+    from cnn_edge.reports import from_jsonable
+
+    released = json.loads((REPO / RELEASE_DIR / SUMMARY_FILE).read_text())
+    summary = from_jsonable(pipeline.PipelineSummary, released)
+    assert summary.validation.parity.per_batch_size[0].batch_size == 1  # typed all the way down
+    assert render_card(summary) == (REPO / RELEASE_DIR / CARD_FILE).read_text()

@@ -22,7 +22,9 @@ def pred(label: int) -> Prediction:
 
 def test_format_from_flag_or_extension(tmp_path):
     assert format_for(tmp_path / "r.jsonl", None) == "jsonl"
-    assert format_for(tmp_path / "r.txt", None) == "csv"
+    assert format_for(tmp_path / "r.csv", None) == "csv"
+    with pytest.raises(ConfigError, match="--format"):
+        format_for(tmp_path / "r.txt", None)
     assert format_for(tmp_path / "r.csv", "jsonl") == "jsonl"
     with pytest.raises(ConfigError, match="'xml'"):
         format_for(tmp_path / "r.csv", "xml")

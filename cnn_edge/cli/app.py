@@ -24,6 +24,29 @@ app = typer.Typer(
 EXIT_PARITY_FAILED = ParityError.exit_code
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a standard tool whose reader went away
+# Libraries of the `train` extra: a command that needs one says which install brings it.
+TRAIN_EXTRA = frozenset({"torch", "torchvision", "onnx", "onnxscript", "safetensors"})
+TRAIN_EXTRA_HINT = "pip install 'cnn-edge[train]'"
+
+
+def _version(value: bool) -> None:
+    if value:
+        from .. import __version__
+
+        typer.echo(f"cnn-edge {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")) -> None:
+    """Train the spec MNIST CNN, export it to ONNX, validate it, and run it anywhere."""
+
+
+def plural(n: int, word: str) -> str:
+    """'1 file', '2 files', '10,000 files'."""
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
 
 
 def choices(name: str, values: Iterable[str]) -> type[enum.Enum]:
@@ -46,6 +69,14 @@ def handle_errors(fn):
             return fn(*args, **kwargs)
         except CnnEdgeError as exc:
             raise fail(str(exc), exc.exit_code) from None
+        except ImportError as exc:
+            if (exc.name or "").split(".")[0] not in TRAIN_EXTRA:
+                raise
+            raise fail(f"this command needs {exc.name.split('.')[0]}, which the base install leaves out: "
+                       f"{TRAIN_EXTRA_HINT}", EXIT_BAD_INPUT) from None
+        except BrokenPipeError:
+            _quiet_stdout()
+            raise typer.Exit(EXIT_BROKEN_PIPE) from None
         except OSError as exc:  # disk full, permissions changed mid-run: still one line
             raise fail(f"{exc.strerror or exc} ({exc.filename or 'file system'})", EXIT_BAD_INPUT) from None
         except KeyboardInterrupt:
@@ -53,6 +84,17 @@ def handle_errors(fn):
                        EXIT_INTERRUPTED) from None
 
     return wrapper
+
+
+def _quiet_stdout() -> None:
+    """The reader of our output went away (`predict ... | head`): stop quietly, as standard tools
+    do, and let nothing more be written to the closed pipe, not even at exit."""
+    import os
+    import sys
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def print_json(report) -> None:

@@ -45,15 +45,18 @@ def compare(
     from ..compare import plot_png, run_compare
     from ..data import load_mnist
     from ..io_utils import atomic_write_bytes, check_writable
-    from .progress import training_bar
+    from ..recipes import make_config
+    from .progress import training_progress
 
     cfg = CompareConfig(archs=tuple(a.strip() for a in archs.split(",") if a.strip()), recipe=recipe.value,
                         epochs=epochs, seed=seed, quick=quick, device=device.value, resume=resume)
     if plot is not None:
         check_writable(plot)
     data = load_mnist(data_dir)  # read once, shared by every architecture's pipeline
-    with training_bar(enabled=not quiet and not as_json) as bar:
-        report = run_compare(cfg, data, run_dir, progress=bar, on_stage=stage_printer(not (as_json or quiet)))
+    epochs = 1 if quick else make_config(recipe.value, epochs=epochs).epochs
+    with training_progress(epochs=epochs, enabled=not quiet and not as_json) as tp:
+        report = run_compare(cfg, data, run_dir, progress=tp and tp.step, on_epoch=tp and tp.epoch_end,
+                             on_stage=stage_printer(not (as_json or quiet)))
     if plot is not None:
         atomic_write_bytes(plot, plot_png(report))
     print_json(report) if as_json else _print_compare(report)

@@ -5,27 +5,83 @@ from contextlib import contextmanager
 from typing import Iterator
 
 
+# How many steps of the first epoch time the estimate of the whole run.
+ESTIMATE_AFTER_STEPS = 20
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(int(round(seconds)), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
+
+
+class TrainingProgress:
+    """Callbacks for train(progress=..., on_epoch_end=...): in a terminal, one rich bar per epoch
+    (loss, accuracy, images/s, and the epoch's validation accuracy once it is known); elsewhere (a
+    log file, a pipe), plain lines, flushed at once: an estimate after the first steps, then one line
+    per epoch with validation accuracy, epoch time, elapsed time and ETA."""
+
+    def __init__(self, epochs: int, bar=None):
+        import sys
+        import time
+
+        self.epochs, self._bar, self._tasks, self._out = epochs, bar, {}, sys.stderr
+        self._time = time.perf_counter
+        self._start, self._estimated = self._time(), False
+
+    def _say(self, line: str) -> None:
+        self._out.write(line + "\n")
+        self._out.flush()
+
+    _first_epoch = 1  # a resumed run starts later: the ETA counts the epochs this process ran
+
+    def step(self, p) -> None:
+        if p.step == 1 and (p.epoch == 1 or not self._estimated):  # a new run (compare trains several)
+            self._first_epoch, self._start, self._estimated = p.epoch, self._time(), False
+        if self._bar is not None:
+            if p.epoch not in self._tasks:
+                self._tasks[p.epoch] = self._bar.add_task("train", total=p.steps, epoch=f"{p.epoch}/{p.epochs}",
+                                                          loss=0.0, acc=0.0, ips=0.0, val="")
+            self._bar.update(self._tasks[p.epoch], completed=p.step, loss=p.loss, acc=p.accuracy, ips=p.images_per_second)
+        if not self._estimated and p.step == min(ESTIMATE_AFTER_STEPS, p.steps):
+            self._estimated = True
+            per_epoch = (self._time() - self._start) / p.step * p.steps
+            remaining = p.epochs - p.epoch + 1
+            self._say(f"estimate: about {_clock(per_epoch)} per epoch, {_clock(per_epoch * remaining)} for "
+                      f"{remaining} epoch(s) (measured on the first {p.step} steps)")
+
+    def epoch_end(self, model, r) -> None:
+        elapsed = self._time() - self._start
+        val = "" if r.val_accuracy is None else f"{r.val_accuracy:.2%}"
+        if self._bar is not None and r.epoch in self._tasks:
+            self._bar.update(self._tasks[r.epoch], val=f"  val {val}" if val else "")
+            return
+        done = r.epoch - self._first_epoch + 1
+        self._say(f"epoch {r.epoch}/{self.epochs}: loss {r.train_loss:.4f}  train acc {r.train_accuracy:.2%}"
+                  + (f"  val acc {val}" if val else "") + f"  {r.seconds:.0f} s  elapsed {_clock(elapsed)}"
+                  f"  ETA {_clock(elapsed / done * (self.epochs - r.epoch))}")
+
+
 @contextmanager
-def training_bar(*, enabled: bool = True) -> Iterator:
-    """A callback for train(progress=...) (a StepProgress per step) that drives one rich bar per epoch on stderr."""
+def training_progress(*, epochs: int, enabled: bool = True) -> Iterator:
+    """A TrainingProgress (or None when disabled): a live bar on a terminal, plain lines elsewhere."""
+    import sys
+
     if not enabled:
         yield None
+        return
+    if not sys.stderr.isatty():
+        yield TrainingProgress(epochs)
         return
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     columns = (TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("loss {task.fields[loss]:.4f}  acc {task.fields[acc]:.2%}  {task.fields[ips]:.0f} img/s"),
+               TextColumn("loss {task.fields[loss]:.4f}  acc {task.fields[acc]:.2%}{task.fields[val]}  "
+                          "{task.fields[ips]:.0f} img/s"),
                TimeRemainingColumn())
     with Progress(*columns, console=Console(stderr=True), transient=False) as bar:
-        tasks: dict[int, int] = {}
-
-        def update(p) -> None:
-            if p.epoch not in tasks:
-                tasks[p.epoch] = bar.add_task("train", total=p.steps, epoch=f"{p.epoch}/{p.epochs}", loss=0.0, acc=0.0, ips=0.0)
-            bar.update(tasks[p.epoch], completed=p.step, loss=p.loss, acc=p.accuracy, ips=p.images_per_second)
-
-        yield update
+        yield TrainingProgress(epochs, bar)
 
 
 @contextmanager

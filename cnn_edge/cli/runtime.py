@@ -1,6 +1,7 @@
 """The runtime commands, `predict`, `bench` and `demo`: torch-free (bench's PyTorch rows aside)."""
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -15,7 +16,8 @@ from ..runtime.batch_config import PredictConfig
 from ..runtime.providers import CHOICES as PROVIDERS
 from ..runtime.demo import DEFAULT_HOST, DEFAULT_PORT
 from ..runtime.row_format import FORMATS
-from .app import JsonOpt, QuietOpt, app, choices, handle_errors, print_json
+from ..reports import dumps, to_jsonable
+from .app import JsonOpt, QuietOpt, app, choices, handle_errors, plural, print_json
 
 # Exit code of `predict` when it finished but some inputs could not be classified.
 EXIT_SOME_FAILED = 3
@@ -40,7 +42,7 @@ def _print_row(row, top_k: int) -> None:
 def predict(
     model: Path = typer.Argument(..., help="ONNX model (cnn-edge contract), e.g. exports/mnist_cnn.onnx."),
     inputs: list[str] = typer.Argument(..., help="Image files, folders and glob patterns ('scans/*.png')."),
-    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Results file (.csv or .jsonl); without it, a table on screen."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Results file (.csv or .jsonl; - for stdout); without it, a table on screen (JSON lines with --json)."),
     fmt: Optional[ResultFormat] = typer.Option(None, "--format", help="Results format (default: from the -o extension, else csv)."),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Go into sub-folders (and let ** in patterns match them)."),
     top_k: int = typer.Option(PREDICT.top_k, "--top-k", help="How many most likely classes each row lists."),
@@ -51,7 +53,7 @@ def predict(
     max_pixels: int = typer.Option(PREDICT.max_pixels, "--max-pixels", help="Refuse images above this many pixels (decompression bombs)."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted -o file: skip paths already written."),
     quiet: bool = QuietOpt,
-    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON (without -o, the rows too, as JSON lines)."),
 ):
     """Classify images: one row per input, in order, with prediction, confidence, top-k and error.
 
@@ -59,32 +61,58 @@ def predict(
     2 bad options, model or output path; 130 interrupted (rerun with --resume)."""
     from ..runtime.batch import load_predictor
     from ..runtime.inputs import collect_inputs
-    from ..runtime.results import ResultWriter, refuse_overwriting
-    from ..runtime.row_format import format_for
 
     cfg = PredictConfig(batch_size=batch_size, workers=workers, top_k=top_k, max_pixels=max_pixels,
                         provider=provider.value, threads=threads)
-    if resume and output is None:
-        raise ConfigError("--resume needs -o: it continues a results file")
+    if resume and (output is None or str(output) == "-"):
+        raise ConfigError("--resume needs -o FILE: it continues a results file")
     paths = collect_inputs(inputs, recursive=recursive)
-    if output is not None:
-        refuse_overwriting(output, [str(model), *paths])
+    to_stdout = output is None or str(output) == "-"
+    if not to_stdout:
+        _check_output(output, fmt, [str(model), *paths])
     # Every argument is checked (the model too) before a results file is touched.
     predictor = load_predictor(model, cfg, len(paths))
-    writer = (ResultWriter(output, format_for(output, fmt.value if fmt else None), top_k, resume=resume,
-                           labels=predictor.labels) if output is not None else None)
-    show_rows = output is None and not as_json
-    summary = _run_with_progress(predictor, paths, cfg, writer, show_rows=show_rows, bar=not quiet and not show_rows)
+    writer = _writer(output, fmt, top_k, resume=resume, as_json=as_json, labels=predictor.labels)
+    table = output is None and not as_json  # rows on screen, one line each
+    summary = _run_with_progress(predictor, paths, cfg, writer, show_rows=table, bar=not quiet and not to_stdout)
     if as_json:
-        print_json(summary)
+        if output is None:  # the rows went to stdout as JSONL: the summary is their last line
+            typer.echo(json.dumps({"summary": to_jsonable(summary)}))
+        else:
+            typer.echo(dumps(summary), err=str(output) == "-")
     else:
-        where = f" -> {output}" if output is not None else ""
+        where = f" -> {output}" if not to_stdout else ""
         skipped = f", {summary.skipped:,} already done" if summary.skipped else ""
-        typer.echo(f"{summary.files:,} files: {summary.ok:,} ok, {summary.failed:,} failed{skipped}; "
-                   f"{summary.images_per_second:,.0f} images/s on {summary.provider} ({summary.workers} workers){where}",
-                   err=show_rows)
+        typer.echo(f"{plural(summary.files, 'file')}: {summary.ok:,} ok, {summary.failed:,} failed{skipped}; "
+                   f"{summary.images_per_second:,.0f} images/s on {summary.provider} "
+                   f"({plural(summary.workers, 'worker')}){where}", err=to_stdout)
     if summary.failed:
         raise typer.Exit(EXIT_SOME_FAILED)
+
+
+def _check_output(output: Path, fmt, protected: list[str]) -> None:
+    """-o FILE: its format is known, its folder exists, and it is none of the files this run reads."""
+    from ..runtime.results import refuse_overwriting
+    from ..runtime.row_format import format_for
+
+    format_for(output, fmt.value if fmt else None)
+    parent = output.parent if str(output.parent) else Path(".")
+    if not parent.is_dir():
+        raise ConfigError(f"folder {parent} for -o {output} does not exist; create it first (mkdir -p {parent})")
+    refuse_overwriting(output, protected)
+
+
+def _writer(output: Optional[Path], fmt, top_k: int, *, resume: bool, as_json: bool, labels):
+    """Where rows go: a results file (-o FILE), stdout (-o -, or --json without -o: JSONL), or
+    nowhere but the on-screen table."""
+    from ..runtime.results import ResultWriter, StreamWriter
+    from ..runtime.row_format import format_for
+
+    if output is None:
+        return StreamWriter(sys.stdout, "jsonl", top_k) if as_json else None
+    if str(output) == "-":
+        return StreamWriter(sys.stdout, format_for(output, fmt.value if fmt else None), top_k)
+    return ResultWriter(output, format_for(output, fmt.value if fmt else None), top_k, resume=resume, labels=labels)
 
 
 def _run_with_progress(predictor, paths: list[str], cfg: PredictConfig, writer, *, show_rows: bool, bar: bool):
@@ -109,7 +137,7 @@ def _run_with_progress(predictor, paths: list[str], cfg: PredictConfig, writer, 
     except BaseException:
         if writer is not None:
             writer.abort()
-            if counts["done"]:
+            if counts["done"] and writer.partial is not None:
                 typer.echo(f"{counts['done']:,} rows kept in {writer.partial}; rerun with --resume to continue", err=True)
         raise
     if writer is not None:

@@ -10,7 +10,7 @@ from ..arch import ARCHITECTURES
 from ..artifacts import RELEASE_DIR
 from ..constants import SPEC_ARCH
 from ..recipes import DEFAULT_RECIPE, DEVICES, RECIPES, TrainConfig
-from .app import DataDirOpt, JsonOpt, QuietOpt, app, choices, handle_errors, print_json, stage_printer
+from .app import DataDirOpt, JsonOpt, QuietOpt, app, choices, handle_errors, plural, print_json, stage_printer
 
 Arch = choices("Arch", ARCHITECTURES)
 Recipe = choices("Recipe", RECIPES)
@@ -29,9 +29,16 @@ ResumeOpt = typer.Option(False, "--resume", help="Continue the run in --out from
 
 
 def train_config(recipe: Recipe, **overrides) -> TrainConfig:
-    """The recipe with the options given on the command line (None keeps the recipe's)."""
-    from ..recipes import make_config
+    """The recipe with the options given on the command line (None keeps the recipe's). A smoke
+    run (--limit-train N) too small for the recipe's validation split gets a tenth of its images
+    for validation instead, and says so."""
+    from ..recipes import RECIPES, make_config
 
+    limit, held_out = overrides.get("limit_train"), RECIPES[recipe.value].val_size
+    if limit and overrides.get("val_size") is None and held_out and held_out >= limit // 2:
+        overrides["val_size"] = max(1, limit // 10)
+        typer.echo(f"note: --limit-train {limit}: holding out {overrides['val_size']:,} images for validation "
+                   f"instead of the recipe's {held_out:,} (set --val-size to choose)", err=True)
     return make_config(recipe.value, **overrides)
 
 
@@ -67,14 +74,15 @@ def train_cmd(
     from ..data import load_mnist
     from ..model import ModelConfig
     from ..train import train
-    from .progress import training_bar
+    from .progress import training_progress
 
     model_config = ModelConfig(arch.value)
     cfg = train_config(recipe, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, limit_train=limit_train,
                        val_size=val_size)
     data = load_mnist(data_dir)
-    with training_bar(enabled=not quiet) as bar:
-        result = train(cfg, out, data, device=device.value, model_config=model_config, resume=resume, progress=bar)
+    with training_progress(epochs=cfg.epochs, enabled=not quiet) as tp:
+        result = train(cfg, out, data, device=device.value, model_config=model_config, resume=resume,
+                       progress=tp and tp.step, on_epoch_end=tp and tp.epoch_end)
     if as_json:
         print_json(result)
     else:
@@ -84,7 +92,7 @@ def train_cmd(
 @app.command()
 @handle_errors
 def pipeline(
-    out_dir: Path = typer.Option(RELEASE_DIR, "--out-dir", help="Where the released files go."),
+    out_dir: Optional[Path] = typer.Option(None, "--out-dir", help=f"Where the released files go (default: RUN_DIR/release; --out-dir {RELEASE_DIR} replaces the committed release)."),
     run_dir: Path = typer.Option(Path("runs/pipeline"), "--run-dir", help="Training run folder."),
     arch: Arch = ArchOpt, recipe: Recipe = RecipeOpt, epochs: Optional[int] = EpochsOpt,
     batch_size: Optional[int] = BatchOpt, lr: Optional[float] = LrOpt, seed: int = SeedOpt, device: Device = DeviceOpt,
@@ -94,14 +102,22 @@ def pipeline(
     """Train, export, validate, quantize; release into --out-dir only when parity holds."""
     from ..data import load_mnist
     from ..pipeline import PipelineConfig, run_pipeline
-    from .progress import training_bar
+    from .progress import ESTIMATE_AFTER_STEPS, training_progress
 
     train_cfg = train_config(recipe, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, limit_train=limit_train,
                              val_size=val_size)
+    out_dir = out_dir if out_dir is not None else run_dir / "release"
     cfg = PipelineConfig(train_cfg, run_dir, out_dir, arch=arch.value, device=device.value, resume=resume)
     data = load_mnist(data_dir)  # the one read of MNIST: every stage gets these arrays
-    with training_bar(enabled=not quiet) as bar:
-        summary = run_pipeline(cfg, data, progress=bar, on_stage=stage_printer(not (as_json or quiet)))
+    if not (as_json or quiet):
+        images = (train_cfg.limit_train or len(data.train)) - train_cfg.val_size
+        typer.echo(f"plan: train {arch.value} for {plural(train_cfg.epochs, 'epoch')} on {images:,} images (recipe "
+                   f"{train_cfg.recipe}, device {device.value}), export to ONNX, validate against PyTorch, quantize to "
+                   f"int8 and validate that, write test vectors, then release into {out_dir}; an estimate of the "
+                   f"duration follows the first {ESTIMATE_AFTER_STEPS} steps", err=True)
+    with training_progress(epochs=train_cfg.epochs, enabled=not quiet) as tp:
+        summary = run_pipeline(cfg, data, progress=tp and tp.step, on_epoch=tp and tp.epoch_end,
+                               on_stage=stage_printer(not (as_json or quiet)))
     if as_json:
         print_json(summary)
         return

@@ -47,7 +47,9 @@ ImageFile.LOAD_TRUNCATED_IMAGES = False
 Image.MAX_IMAGE_PIXELS = None
 
 _FILE_KINDS = {stat.S_IFIFO: "a FIFO (named pipe)", stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a character device",
-               stat.S_IFBLK: "a block device", stat.S_IFDIR: "a directory"}
+               stat.S_IFBLK: "a block device",
+               stat.S_IFDIR: "a folder from which no image file was taken (none in it, it cannot be listed, or they "
+                             "are in sub-folders: add -r)"}
 
 
 def _too_large(w: int, h: int, max_pixels: int) -> ImageError:
@@ -61,7 +63,7 @@ def open_regular_file(path: Union[str, Path]) -> BinaryIO:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
-        raise ImageError("file not found") from None
+        raise ImageError("not found: no such file, folder, or file matching the pattern") from None
     except PermissionError:
         raise ImageError("cannot read the file: permission denied") from None
     except OSError as exc:  # a symlink loop, a name too long, a vanished mount...

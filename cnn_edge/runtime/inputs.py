@@ -115,25 +115,23 @@ def _glob(spec: str, recursive: bool) -> list[str]:
 
 def collect_inputs(specs: Iterable[str], *, recursive: bool = False) -> list[str]:
     """Files (any name), folders (image files in them; `recursive` goes down) and glob patterns
-    (`**` with `recursive`), in the order given, each path once. A file that does not exist stays
-    in the list, so that it gets a row with its error; a pattern or folder that matches nothing
-    adds nothing. Raises ConfigError when nothing at all is found."""
+    (`**` with `recursive`), in the order given, each path once.
+
+    Every argument is accounted for, the same way: a file that does not exist, a folder with no
+    image file in it and a pattern that matches nothing each stay in the list as themselves, so
+    that each gets a row saying what was wrong (and the run exits 3)."""
     seen: set[str] = set()
     paths: list[str] = []
     for spec in specs:
         spec = str(spec)
         if os.path.isdir(spec):
-            found: Iterable[str] = _walk(spec, recursive, set())
+            found: list[str] = list(_walk(spec, recursive, set()))
         elif not os.path.lexists(spec) and _GLOB_CHARS & set(spec):
             found = _glob(spec, recursive)
         else:
             found = [spec]
-        for path in found:
+        for path in found or [spec]:
             if path not in seen:
                 seen.add(path)
                 paths.append(path)
-    if not paths:
-        given = ", ".join(map(str, specs)) or "(nothing)"
-        raise ConfigError(f"no images found in {given}; give image files, folders (--recursive for sub-folders) "
-                          f"or glob patterns such as 'scans/*.png'")
     return paths

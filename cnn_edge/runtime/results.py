@@ -116,3 +116,34 @@ class ResultWriter:
             pass
         if self._fresh and self.written == 0:
             self.partial.unlink(missing_ok=True)
+
+
+class StreamWriter:
+    """Rows to an open text stream (stdout, for `-o -` or `--json` without -o), in the same
+    formats; nothing to resume, nothing to rename."""
+
+    def __init__(self, stream, fmt: str, top_k: int):
+        self.stream, self.fmt, self.top_k = stream, fmt, top_k
+        self.done: set[str] = set()
+        self.output, self.partial = "-", None
+        self.written = 0
+        self._csv = csv.writer(stream) if fmt == "csv" else None
+        if self._csv is not None:
+            self._csv.writerow(csv_header(top_k))
+
+    def write(self, path: str, prediction, error: str) -> None:
+        if self._csv is not None:
+            self._csv.writerow(csv_cells(path, prediction, error, self.top_k))
+        else:
+            self.stream.write(jsonl_text(path, prediction, error))
+        self.written += 1
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def finish(self) -> str:
+        self.flush()
+        return self.output
+
+    def abort(self) -> None:
+        pass

@@ -26,13 +26,23 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 JSONL_KEYS = ("path", "prediction", "confidence", "top_k", "error")
 
 
+EXTENSIONS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
+
+
 def format_for(path: Path, fmt: Optional[str]) -> str:
-    """--format wins; else the extension (.jsonl/.ndjson/.json -> jsonl); else CSV."""
+    """--format wins; else the extension (.csv, or .jsonl/.ndjson/.json); `-` (stdout) is CSV.
+    Another extension is an error naming --format: a file called out.txt holding CSV surprises."""
     if fmt is not None:
         if fmt not in FORMATS:
             raise ConfigError(f"unknown format {fmt!r}; choose csv or jsonl")
         return fmt
-    return "jsonl" if Path(path).suffix.lower() in (".jsonl", ".ndjson", ".json") else "csv"
+    if str(path) == "-":
+        return "csv"
+    suffix = Path(path).suffix.lower()
+    if suffix not in EXTENSIONS:
+        raise ConfigError(f"-o {path}: cnn-edge writes CSV or JSONL; name the file .csv or .jsonl, or give "
+                          f"--format csv|jsonl")
+    return EXTENSIONS[suffix]
 
 
 def csv_header(top_k: int) -> list[str]:
