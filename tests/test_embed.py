@@ -157,6 +157,56 @@ def test_javascript_applies_exif_orientation_like_python(tmp_path):
     assert len({o.round(3).tobytes() for o in outputs}) == 8  # each orientation really turned the digit
 
 
+MIXED_FORMATS = (".png", ".jpg", ".webp", ".gif", ".tif", ".bmp")
+
+
+def mixed_format_images(folder: Path) -> list[Path]:
+    """The 40 user-style images of user_images(), each saved in one of six formats in turn: PNG,
+    JPEG, WebP, GIF, TIFF and BMP."""
+    files = []
+    for i, png in enumerate(user_images(folder / "png")):
+        img = Image.open(png)
+        ext = MIXED_FORMATS[i % len(MIXED_FORMATS)]
+        if ext in (".jpg", ".bmp"):
+            img = img.convert("RGB")
+        elif ext == ".gif" and img.mode == "RGBA":
+            img = img.convert("RGB")
+        files.append(folder / f"{png.stem}{ext}")
+        img.save(files[-1], **({"quality": 95} if ext == ".jpg" else {}))
+    return files
+
+
+@needs_node
+def test_node_and_python_agree_on_every_row_of_mixed_formats(tmp_path):
+    """The same 40 files in six formats (and one broken file) through Node.js (classify.js --json:
+    sharp and bmp-js) and Python (predict -o rows.jsonl): the same fields and types on every row,
+    the same prediction on every row, confidences within 1e-3."""
+    from typer.testing import CliRunner
+
+    from cnn_edge.cli import app
+
+    files = mixed_format_images(tmp_path)
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    files.append(tmp_path / "broken.png")
+    out = tmp_path / "rows.jsonl"
+    result = CliRunner().invoke(app, ["predict", str(EXPORTS / "mnist_cnn.onnx"), *map(str, files), "-o", str(out)])
+    assert result.exit_code == 3, result.output
+    python_rows = [json.loads(line) for line in out.read_text().splitlines()]
+    proc = subprocess.run(["node", "classify.js", "--json", *map(str, files)], cwd=NODE_DIR, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 3, proc.stderr
+    node_rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert len(node_rows) == len(python_rows) == len(files) == 41
+    for py, js in zip(python_rows, node_rows):
+        assert list(js) == list(py) and js["path"] == py["path"], (js, py)
+        assert (js["error"] is None) == (py["error"] is None), (js, py)
+        if py["error"] is None:
+            assert js["prediction"] == py["prediction"] and isinstance(js["prediction"], str), (js, py)
+            assert abs(js["confidence"] - py["confidence"]) <= 1e-3, (js, py)
+            assert [t["label"] for t in js["top_k"]] == [t["label"] for t in py["top_k"]] or \
+                abs(js["top_k"][1]["probability"] - js["top_k"][2]["probability"]) < 1e-3
+
+
 def serve(model: Path, vectors: Path | None = None):
     server = make_server(model, vectors, port=0)
     threading.Thread(target=server.serve_forever, daemon=True).start()

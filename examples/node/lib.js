@@ -1,13 +1,14 @@
 /*
- * cnn-edge in Node.js: load the ONNX model with onnxruntime-node, decode PNGs with pngjs (pure
- * JavaScript), preprocess them exactly as Python does (../../cnn_edge/web/preprocess.js, the
+ * cnn-edge in Node.js: load the ONNX model with onnxruntime-node, decode PNG, JPEG, WebP, GIF,
+ * TIFF (sharp) and BMP (bmp-js), preprocess them exactly as Python does (../../cnn_edge/web/preprocess.js, the
  * same file the browser demo uses), and classify.
  */
 'use strict';
 const fs = require('fs');
 const path = require('path');
 const ort = require('onnxruntime-node');
-const { PNG } = require('pngjs');
+const bmp = require('bmp-js');
+const sharp = require('sharp');
 const { orient, preprocessRGBA } = require('../../cnn_edge/web/preprocess.js');
 const { argmax, judge, packPixels } = require('../../cnn_edge/web/vectors.js');
 
@@ -24,56 +25,60 @@ async function probabilities(session, pixels, batch) {
   return out.probabilities.data;
 }
 
-// The same pixel limit as Python's default (--max-pixels): checked from the PNG header, before
-// any pixel is decoded, so a 900-megapixel file costs nothing.
+// The same pixel limit as Python's default (--max-pixels): checked from the header, before any
+// pixel is decoded, so a 900-megapixel file costs nothing.
 const MAX_PIXELS = 40000000;
-const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+// The formats Python reads that a browser-grade decoder also reads: sharp (libvips, its prebuilt
+// binaries from the npm registry) for these, bmp-js for BMP. Anything else (SVG, HEIF...) is
+// refused, as Python refuses it.
+const SHARP_FORMATS = ['png', 'jpeg', 'webp', 'gif', 'tiff'];
 
-/** Width and height from a PNG's IHDR chunk (throws when the file is not a PNG). */
-function pngSize(buf) {
-  if (buf.length < 24 || !buf.subarray(0, 8).equals(PNG_SIGNATURE) || buf.toString('latin1', 12, 16) !== 'IHDR') {
-    throw new Error('not a PNG file (this example decodes PNG only)');
+function tooLarge(width, height) {
+  return new Error(`image is ${width}x${height} = ${(width * height / 1e6).toFixed(1)} Mpixels, above the limit of ${MAX_PIXELS / 1e6} Mpixels`);
+}
+
+/** A BMP -> {rgba, width, height}: bmp-js gives ABGR bytes, and no alpha below 32 bits. */
+function decodeBmp(buf) {
+  if (buf.length < 26) throw new Error('truncated BMP header');
+  const width = Math.abs(buf.readInt32LE(18)), height = Math.abs(buf.readInt32LE(22));
+  if (width * height > MAX_PIXELS) throw tooLarge(width, height);
+  const bitsPerPixel = buf.length >= 30 ? buf.readUInt16LE(28) : 0;
+  const img = bmp.decode(buf);
+  const rgba = new Uint8Array(img.width * img.height * 4);
+  for (let i = 0; i < rgba.length; i += 4) {
+    rgba[i] = img.data[i + 3]; rgba[i + 1] = img.data[i + 2]; rgba[i + 2] = img.data[i + 1];
+    rgba[i + 3] = bitsPerPixel === 32 ? img.data[i] : 255;
   }
-  return [buf.readUInt32BE(16), buf.readUInt32BE(20)];
+  return { rgba, width: img.width, height: img.height, orientation: 1 };
 }
 
-/** EXIF orientation (1..8) from a PNG's eXIf chunk, as Pillow reads it; 1 when absent or unreadable. */
-function exifOrientation(buf) {
-  try {
-    let pos = 8;
-    while (pos + 8 <= buf.length) {
-      const length = buf.readUInt32BE(pos), type = buf.toString('latin1', pos + 4, pos + 8);
-      if (type === 'eXIf') return tiffOrientation(buf.subarray(pos + 8, pos + 8 + length));
-      if (type === 'IEND') break;
-      pos += 12 + length;
-    }
-  } catch (e) { /* malformed chunks: no orientation, as Python ignores unreadable EXIF */ }
-  return 1;
-}
-
-function tiffOrientation(t) {
-  const little = t.toString('latin1', 0, 2) === 'II';
-  if (!little && t.toString('latin1', 0, 2) !== 'MM') return 1;
-  const u16 = (o) => (little ? t.readUInt16LE(o) : t.readUInt16BE(o));
-  const u32 = (o) => (little ? t.readUInt32LE(o) : t.readUInt32BE(o));
-  const ifd = u32(4);
-  for (let i = 0, n = u16(ifd); i < n; i++) {
-    const entry = ifd + 2 + 12 * i;
-    if (u16(entry) === 0x0112) return u16(entry + 8);
-  }
-  return 1;
-}
-
-/** A PNG file -> { pixels: Float32Array(784), blank }: pixel limit, decode, EXIF orientation,
- * then the preprocessing Python runs (throws, with a reason, on a file it cannot use). */
-function preprocessPng(file) {
+/** Any supported image file -> {rgba, width, height, orientation}; throws with a reason. */
+async function decodeFile(file) {
+  const stat = fs.statSync(file);
+  if (!stat.isFile()) throw new Error('not a regular file');
+  if (stat.size === 0) throw new Error('empty file (0 bytes)');
   const buf = fs.readFileSync(file);
-  const [width, height] = pngSize(buf);
-  if (width * height > MAX_PIXELS) {
-    throw new Error(`image is ${width}x${height} = ${(width * height / 1e6).toFixed(1)} Mpixels, above the limit of ${MAX_PIXELS / 1e6} Mpixels`);
+  if (buf.toString('latin1', 0, 2) === 'BM') return decodeBmp(buf);
+  const options = { limitInputPixels: MAX_PIXELS, failOn: 'error' };
+  let meta;
+  try {
+    meta = await sharp(buf, options).metadata();
+  } catch (e) {
+    if (/pixel limit/i.test(e.message)) throw new Error(`image above the limit of ${MAX_PIXELS / 1e6} Mpixels`);
+    throw new Error('not an image in a format cnn-edge reads');
   }
-  const png = PNG.sync.read(buf);
-  const upright = orient(png.data, png.width, png.height, exifOrientation(buf));
+  if (!SHARP_FORMATS.includes(meta.format)) throw new Error(`not an image in a format cnn-edge reads (${meta.format})`);
+  if (meta.width * meta.height > MAX_PIXELS) throw tooLarge(meta.width, meta.height);
+  const { data, info } = await sharp(buf, options).toColourspace('srgb').ensureAlpha()
+    .raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
+  return { rgba: data, width: info.width, height: info.height, orientation: meta.orientation || 1 };
+}
+
+/** An image file -> { pixels: Float32Array(784), blank }: pixel limit, decode, EXIF orientation,
+ * then the preprocessing Python runs (throws, with a reason, on a file it cannot use). */
+async function preprocessFile(file) {
+  const img = await decodeFile(file);
+  const upright = orient(img.rgba, img.width, img.height, img.orientation);
   return preprocessRGBA(upright.rgba, upright.width, upright.height);
 }
 
@@ -87,4 +92,4 @@ async function checkVectors(session, vectors, precision) {
   return { n, agreement, maxAbsDiff, pass, precision };
 }
 
-module.exports = { EXPORTS, MAX_PIXELS, loadModel, probabilities, preprocessPng, argmax, readVectors, checkVectors };
+module.exports = { EXPORTS, MAX_PIXELS, loadModel, probabilities, decodeFile, preprocessFile, argmax, readVectors, checkVectors };

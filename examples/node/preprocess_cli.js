@@ -1,12 +1,14 @@
 #!/usr/bin/env node
-/* Print the JavaScript preprocessing of PNG files as JSON ({path: {pixels, blank}}), so the
+/* Print the JavaScript preprocessing of image files as JSON ({path: {pixels, blank}}), so the
  * Python tests can compare it with cnn_edge.preprocess on the same files. */
 'use strict';
-const { preprocessPng } = require('./lib');
+const { preprocessFile } = require('./lib');
 
-const out = {};
-for (const file of process.argv.slice(2)) {
-  const { pixels, blank } = preprocessPng(file);
-  out[file] = { pixels: Array.from(pixels), blank };
-}
-process.stdout.write(JSON.stringify(out));
+(async () => {
+  const out = {};
+  for (const file of process.argv.slice(2)) {
+    const { pixels, blank } = await preprocessFile(file);
+    out[file] = { pixels: Array.from(pixels), blank };
+  }
+  process.stdout.write(JSON.stringify(out));
+})();
