@@ -167,9 +167,12 @@ def mixed_format_images(folder: Path) -> list[Path]:
     for i, png in enumerate(user_images(folder / "png")):
         img = Image.open(png)
         ext = MIXED_FORMATS[i % len(MIXED_FORMATS)]
-        if ext in (".jpg", ".bmp"):
-            img = img.convert("RGB")
-        elif ext == ".gif" and img.mode == "RGBA":
+        if img.mode == "RGBA" and ext in (".jpg", ".bmp", ".gif"):  # no alpha there: flatten on a contrasting paper
+            rgba = np.asarray(img)
+            light_ink = rgba[..., :3][rgba[..., 3] > 0].mean() > 127
+            paper = Image.new("RGBA", img.size, (0, 0, 0, 255) if light_ink else (255, 255, 255, 255))
+            img = Image.alpha_composite(paper, img).convert("RGB")
+        elif ext in (".jpg", ".bmp"):
             img = img.convert("RGB")
         files.append(folder / f"{png.stem}{ext}")
         img.save(files[-1], **({"quality": 95} if ext == ".jpg" else {}))
