@@ -237,3 +237,33 @@ def test_user_style_digits_close_to_mnist_accuracy(tmp_path):
         got = predictor.predict(paths)
         accuracy = np.mean([int(p.label) == label_of(f) for p, f in zip(got, paths)])
         assert accuracy >= validated - 0.015, (variant, accuracy)
+
+
+def test_a_closed_pipe_ends_predict_quietly(tmp_path):
+    """`predict ... | head -1`: the reader goes away; the command stops without a word, as standard
+    tools do (exit 141 = 128 + SIGPIPE), and never says 'error: Broken pipe'."""
+    import subprocess
+
+    paths, _ = write_digits(tmp_path / "in", 300)
+    proc = subprocess.run(f"{sys.executable} -m cnn_edge predict {MODEL} {tmp_path / 'in'} 2>{tmp_path / 'err'} | head -1; "
+                          f"echo ${{PIPESTATUS[0]}}", shell=True, executable="/bin/bash", capture_output=True, text=True,
+                          cwd=REPO, timeout=120)
+    first, status = proc.stdout.strip().splitlines()
+    assert first.startswith(paths[0]) and status == "141"
+    assert (tmp_path / "err").read_text() == ""
+
+
+def test_the_demo_stops_at_once(tmp_path):
+    import signal
+    import subprocess
+    import time
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        proc = subprocess.Popen([sys.executable, "-m", "cnn_edge", "demo", "--port", "0"], cwd=REPO,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert "serving" in proc.stdout.readline()
+        t0 = time.perf_counter()
+        proc.send_signal(sig)
+        proc.wait(timeout=10)
+        assert time.perf_counter() - t0 < 1.0, sig
+        assert "Traceback" not in proc.stderr.read()
