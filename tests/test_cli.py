@@ -155,3 +155,23 @@ def test_quantize_cli_report_and_bad_input(tiny_onnx, tiny_mnist, tmp_path):
     assert_one_line_error(invoke("quantize", tiny_onnx, "-o", tmp_path / "d.onnx", "--calibration", "99999", "--guard-size", "128",
                                  "--data-dir", tiny_mnist), EXIT_BAD_INPUT, "--calibration 99999")
     assert not any((tmp_path / n).exists() for n in ("b.onnx", "c.onnx", "d.onnx"))
+
+
+def test_the_main_job_talks_and_releases_into_its_run_folder(tiny_mnist, tmp_path, monkeypatch):
+    """Off a terminal (CliRunner's streams are not one): the plan, an estimate, one line per epoch
+    with validation accuracy and ETA, a line per stage. A smoke run too small for the recipe's
+    validation split scales it down. The release goes into RUN_DIR/release, not exports/."""
+    monkeypatch.chdir(tmp_path)
+    result = invoke("pipeline", "--data-dir", tiny_mnist, "--run-dir", "run", "--epochs", "2", "--batch-size", "64",
+                    "--limit-train", "400")
+    assert result.exit_code == 0, result.output
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith("note: --limit-train 400") and "--val-size" in lines[0]
+    assert lines[1].startswith("plan: train spec for 2 epochs on 360 images")
+    assert any(line.startswith("estimate: about") for line in lines)
+    epochs = [line for line in lines if line.startswith("epoch ")]
+    assert [e.split(":")[0] for e in epochs] == ["epoch 1/2", "epoch 2/2"]
+    assert all("val acc" in e and "ETA" in e and "elapsed" in e for e in epochs)
+    assert [line for line in lines if line.startswith("== ")] == ["== train", "== export", "== validate", "== quantize",
+                                                                   "== release"]
+    assert (tmp_path / "run" / "release" / "mnist_cnn.onnx").is_file() and not (tmp_path / "exports").exists()
