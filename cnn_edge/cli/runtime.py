@@ -58,9 +58,11 @@ def predict(
     """Classify images: one row per input, in order, with prediction, confidence, top-k and error.
 
     Exit codes: 0 every input classified; 3 finished, but some inputs failed (their rows say why);
-    2 bad options, model or output path; 130 interrupted (rerun with --resume)."""
+    2 bad options, model or output path; 130 interrupted (rerun with --resume); 141 the reader of the
+    output went away."""
     from ..runtime.batch import load_predictor
     from ..runtime.inputs import collect_inputs
+    from ..runtime.row_format import format_for
 
     cfg = PredictConfig(batch_size=batch_size, workers=workers, top_k=top_k, max_pixels=max_pixels,
                         provider=provider.value, threads=threads)
@@ -68,11 +70,12 @@ def predict(
         raise ConfigError("--resume needs -o FILE: it continues a results file")
     paths = collect_inputs(inputs, recursive=recursive)
     to_stdout = output is None or str(output) == "-"
+    out_format = format_for(output, fmt.value if fmt else None) if output is not None else "jsonl"
     if not to_stdout:
-        _check_output(output, fmt, [str(model), *paths])
+        _check_output(output, [str(model), *paths])
     # Every argument is checked (the model too) before a results file is touched.
     predictor = load_predictor(model, cfg, len(paths))
-    writer = _writer(output, fmt, top_k, resume=resume, as_json=as_json, labels=predictor.labels)
+    writer = _writer(output, out_format, top_k, resume=resume, as_json=as_json, labels=predictor.labels)
     table = output is None and not as_json  # rows on screen, one line each
     summary = _run_with_progress(predictor, paths, cfg, writer, show_rows=table, bar=not quiet and not to_stdout)
     if as_json:
@@ -90,29 +93,26 @@ def predict(
         raise typer.Exit(EXIT_SOME_FAILED)
 
 
-def _check_output(output: Path, fmt, protected: list[str]) -> None:
-    """-o FILE: its format is known, its folder exists, and it is none of the files this run reads."""
+def _check_output(output: Path, protected: list[str]) -> None:
+    """-o FILE: its folder exists, and it is none of the files this run reads."""
     from ..runtime.results import refuse_overwriting
-    from ..runtime.row_format import format_for
 
-    format_for(output, fmt.value if fmt else None)
     parent = output.parent if str(output.parent) else Path(".")
     if not parent.is_dir():
         raise ConfigError(f"folder {parent} for -o {output} does not exist; create it first (mkdir -p {parent})")
     refuse_overwriting(output, protected)
 
 
-def _writer(output: Optional[Path], fmt, top_k: int, *, resume: bool, as_json: bool, labels):
+def _writer(output: Optional[Path], fmt: str, top_k: int, *, resume: bool, as_json: bool, labels):
     """Where rows go: a results file (-o FILE), stdout (-o -, or --json without -o: JSONL), or
     nowhere but the on-screen table."""
     from ..runtime.results import ResultWriter, StreamWriter
-    from ..runtime.row_format import format_for
 
     if output is None:
-        return StreamWriter(sys.stdout, "jsonl", top_k) if as_json else None
+        return StreamWriter(sys.stdout, fmt, top_k) if as_json else None
     if str(output) == "-":
-        return StreamWriter(sys.stdout, format_for(output, fmt.value if fmt else None), top_k)
-    return ResultWriter(output, format_for(output, fmt.value if fmt else None), top_k, resume=resume, labels=labels)
+        return StreamWriter(sys.stdout, fmt, top_k)
+    return ResultWriter(output, fmt, top_k, resume=resume, labels=labels)
 
 
 def _run_with_progress(predictor, paths: list[str], cfg: PredictConfig, writer, *, show_rows: bool, bar: bool):

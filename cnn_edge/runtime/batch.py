@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
-
 from .batch_config import PredictConfig, resolve_workers
 from .predictor import Prediction, Predictor
 from .preprocess import preprocess_many
 from .workers import DecodePool
+
 
 @dataclass
 class Row:

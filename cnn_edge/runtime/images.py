@@ -101,16 +101,21 @@ def _check_ico(f: BinaryIO, max_pixels: int) -> None:
     f.seek(0)
 
 
+def _reduce_factor(size: tuple[int, int]) -> int:
+    """The integer factor that brings the longer side below 2 * REDUCE_TO, but not below REDUCE_TO."""
+    return max(size) // REDUCE_TO
+
+
 def _decode_size(img: Image.Image) -> tuple[int, int]:
     """The size to ask a format that can decode reduced (JPEG) for: at least REDUCE_TO on the longer side."""
     w, h = img.size
-    factor = max(w, h) // REDUCE_TO
+    factor = _reduce_factor(img.size)
     return (max(1, w // factor), max(1, h // factor)) if factor >= 2 else (w, h)
 
 
 def _reduce(img: Image.Image) -> Image.Image:
     """Reduce by an integer factor (box filter) until the longer side is below 2 * REDUCE_TO."""
-    factor = max(img.size) // REDUCE_TO
+    factor = _reduce_factor(img.size)
     if factor < 2:
         return img
     if img.mode not in ("L", "LA", "RGB", "RGBA", "I", "F", "I;16"):

@@ -43,6 +43,21 @@ def _complete_lines(path: Path) -> bytes:
     return data[: data.rfind(b"\n") + 1]
 
 
+def _emit(csv_writer, stream, path: str, prediction, error: str, top_k: int) -> None:
+    """One row, in CSV (through `csv_writer`) or JSONL (onto `stream`)."""
+    if csv_writer is not None:
+        csv_writer.writerow(csv_cells(path, prediction, error, top_k))
+    else:
+        stream.write(jsonl_text(path, prediction, error))
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """os.write until every byte is written (a single call may write fewer)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
 def _open_new(path: Path):
     """A new file, created here and now: never an existing one, never through a symbolic link."""
     try:
@@ -74,7 +89,7 @@ class ResultWriter:
             self.done = kept_paths(kept.decode("utf-8", ENCODING_ERRORS), fmt, top_k, labels, source)
             fd = os.open(self.partial, os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
             os.ftruncate(fd, 0)
-            os.write(fd, kept)  # the checked rows only: a row cut by a crash goes
+            _write_all(fd, kept)  # the checked rows only: a row cut by a crash goes
         self._file = os.fdopen(fd, "a", encoding="utf-8", errors=ENCODING_ERRORS, newline="")
         self._csv = csv.writer(self._file) if fmt == "csv" else None
         if fmt == "csv" and (self._fresh or not kept):
@@ -90,10 +105,7 @@ class ResultWriter:
                                   f"written so far are kept there: make room and rerun with --resume") from None
 
     def write(self, path: str, prediction, error: str) -> None:
-        if self._csv is not None:
-            self._guard(lambda: self._csv.writerow(csv_cells(path, prediction, error, self.top_k)))
-        else:
-            self._guard(lambda: self._file.write(jsonl_text(path, prediction, error)))
+        self._guard(lambda: _emit(self._csv, self._file, path, prediction, error, self.top_k))
         self.written += 1
 
     def flush(self) -> None:
@@ -132,10 +144,7 @@ class StreamWriter:
             self._csv.writerow(csv_header(top_k))
 
     def write(self, path: str, prediction, error: str) -> None:
-        if self._csv is not None:
-            self._csv.writerow(csv_cells(path, prediction, error, self.top_k))
-        else:
-            self.stream.write(jsonl_text(path, prediction, error))
+        _emit(self._csv, self.stream, path, prediction, error, self.top_k)
         self.written += 1
 
     def flush(self) -> None:
