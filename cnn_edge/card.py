@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING
 
 from .arch import DESCRIPTIONS
 from .artifacts import int8_file, model_name
+from .quant_types import portable_format
 from .constants import SPEC_ARCH
 
 if TYPE_CHECKING:  # annotations only: the card reads a summary, it never runs a pipeline
@@ -25,9 +26,8 @@ def _int8_section(s: PipelineSummary) -> list[str]:
     return [
         f"## int8 model (`{int8_file(s.arch)}`)",
         "",
-        f"Static quantization with ONNX Runtime: {cfg.format.upper()}, "
-        f"{'per-channel' if cfg.per_channel else 'per-tensor'} {cfg.weight_type} weights, "
-        f"{cfg.activation_type} activations, {cfg.method} calibration on {cfg.calibration:,} training images; "
+        f"Static quantization with ONNX Runtime. Format: {portable_format(cfg)}. "
+        f"{cfg.method.capitalize()} calibration on {cfg.calibration:,} training images; "
         f"accuracy guard on {q.guard.samples:,} held-out training images (drop {q.guard.drop_pp:.3f} points, "
         f"limit {q.guard.max_drop_pp:g}). Nodes kept in float: "
         + (", ".join(q.nodes_in_float) or "none (softmax always runs in float)") + ".",

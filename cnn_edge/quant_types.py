@@ -16,6 +16,8 @@ from .runtime.timing import Speed
 METHODS = ("minmax", "entropy", "percentile")
 FORMATS = ("qdq", "qoperator")
 TYPES = ("uint8", "int8")
+# ONNX's own domain: what every runtime that reads ONNX knows. Anything else (com.microsoft) is ONNX Runtime's.
+STANDARD_DOMAINS = ("", "ai.onnx")
 QUANTIZED_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "QGemm",
                  "ConvInteger", "MatMulInteger", "DynamicQuantizeLinear"}
 LAYER_OPS = ("Conv", "Gemm", "MatMul")  # nodes that carry a layer's weights, named in reports
@@ -25,13 +27,17 @@ LAYER_OPS = ("Conv", "Gemm", "MatMul")  # nodes that carry a layer's weights, na
 class QuantConfig:
     calibration: int = 3000  # training images used to calibrate activation ranges
     method: str = "minmax"  # minmax | entropy | percentile
-    # Defaults chosen by scripts/bench_quant.py on an AVX2 CPU without VNNI: QOperator with
-    # per-tensor scales and uint8 activations ran 2.6x fp32 at no accuracy cost here, while int8
-    # activations in QOperator fell back to slow kernels (0.15x). See README.
-    per_channel: bool = False  # True: one weight scale per output channel
-    format: str = "qoperator"  # qoperator (QLinearConv, QGemm) | qdq (Q/DQ pairs around float ops)
-    activation_type: str = "uint8"
+    # The release is portable ONNX: QDQ pairs (QuantizeLinear/DequantizeLinear) around standard
+    # float ops, the standard domain only, so OpenVINO, TensorRT and every ONNX Runtime load it.
+    # int8 activations with zero points of 0 (symmetric), since TensorRT takes nothing else.
+    # Per-channel weight scales, chosen by scripts/bench_quant.py (docs/quantization.md): as accurate
+    # as per-tensor, and faster in both ONNX Runtime and OpenVINO on the machine measured.
+    # QOperator (QLinearConv plus com.microsoft.QGemm) is ONNX Runtime-only: an option, never the release.
+    per_channel: bool = True  # True: one weight scale per output channel
+    format: str = "qdq"  # qdq (Q/DQ pairs around float ops) | qoperator (QLinearConv, QGemm; ONNX Runtime only)
+    activation_type: str = "int8"
     weight_type: str = "int8"
+    symmetric: bool = True  # int8 activations get zero points of 0 (uint8 ones are always asymmetric); weights are symmetric anyway
     dynamic: bool = False  # weight-only dynamic quantization instead (no calibration)
     max_drop: float = C.INT8_MAX_ACCURACY_DROP_PP  # percentage points, on the guard split
     guard_size: int = DEFAULT_VAL_SIZE
@@ -47,6 +53,17 @@ class QuantConfig:
             raise ConfigError(f"--calibration must be at least 1, got {self.calibration}")
         if self.max_drop < 0:
             raise ConfigError(f"--max-drop must be >= 0 percentage points, got {self.max_drop}")
+
+
+def portable_format(cfg: QuantConfig) -> str:
+    """How the model card and the metadata name the int8 format."""
+    if cfg.dynamic:
+        return "dynamic (ConvInteger/MatMulInteger, weights only)"
+    if cfg.format == "qoperator":
+        return "QOperator (QLinearConv + com.microsoft ops: ONNX Runtime only)"
+    zero_points = ", zero points 0" if cfg.symmetric and cfg.activation_type == "int8" else ""
+    return (f"QDQ, standard ONNX domain only ({'per-channel' if cfg.per_channel else 'per-tensor'} {cfg.weight_type} "
+            f"weights, {cfg.activation_type} activations{zero_points})")
 
 
 # The batch sizes the report times: one image (latency) and a full batch (throughput).

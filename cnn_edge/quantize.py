@@ -18,7 +18,7 @@ from .data import MnistSplit, split_indices
 from .errors import ConfigError, ModelFileError
 from .io_utils import atomic_write_bytes, check_writable
 from .quant_types import (LATENCY_BATCH, LAYER_OPS, QUANTIZED_OPS, THROUGHPUT_BATCH, GuardReport, GuardStep, ModelSpeed,
-                          QuantConfig, QuantReport, TestComparison)
+                          QuantConfig, portable_format, QuantReport, TestComparison)
 from .reports import to_jsonable
 from .runtime.onnx_model import OnnxModel, open_model
 from .runtime.timing import measure
@@ -38,6 +38,15 @@ class _Reader:
 
     def __iter__(self):  # qdq_loss_debug iterates readers
         return iter(self.get_next, None)
+
+
+def drop_unused_opsets(proto) -> None:
+    """ONNX Runtime's quantizer declares every domain it knows (com.microsoft, ai.onnx.ml, ...);
+    keep only those the graph uses, so other runtimes see a standard-domain model as one."""
+    used = {n.domain for n in proto.graph.node} | {""}
+    kept = [o for o in proto.opset_import if o.domain in used or (o.domain == "ai.onnx" and "" in used)]
+    del proto.opset_import[:]
+    proto.opset_import.extend(kept)
 
 
 def is_quantized(proto) -> bool:
@@ -82,6 +91,7 @@ def _quantize_once(pre: Path, out: Path, cfg: QuantConfig, calib: np.ndarray, ca
         calibrate_method={"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                           "percentile": CalibrationMethod.Percentile}[cfg.method],
         nodes_to_exclude=exclude, calibration_cache_path=str(cache),
+        extra_options={"ActivationSymmetric": cfg.symmetric and cfg.activation_type == "int8"},
     )
 
 
@@ -163,6 +173,7 @@ def _int8_metadata(fp32_proto, cfg: QuantConfig, test: TestComparison, why: dict
     props = {p.key: p.value for p in fp32_proto.metadata_props}
     props[C.META_FP32_TEST_ACCURACY] = f"{test.fp32_accuracy:.6f}"
     props[C.META_TEST_ACCURACY] = f"{test.int8_accuracy:.6f}"
+    props[C.META_INT8_FORMAT] = portable_format(cfg)
     props[C.META_QUANTIZATION] = json.dumps({**to_jsonable(cfg), "nodes_in_float": sorted(why),
                                              "guard_drop_pp": round(drop_pp, 4)}, sort_keys=True)
     return props
@@ -192,6 +203,7 @@ def quantize_model(model_path: Path, output: Path, cfg: QuantConfig, train: Mnis
         int8 = open_model(best_path)
         comparison = _compare_on_test(fp32, int8, test)
         qproto = onnx.load(str(best_path))
+    drop_unused_opsets(qproto)
     onnx.helper.set_model_props(qproto, _int8_metadata(proto, cfg, comparison, why, kept.drop_pp))
     onnx.checker.check_model(qproto)
     atomic_write_bytes(output, qproto.SerializeToString())

@@ -24,7 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cnn_edge import contract as C  # noqa: E402
 from cnn_edge.data import load_mnist  # noqa: E402
+from cnn_edge.errors import ModelFileError  # noqa: E402
 from cnn_edge.machine import machine_description  # noqa: E402
+from cnn_edge.openvino_peer import open_openvino, openvino_version  # noqa: E402
 from cnn_edge.quant_types import QuantConfig  # noqa: E402
 from cnn_edge.quantize import quantize_model  # noqa: E402
 from cnn_edge.runtime.onnx_model import open_model  # noqa: E402
@@ -62,14 +64,19 @@ def main() -> None:
     ap.add_argument("--data-dir", required=True)
     ap.add_argument("--calibration", type=int, default=3000)
     ap.add_argument("--seconds", type=float, default=3.0, help="timing window per measurement")
+    ap.add_argument("--formats", default="qdq,qoperator,dynamic", help="comma-separated: qdq, qoperator, dynamic")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
     fp32 = open_model(Path(args.model))
     fp32_speed = measure(fp32, 256, args.seconds)
     variants = [dict(format=f, per_channel=pc, activation_type=a)
-                for f, pc, a in itertools.product(("qdq", "qoperator"), (True, False), ("uint8", "int8"))]
-    variants.append(dict(dynamic=True, weight_type="uint8"))
+                for f, pc, a in itertools.product(("qdq", "qoperator"), (True, False), ("uint8", "int8"))
+                if f in args.formats.split(",")]
+    if "dynamic" in args.formats.split(","):
+        variants.append(dict(dynamic=True, weight_type="uint8"))
+    with_openvino = openvino_version() is not None
+    ov_fp32 = measure(open_openvino(Path(args.model)), 256, args.seconds).images_per_second if with_openvino else None
     rows = []
     data = load_mnist(args.data_dir)
     with tempfile.TemporaryDirectory() as tmp:
@@ -81,20 +88,24 @@ def main() -> None:
             rows.append({"variant": v, "size_ratio": res.size_ratio,
                          "test_accuracy": res.test.int8_accuracy, "fp32_test_accuracy": res.test.fp32_accuracy,
                          "top1_agreement": res.test.top1_agreement, "images_per_second": speed.images_per_second,
-                         "ratio_vs_fp32_ort": speed.images_per_second / fp32_speed.images_per_second})
+                         "ratio_vs_fp32_ort": speed.images_per_second / fp32_speed.images_per_second,
+                         "openvino_images_per_second": _openvino_speed(Path(tmp) / f"v{i}.onnx", args.seconds)
+                         if with_openvino else None})
     eager = torch_eager(Path(args.checkpoint), 256, args.seconds) if args.checkpoint else {}
     for r in rows:
         for layout, ips in eager.items():
             r[f"ratio_vs_torch_{layout}"] = r["images_per_second"] / ips
     result = {"machine": machine_description(), "fp32_ort_batch_256": asdict(fp32_speed),
+              "openvino": openvino_version(), "fp32_openvino_f32_batch_256_images_per_second": ov_fp32,
               "torch_eager_batch_256_images_per_second": eager, "variants": rows}
     if args.json:
         print(json.dumps(result, indent=2))
         return
     print(f"machine: {result['machine']}")
     print(f"fp32 ONNX Runtime, batch 256: {fp32_speed.images_per_second:,.0f} img/s; PyTorch eager: "
-          + ", ".join(f"{k} {v:,.0f} img/s" for k, v in eager.items()))
-    print(f"{'variant':<40} {'size':>6} {'test acc':>9} {'drop':>7} {'agree':>8} {'img/s':>8} {'x fp32':>7} {'x torch':>8}")
+          + ", ".join(f"{k} {v:,.0f} img/s" for k, v in eager.items())
+          + (f"; OpenVINO {result['openvino']} (f32 hint): {ov_fp32:,.0f} img/s" if ov_fp32 else ""))
+    print(f"{'variant':<40} {'size':>6} {'test acc':>9} {'drop':>7} {'agree':>8} {'img/s':>8} {'x fp32':>7} {'x torch':>8} {'OpenVINO':>9}")
     for r in rows:
         v = r["variant"]
         name = ("dynamic, weights " + v["weight_type"]) if v.get("dynamic") else \
@@ -102,7 +113,19 @@ def main() -> None:
         drop = (r["fp32_test_accuracy"] - r["test_accuracy"]) * 100
         xt = r.get("ratio_vs_torch_nchw")
         print(f"{name:<40} {r['size_ratio']:>6.1%} {r['test_accuracy']:>9.2%} {drop:>7.3f} {r['top1_agreement']:>8.2%} "
-              f"{r['images_per_second']:>8,.0f} {r['ratio_vs_fp32_ort']:>7.2f} {xt if xt is None else format(xt, '.2f'):>8}")
+              f"{r['images_per_second']:>8,.0f} {r['ratio_vs_fp32_ort']:>7.2f} {'-' if xt is None else format(xt, '.2f'):>8} {_ov_cell(r['openvino_images_per_second']):>9}")
+
+
+def _openvino_speed(path: Path, seconds: float):
+    """Batch-256 img/s of the OpenVINO runtime on this variant, or the reason it refuses it."""
+    try:
+        return measure(open_openvino(path), 256, seconds).images_per_second
+    except ModelFileError as exc:
+        return f"refused: {str(exc).rsplit(': ', 1)[-1]}"
+
+
+def _ov_cell(value) -> str:
+    return "-" if value is None else ("refused" if isinstance(value, str) else f"{value:,.0f}")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from cnn_edge.quantize import is_quantized, quantize_model
 from cnn_edge.validate import validate_model
 from conftest import REPO, real_mnist
 
-QDQ_SMALL = QuantConfig(calibration=200, guard_size=128, format="qdq", per_channel=True)
+QDQ_SMALL = QuantConfig(calibration=200, guard_size=128)  # the release's defaults: portable QDQ
 
 
 @pytest.fixture(scope="module")
@@ -41,18 +41,27 @@ def test_int8_stays_close_to_fp32(int8_model):
     assert int8_model.guard.drop_pp <= QDQ_SMALL.max_drop
 
 
+def test_default_release_is_standard_domain_with_zero_zero_points(int8_model):
+    proto = onnx.load(str(int8_model.int8_model))
+    assert {n.domain for n in proto.graph.node} <= {"", "ai.onnx"}
+    assert {o.domain for o in proto.opset_import} <= {"", "ai.onnx"}  # no declared-but-unused contrib domains
+    zero_points = [onnx.numpy_helper.to_array(i) for i in proto.graph.initializer if i.name.endswith("zero_point")]
+    eight_bit = [z for z in zero_points if z.dtype.itemsize == 1]  # activations and weights (biases are int32)
+    assert eight_bit and all(z.dtype.name == "int8" and not z.any() for z in eight_bit)
+
+
 def test_metadata_carries_fp32_contract_and_settings(int8_model, tiny_onnx):
     props = {p.key: p.value for p in onnx.load(str(int8_model.int8_model)).metadata_props}
     fp32 = {p.key: p.value for p in onnx.load(str(tiny_onnx)).metadata_props}
     assert props[C.META_CHECKPOINT_SHA256] == fp32[C.META_CHECKPOINT_SHA256]
     assert json.loads(props[C.META_QUANTIZATION])["format"] == "qdq"
+    assert props[C.META_INT8_FORMAT].startswith("QDQ")
     assert float(props[C.META_TEST_ACCURACY]) == pytest.approx(int8_model.test.int8_accuracy, abs=1e-6)
 
 
-def test_default_qoperator_format_gives_qlinear_ops(tiny_onnx, tiny_data, tmp_path):
-    # The default format.
-    res = quantize_model(tiny_onnx, tmp_path / "q.onnx", QuantConfig(calibration=100, guard_size=128), tiny_data.train,
-                         tiny_data.test, speed_seconds=0.05)
+def test_qoperator_option_gives_qlinear_ops(tiny_onnx, tiny_data, tmp_path):
+    cfg = QuantConfig(calibration=100, guard_size=128, format="qoperator", per_channel=False, activation_type="uint8")
+    res = quantize_model(tiny_onnx, tmp_path / "q.onnx", cfg, tiny_data.train, tiny_data.test, speed_seconds=0.05)
     assert "QLinearConv" in ops(res.int8_model) and "QGemm" in ops(res.int8_model)
     assert res.layer_sqnr_db  # measured on the QDQ twin
 

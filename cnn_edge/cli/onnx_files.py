@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 
 from .. import artifacts
-from ..quant_types import FORMATS, METHODS, TYPES, QuantConfig
+from ..quant_types import FORMATS, METHODS, TYPES, QuantConfig, portable_format
 from ..runtime.compat import DEFAULT_TARGETS, TARGETS
 from .app import DataDirOpt, JsonOpt, app, choices, handle_errors, print_json
 
@@ -106,6 +106,7 @@ def validate(
 
 def _print_quant_report(r) -> None:
     fp, i8 = r.fp32_speed, r.int8_speed
+    typer.echo(f"int8 format: {portable_format(r.config)}")
     typer.echo(f"{'':<28} {'fp32':>12} {'int8':>12}")
     typer.echo(f"{'file size (bytes)':<28} {r.fp32_bytes:>12,} {r.int8_bytes:>12,}   int8 = {r.size_ratio:.1%} of fp32")
     typer.echo(f"{'test accuracy':<28} {r.test.fp32_accuracy:>12.2%} {r.test.int8_accuracy:>12.2%}   drop {r.test.drop_pp:.3f} points")
@@ -131,9 +132,10 @@ def quantize(
     calibration: int = typer.Option(QUANT.calibration, help="Training images used for calibration."),
     method: Method = typer.Option(QUANT.method, help="How activation ranges are calibrated."),
     per_channel: bool = typer.Option(QUANT.per_channel, "--per-channel/--per-tensor", help="Weight scales per output channel or per tensor."),
-    fmt: QuantFormat = typer.Option(QUANT.format, "--format", help="qoperator (QLinearConv, QGemm) or qdq (Q/DQ pairs around float ops)."),
+    fmt: QuantFormat = typer.Option(QUANT.format, "--format", help="qdq (Q/DQ pairs around float ops, standard ONNX: every runtime) or qoperator (QLinearConv, com.microsoft.QGemm: ONNX Runtime only)."),
     activation_type: QuantType = typer.Option(QUANT.activation_type, help="Activation integer type."),
     weight_type: QuantType = typer.Option(QUANT.weight_type, help="Weight integer type."),
+    symmetric: bool = typer.Option(QUANT.symmetric, "--symmetric/--asymmetric", help="int8 activations with zero points of 0 (TensorRT needs them); uint8 ones are always asymmetric."),
     dynamic: bool = typer.Option(QUANT.dynamic, "--dynamic", help="Weight-only dynamic quantization instead of static."),
     max_drop: float = typer.Option(QUANT.max_drop, help="Largest accuracy drop allowed on the guard split, in percentage points."),
     guard_size: int = typer.Option(QUANT.guard_size, help="Training images held out for the guard (the split training validated on)."),
@@ -146,7 +148,7 @@ def quantize(
     from .progress import status
 
     cfg = QuantConfig(calibration=calibration, method=method.value, per_channel=per_channel, format=fmt.value,
-                      activation_type=activation_type.value, weight_type=weight_type.value, dynamic=dynamic,
+                      activation_type=activation_type.value, weight_type=weight_type.value, symmetric=symmetric, dynamic=dynamic,
                       max_drop=max_drop, guard_size=guard_size)
     data = load_mnist(data_dir)
     with status("quantizing", enabled=not as_json):
