@@ -29,7 +29,8 @@ class QuantConfig:
     method: str = "minmax"  # minmax | entropy | percentile
     # The release is portable ONNX: QDQ pairs (QuantizeLinear/DequantizeLinear) around standard
     # float ops, the standard domain only, so OpenVINO, TensorRT and every ONNX Runtime load it.
-    # int8 activations with zero points of 0 (symmetric), since TensorRT takes nothing else.
+    # int8 activations with zero points of 0 (symmetric) and biases left in float, since TensorRT's
+    # Q/DQ takes int8 with zero point 0 and nothing else (no int32 bias DequantizeLinear).
     # Per-channel weight scales, chosen by scripts/bench_quant.py (docs/quantization.md): as accurate
     # as per-tensor, and faster in both ONNX Runtime and OpenVINO on the machine measured.
     # QOperator (QLinearConv plus com.microsoft.QGemm) is ONNX Runtime-only: an option, never the release.
@@ -38,6 +39,7 @@ class QuantConfig:
     activation_type: str = "int8"
     weight_type: str = "int8"
     symmetric: bool = True  # int8 activations get zero points of 0 (uint8 ones are always asymmetric); weights are symmetric anyway
+    quantize_bias: bool = False  # True: int32 biases behind DequantizeLinear (ONNX Runtime's default; TensorRT refuses them)
     dynamic: bool = False  # weight-only dynamic quantization instead (no calibration)
     max_drop: float = C.INT8_MAX_ACCURACY_DROP_PP  # percentage points, on the guard split
     guard_size: int = DEFAULT_VAL_SIZE
@@ -62,6 +64,7 @@ def portable_format(cfg: QuantConfig) -> str:
     if cfg.format == "qoperator":
         return "QOperator (QLinearConv + com.microsoft ops: ONNX Runtime only)"
     zero_points = ", zero points 0" if cfg.symmetric and cfg.activation_type == "int8" else ""
+    zero_points += ", int32 biases" if cfg.quantize_bias else ", float biases"
     return (f"QDQ, standard ONNX domain only ({'per-channel' if cfg.per_channel else 'per-tensor'} {cfg.weight_type} "
             f"weights, {cfg.activation_type} activations{zero_points})")
 

@@ -91,7 +91,8 @@ def _quantize_once(pre: Path, out: Path, cfg: QuantConfig, calib: np.ndarray, ca
         calibrate_method={"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                           "percentile": CalibrationMethod.Percentile}[cfg.method],
         nodes_to_exclude=exclude, calibration_cache_path=str(cache),
-        extra_options={"ActivationSymmetric": cfg.symmetric and cfg.activation_type == "int8"},
+        extra_options={"ActivationSymmetric": cfg.symmetric and cfg.activation_type == "int8",
+                       "QuantizeBias": cfg.quantize_bias},
     )
 
 

@@ -1,4 +1,4 @@
-"""IR version and opset read from the ONNX header, checked against runtime limits."""
+"""IR version, opsets and operators read from an ONNX file, checked against each runtime's limits."""
 from __future__ import annotations
 
 import pytest
@@ -29,7 +29,8 @@ def test_warns_for_runtimes_that_would_refuse_it(tmp_path):
     assert not by_target["node"].ok and "14" in by_target["node"].message and "13" in by_target["node"].message
     assert "opset 27 > 26" in by_target["web"].message
     released = {c.target: c.ok for c in check_targets(MODEL, tuple(TARGETS))}
-    assert released == {"node": True, "web": True, "ort-1.17": False, "ort-1.14": False}
+    assert released == {"ort": True, "node": True, "web": True, "openvino": True, "tensorrt": True, "ort-1.17": False,
+                        "ort-1.14": False}
 
 
 def test_bad_input(tmp_path):
@@ -39,3 +40,27 @@ def test_bad_input(tmp_path):
     junk.write_bytes(b"\xff\xff\xff")
     with pytest.raises(ModelFileError, match="junk.onnx"):
         model_versions(junk)
+
+
+def _quantized(tiny_onnx, tiny_data, path, **settings):
+    from cnn_edge.quant_types import QuantConfig
+    from cnn_edge.quantize import quantize_model
+
+    cfg = QuantConfig(calibration=64, guard_size=128, max_drop=100.0, **settings)
+    return quantize_model(tiny_onnx, path, cfg, tiny_data.train, tiny_data.test, speed_seconds=0.01).int8_model
+
+
+@pytest.mark.parametrize("settings, refused_by, names", [
+    ({}, set(), ()),  # the release's portable QDQ
+    (dict(format="qoperator", activation_type="uint8"), {"openvino", "tensorrt"}, ("com.microsoft.QGemm", "QLinearConv")),
+    (dict(activation_type="uint8"), {"tensorrt"}, ("uint8",)),
+    (dict(quantize_bias=True), {"tensorrt"}, ("int32",)),
+    (dict(dynamic=True, weight_type="uint8"), {"tensorrt"}, ("ConvInteger", "MatMulInteger")),
+])
+def test_operators_are_checked_against_each_runtime(tiny_onnx, tiny_data, tmp_path, settings, refused_by, names):
+    pytest.importorskip("onnx")
+    model = _quantized(tiny_onnx, tiny_data, tmp_path / "q.onnx", **settings)
+    by_target = {c.target: c for c in check_targets(model, ("ort", "node", "web", "openvino", "tensorrt"))}
+    assert {t for t, c in by_target.items() if not c.ok} == refused_by
+    for target in refused_by:
+        assert any(n in by_target[target].message for n in names)

@@ -46,8 +46,7 @@ def test_default_release_is_standard_domain_with_zero_zero_points(int8_model):
     assert {n.domain for n in proto.graph.node} <= {"", "ai.onnx"}
     assert {o.domain for o in proto.opset_import} <= {"", "ai.onnx"}  # no declared-but-unused contrib domains
     zero_points = [onnx.numpy_helper.to_array(i) for i in proto.graph.initializer if i.name.endswith("zero_point")]
-    eight_bit = [z for z in zero_points if z.dtype.itemsize == 1]  # activations and weights (biases are int32)
-    assert eight_bit and all(z.dtype.name == "int8" and not z.any() for z in eight_bit)
+    assert zero_points and all(z.dtype.name == "int8" and not z.any() for z in zero_points)  # biases stay float
 
 
 def test_metadata_carries_fp32_contract_and_settings(int8_model, tiny_onnx):

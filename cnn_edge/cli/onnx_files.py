@@ -136,6 +136,7 @@ def quantize(
     activation_type: QuantType = typer.Option(QUANT.activation_type, help="Activation integer type."),
     weight_type: QuantType = typer.Option(QUANT.weight_type, help="Weight integer type."),
     symmetric: bool = typer.Option(QUANT.symmetric, "--symmetric/--asymmetric", help="int8 activations with zero points of 0 (TensorRT needs them); uint8 ones are always asymmetric."),
+    quantize_bias: bool = typer.Option(QUANT.quantize_bias, "--quantize-bias/--float-bias", help="int32 biases behind DequantizeLinear (TensorRT refuses them) or biases in float."),
     dynamic: bool = typer.Option(QUANT.dynamic, "--dynamic", help="Weight-only dynamic quantization instead of static."),
     max_drop: float = typer.Option(QUANT.max_drop, help="Largest accuracy drop allowed on the guard split, in percentage points."),
     guard_size: int = typer.Option(QUANT.guard_size, help="Training images held out for the guard (the split training validated on)."),
@@ -148,7 +149,8 @@ def quantize(
     from .progress import status
 
     cfg = QuantConfig(calibration=calibration, method=method.value, per_channel=per_channel, format=fmt.value,
-                      activation_type=activation_type.value, weight_type=weight_type.value, symmetric=symmetric, dynamic=dynamic,
+                      activation_type=activation_type.value, weight_type=weight_type.value, symmetric=symmetric,
+                      quantize_bias=quantize_bias, dynamic=dynamic,
                       max_drop=max_drop, guard_size=guard_size)
     data = load_mnist(data_dir)
     with status("quantizing", enabled=not as_json):

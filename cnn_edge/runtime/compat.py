@@ -1,9 +1,12 @@
-"""Will this ONNX file load in a given runtime? IR version and opsets against known limits. Torch-free.
+"""Will this ONNX file load in a given runtime? IR version, opsets and operators against what
+each runtime publishes. Torch-free.
 
 A runtime refuses a model whose IR version or default-domain opset is newer than it knows
 ("Unsupported model IR version: 10, max supported IR version: 9"), typically an older
-onnxruntime-web bundled into a page. The header fields are read with a tiny protobuf reader, so
-the check needs neither onnx nor torch.
+onnxruntime-web bundled into a page, and a model with an operator it has no kernel or conversion
+rule for ("No conversion rule found for operations: com.microsoft.QGemm", OpenVINO on a QOperator
+int8 model). The header and the graph's nodes are read with a tiny protobuf reader, so the check
+needs neither onnx nor torch.
 """
 from __future__ import annotations
 
@@ -13,25 +16,54 @@ from pathlib import Path
 from ..errors import ConfigError, ModelFileError
 from .model_file import fields
 
+ONNX_DOMAIN = "ai.onnx"  # the standard domain; a node or opset entry with an empty domain means it too
+MS_DOMAIN = "com.microsoft"  # ONNX Runtime's contrib operators (QGemm, QLinearAdd, ...)
+# Standard integer operators that some runtimes have no kernel for (the rest of a cnn-edge model,
+# Conv, Gemm, Relu, MaxPool, Reshape, Softmax, Q/DQ, is supported everywhere checked here).
+INTEGER_OPS = frozenset({"QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger", "DynamicQuantizeLinear"})
+QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
+INT8_NAMES = {3: "int8", 2: "uint8", 6: "int32"}  # TensorProto.DataType
+INT8 = 3
+
 
 @dataclass(frozen=True)
 class RuntimeLimits:
     name: str
-    max_ir_version: int
-    max_opset: int
+    max_ir_version: int | None  # None: it reads any IR version (and fails per operator instead)
+    max_opset: int | None
     source: str  # how we know
+    domains: frozenset = frozenset({ONNX_DOMAIN})  # operator domains it runs
+    refused_ops: frozenset = frozenset()  # standard operators it has no kernel for
+    int8_qdq_only: bool = False  # Q/DQ must be int8 (zero points int8; TensorRT)
+
+
+_ORT_DOMAINS = frozenset({ONNX_DOMAIN, MS_DOMAIN, "ai.onnx.ml", "com.microsoft.nchwc"})
 
 
 # The JavaScript runtimes are the versions examples/node/package.json pins; their limits were
 # probed by loading models stamped with rising IR versions and opsets. The older releases come
 # from ONNX Runtime's published version matrix.
+# ONNX Runtime runs every standard operator and its own contrib ones, in Python, Node.js and the
+# browser alike (the embedding tests run the int8 models there). OpenVINO's limits were probed with
+# OpenVINO 2026.4: it reads any IR version and opset, runs the standard integer operators
+# (a dynamic-quantization model with ConvInteger/MatMulInteger loads), and refuses contrib ops.
+# TensorRT's come from onnx-tensorrt's docs/operators.md (TensorRT 10.0: opsets 9 to 20; no
+# QLinearConv, QLinearMatMul, ConvInteger, MatMulInteger or DynamicQuantizeLinear; Q/DQ int8 with
+# zero point 0); its IR limit is not published there (10 is ONNX 1.16's, the parser's release).
+# No TensorRT runs on this machine: that row is the published matrix, not a probe.
 TARGETS = {
-    "node": RuntimeLimits("onnxruntime-node 1.30.0", 13, 26, "probed"),
-    "web": RuntimeLimits("onnxruntime-web 1.30.0", 13, 26, "same release as node; the browser test loads the model"),
-    "ort-1.17": RuntimeLimits("onnxruntime 1.17", 9, 20, "ONNX Runtime version matrix"),
-    "ort-1.14": RuntimeLimits("onnxruntime 1.14", 8, 18, "ONNX Runtime version matrix"),
+    "ort": RuntimeLimits("onnxruntime (this install)", None, None, "the installed ONNX Runtime loads the model in validate",
+                         _ORT_DOMAINS),
+    "node": RuntimeLimits("onnxruntime-node 1.30.0", 13, 26, "probed", _ORT_DOMAINS),
+    "web": RuntimeLimits("onnxruntime-web 1.30.0", 13, 26, "same release as node; the browser test loads the model",
+                         _ORT_DOMAINS),
+    "openvino": RuntimeLimits("OpenVINO 2026.4", None, None, "probed", frozenset({ONNX_DOMAIN})),
+    "tensorrt": RuntimeLimits("TensorRT 10", 10, 20, "onnx-tensorrt's operator matrix", frozenset({ONNX_DOMAIN}),
+                              INTEGER_OPS, int8_qdq_only=True),
+    "ort-1.17": RuntimeLimits("onnxruntime 1.17", 9, 20, "ONNX Runtime version matrix", _ORT_DOMAINS),
+    "ort-1.14": RuntimeLimits("onnxruntime 1.14", 8, 18, "ONNX Runtime version matrix", _ORT_DOMAINS),
 }
-DEFAULT_TARGETS = ("node", "web")
+DEFAULT_TARGETS = ("ort", "node", "web", "openvino", "tensorrt")
 
 
 @dataclass
@@ -42,44 +74,110 @@ class Compatibility:
     message: str
 
 
-def model_versions(path: Path) -> tuple[int, dict[str, int]]:
-    """(IR version, {opset domain: version}) of an ONNX file (ModelProto fields 1 and 8)."""
+@dataclass(frozen=True)
+class ModelOps:
+    ir_version: int
+    opsets: dict  # opset domain -> version
+    ops: frozenset  # (domain, op type) of the main graph's nodes
+    qdq_zero_point_types: frozenset  # TensorProto data types of the Q/DQ zero points held as initializers
+
+
+def _text(value) -> str:
+    return bytes(value).decode()
+
+
+def _graph_ops(graph) -> tuple[set, set]:
+    """(domain, op type) of every node (GraphProto field 1: NodeProto, op type 4, domain 7, inputs 1)
+    and the data types of the Q/DQ zero points (third input) among the initializers (field 5:
+    TensorProto, data type 2, name 8)."""
+    ops, zero_points, init_types = set(), set(), {}
+    for number, wire, value in fields(graph):
+        if number == 1 and wire == 2:
+            node = [(n, v) for n, _, v in fields(value)]
+            op = next((_text(v) for n, v in node if n == 4), "")
+            ops.add((next((_text(v) for n, v in node if n == 7), "") or ONNX_DOMAIN, op))
+            inputs = [_text(v) for n, v in node if n == 1]
+            if op in QDQ_OPS and len(inputs) == 3:
+                zero_points.add(inputs[2])
+        elif number == 5 and wire == 2:
+            tensor = {n: v for n, _, v in fields(value)}
+            init_types[_text(tensor.get(8, b""))] = int(tensor.get(2, 0))
+    return ops, {init_types[z] for z in zero_points if z in init_types}
+
+
+def read_model_ops(path: Path) -> ModelOps:
+    """IR version, opsets (ModelProto fields 1 and 8) and the graph's operators (field 7) of an ONNX file."""
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
         raise ModelFileError(f"cannot read {path}: {exc.strerror}") from None
-    ir, opsets = None, {}
+    ir, opsets, ops, zero_point_types = None, {}, set(), set()
     try:
         for number, wire, value in fields(data):
             if number == 1 and wire == 0:
                 ir = value
             elif number == 8 and wire == 2:
                 entry = {n: v for n, _, v in fields(value)}
-                domain = bytes(entry.get(1, b"")).decode() or "ai.onnx"
-                opsets[domain] = int(entry.get(2, 1))
+                opsets[_text(entry.get(1, b"")) or ONNX_DOMAIN] = int(entry.get(2, 1))
+            elif number == 7 and wire == 2:
+                ops, zero_point_types = _graph_ops(value)
     except (ModelFileError, UnicodeDecodeError, IndexError, ValueError):
         raise ModelFileError(f"{path} is not an ONNX model (cannot read its header)") from None
     if ir is None:
         raise ModelFileError(f"{path} is not an ONNX model (no IR version)")
-    return ir, opsets
+    return ModelOps(ir, opsets, frozenset(ops), frozenset(zero_point_types))
+
+
+def model_versions(path: Path) -> tuple[int, dict[str, int]]:
+    """(IR version, {opset domain: version}) of an ONNX file."""
+    m = read_model_ops(path)
+    return m.ir_version, m.opsets
+
+
+def _problems(m: ModelOps, lim: RuntimeLimits) -> list[str]:
+    opset = m.opsets.get(ONNX_DOMAIN, 0)
+    problems = []
+    if lim.max_ir_version is not None and m.ir_version > lim.max_ir_version:
+        problems.append(f"IR version {m.ir_version} > {lim.max_ir_version}")
+    if lim.max_opset is not None and opset > lim.max_opset:
+        problems.append(f"opset {opset} > {lim.max_opset}")
+    foreign = sorted(f"{d}.{op}" for d, op in m.ops if d not in lim.domains)
+    if foreign:
+        problems.append(f"operators outside its domains: {', '.join(foreign)}")
+    refused = sorted(op for d, op in m.ops if d == ONNX_DOMAIN and op in lim.refused_ops)
+    if refused:
+        problems.append(f"operators it has no kernel for: {', '.join(refused)}")
+    other = sorted(INT8_NAMES.get(t, str(t)) for t in m.qdq_zero_point_types - {INT8})
+    if lim.int8_qdq_only and other:
+        problems.append(f"Q/DQ of {', '.join(other)} (it takes int8 only, zero points of 0)")
+    return problems
+
+
+def _limits_text(lim: RuntimeLimits) -> str:
+    header = ("any IR version and opset" if lim.max_ir_version is None and lim.max_opset is None else
+              f"IR <= {lim.max_ir_version}, opset <= {lim.max_opset}")
+    return f"{header}, operators of {', '.join(sorted(lim.domains))}"
 
 
 def check_targets(path: Path, targets=DEFAULT_TARGETS) -> list[Compatibility]:
     unknown = [t for t in targets if t not in TARGETS]
     if unknown:
         raise ConfigError(f"unknown target runtime {unknown[0]!r}; choose from {', '.join(TARGETS)}")
-    ir, opsets = model_versions(path)
-    opset = opsets.get("ai.onnx", 0)
+    m = read_model_ops(path)
+    domains = sorted({d for d, _ in m.ops})
     out = []
     for t in targets:
         lim = TARGETS[t]
-        problems = []
-        if ir > lim.max_ir_version:
-            problems.append(f"IR version {ir} > {lim.max_ir_version}")
-        if opset > lim.max_opset:
-            problems.append(f"opset {opset} > {lim.max_opset}")
-        message = (f"{lim.name} loads IR <= {lim.max_ir_version}, opset <= {lim.max_opset}: model has IR {ir}, opset {opset}"
-                   + ("" if not problems else f" ({', '.join(problems)}: it will refuse this model; re-export with a lower "
-                                              f"opset or IR version, or upgrade the runtime)"))
+        problems = _problems(m, lim)
+        message = (f"{lim.name} loads {_limits_text(lim)}: model has IR {m.ir_version}, opset "
+                   f"{m.opsets.get(ONNX_DOMAIN, 0)}, operators of {', '.join(domains)}"
+                   + ("" if not problems else f" ({'; '.join(problems)}: it will refuse this model; {_fix(problems)})"))
         out.append(Compatibility(t, lim.name, not problems, message))
     return out
+
+
+def _fix(problems: list[str]) -> str:
+    if any(p.startswith(("operators", "Q/DQ")) for p in problems):
+        return ("quantize to the portable form: cnn-edge quantize MODEL with its defaults (QDQ, int8 activations, "
+                "--symmetric, --float-bias), not --format qoperator or --dynamic")
+    return "re-export with a lower opset or IR version, or upgrade the runtime"
