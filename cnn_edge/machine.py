@@ -17,6 +17,17 @@ def cpu_name() -> str:
     return cpu
 
 
+def cpu_vendor() -> str:
+    """Intel, AMD, ... from /proc/cpuinfo's vendor_id (Linux); "unknown" elsewhere."""
+    names = {"GenuineIntel": "Intel", "AuthenticAMD": "AMD"}
+    try:
+        with open("/proc/cpuinfo") as f:
+            vendor = next((line.split(":", 1)[1].strip() for line in f if line.startswith("vendor_id")), "")
+    except OSError:
+        vendor = ""
+    return names.get(vendor, vendor or "unknown")
+
+
 def machine_description() -> str:
     """One line for reports and model cards: CPU, logical cores, operating system."""
     return f"{cpu_name()}, {os.cpu_count()} logical cores, {platform.system()} {platform.release()}"

@@ -1,6 +1,8 @@
 """Providers: auto picks what runs; an explicit one that cannot run is an error, never a CPU fall back."""
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import onnxruntime as ort
@@ -8,7 +10,7 @@ import pytest
 
 from cnn_edge.errors import ConfigError
 from cnn_edge.runtime.onnx_model import open_model
-from cnn_edge.runtime.providers import available, create_session
+from cnn_edge.runtime.providers import PROVIDERS, auto_order, available, create_session, openvino_devices
 
 from conftest import REPO
 
@@ -17,12 +19,56 @@ MODEL = str(REPO / "exports" / "mnist_cnn.onnx")
 
 def test_auto_and_cpu_report_what_ran():
     assert open_model(MODEL, provider="cpu").provider == "cpu"
-    assert open_model(MODEL, provider="auto").provider == available()[0]
+    assert open_model(MODEL, provider="auto").provider == auto_order(is_int8=False)[0][0]
 
 
 def test_unknown_provider():
     with pytest.raises(ConfigError, match="'gpu'"):
-        create_session(str(MODEL), Path(MODEL).read_bytes(), ort.SessionOptions(), "gpu")
+        create_session(str(MODEL), Path(MODEL).read_bytes(), ort.SessionOptions, "gpu")
+
+
+def test_auto_says_what_it_picked_and_why_not_the_others():
+    choice = open_model(MODEL, provider="auto").choice
+    assert choice.reason.startswith("auto")
+    for other in set(PROVIDERS) - set(available()):
+        assert other in choice.reason  # every provider it did not take is named with the reason
+
+
+def test_precision_is_openvino_only():
+    with pytest.raises(ConfigError, match="bf16"):
+        open_model(MODEL, provider="cpu", precision="bf16")
+
+
+def _openvino_devices() -> list:
+    try:
+        return openvino_devices(ort)
+    except ConfigError:
+        return []
+
+
+def test_openvino_runs_fp32_within_1e4_of_the_cpu_provider_or_says_why_not():
+    """Where the plugin has a device (an Intel CPU): parity with the CPU provider at OpenVINO's f32
+    precision. Elsewhere: a one-line error naming the provider (not installed, or no device)."""
+    import numpy as np
+
+    if not _openvino_devices():
+        with pytest.raises(ConfigError, match="'openvino'"):
+            open_model(MODEL, provider="openvino")
+        return
+    ov, cpu = open_model(MODEL, provider="openvino"), open_model(MODEL, provider="cpu")
+    assert ov.provider == "openvino" and ov.choice.precision == "f32"
+    x = (np.random.default_rng(0).random((64, 1, 28, 28)) * 255).astype(np.float32)
+    assert np.abs(ov.run(x)[0] - cpu.run(x)[0]).max() < 1e-4
+
+
+def test_missing_openvino_plugin_names_the_extra():
+    code = ("import sys; sys.modules['onnxruntime_ep_openvino'] = None\n"
+            "from cnn_edge.runtime.onnx_model import open_model\n"
+            "from cnn_edge.errors import ConfigError\n"
+            f"try: open_model({MODEL!r}, provider='openvino')\n"
+            "except ConfigError as e: print(e)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
+    assert "cnn-edge[openvino]" in out
 
 
 @pytest.mark.parametrize("name", ["cuda", "tensorrt"])

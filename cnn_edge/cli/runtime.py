@@ -14,6 +14,7 @@ from ..bench import BenchConfig
 from ..errors import ConfigError
 from ..runtime.batch_config import PredictConfig
 from ..runtime.providers import CHOICES as PROVIDERS
+from ..runtime.providers import PRECISIONS
 from ..runtime.demo import DEFAULT_HOST, DEFAULT_PORT
 from ..runtime.row_format import FORMATS
 from ..reports import dumps, to_jsonable
@@ -22,10 +23,12 @@ from .app import JsonOpt, QuietOpt, app, choices, handle_errors, plural, print_j
 # Exit code of `predict` when it finished but some inputs could not be classified.
 EXIT_SOME_FAILED = 3
 Provider = choices("Provider", PROVIDERS)
+Precision = choices("Precision", PRECISIONS)
 ResultFormat = choices("ResultFormat", FORMATS)
 PREDICT = PredictConfig()  # the library's defaults are the CLI's
 BENCH = BenchConfig()
-ProviderOpt = typer.Option(PREDICT.provider, "--provider", help="auto (best that starts), cpu, cuda or tensorrt. An explicit one that cannot run is an error, never a silent CPU fall back.")
+ProviderOpt = typer.Option(PREDICT.provider, "--provider", help="auto (best that starts; it says which and why), cpu, cuda, tensorrt or openvino (the 'openvino' extra). An explicit one that cannot run is an error, never a silent CPU fall back.")
+PrecisionOpt = typer.Option(PREDICT.precision, "--precision", help="OpenVINO's inference precision: f32 (the model's own numerics), or bf16/f16 (faster, less exact).")
 ThreadsOpt = typer.Option(None, "--threads", help="ONNX Runtime threads (default: one per core).")
 
 
@@ -50,6 +53,7 @@ def predict(
     workers: Optional[int] = typer.Option(PREDICT.workers, "--workers", help="Decoding processes (default: one per core for 256+ files; 0: none)."),
     threads: Optional[int] = ThreadsOpt,
     provider: Provider = ProviderOpt,
+    precision: Precision = PrecisionOpt,
     max_pixels: int = typer.Option(PREDICT.max_pixels, "--max-pixels", help="Refuse images above this many pixels (decompression bombs)."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted -o file: skip paths already written."),
     quiet: bool = QuietOpt,
@@ -65,7 +69,7 @@ def predict(
     from ..runtime.row_format import format_for
 
     cfg = PredictConfig(batch_size=batch_size, workers=workers, top_k=top_k, max_pixels=max_pixels,
-                        provider=provider.value, threads=threads)
+                        provider=provider.value, threads=threads, precision=precision.value)
     if resume and (output is None or str(output) == "-"):
         raise ConfigError("--resume needs -o FILE: it continues a results file")
     paths = collect_inputs(inputs, recursive=recursive)
@@ -76,6 +80,8 @@ def predict(
     # Every argument is checked (the model too) before a results file is touched.
     predictor = load_predictor(model, cfg, len(paths))
     writer = _writer(output, out_format, top_k, resume=resume, as_json=as_json, labels=predictor.labels)
+    if not quiet:  # with rows on stdout, only a warning: the provider is in the summary line
+        _say_provider(predictor.model.choice, chosen=not (as_json or to_stdout))
     table = output is None and not as_json  # rows on screen, one line each
     summary = _run_with_progress(predictor, paths, cfg, writer, show_rows=table, bar=not quiet and not to_stdout)
     if as_json:
@@ -87,10 +93,21 @@ def predict(
         where = f" -> {output}" if not to_stdout else ""
         skipped = f", {summary.skipped:,} already done" if summary.skipped else ""
         typer.echo(f"{plural(summary.files, 'file')}: {summary.ok:,} ok, {summary.failed:,} failed{skipped}; "
-                   f"{summary.images_per_second:,.0f} images/s on {summary.provider} "
+                   f"{summary.images_per_second:,.0f} images/s on {summary.provider}"
+                   f"{f' ({summary.precision})' if summary.precision else ''} "
                    f"({plural(summary.workers, 'worker')}){where}", err=to_stdout)
     if summary.failed:
         raise typer.Exit(EXIT_SOME_FAILED)
+
+
+def _say_provider(choice, *, chosen: bool = True) -> None:
+    """On stderr: which provider runs the model and why (`chosen`), and any nodes it left to the CPU."""
+    precision = f", precision {choice.precision}" if choice.precision else ""
+    if chosen:
+        typer.echo(f"provider: {choice.provider}{precision} ({choice.reason})", err=True)
+    if choice.cpu_fallback:
+        typer.echo(f"warning: {plural(len(choice.cpu_fallback), 'node')} of the model run on the CPU provider, not "
+                   f"{choice.provider}: {', '.join(choice.cpu_fallback[:8])}", err=True)
 
 
 def _check_output(output: Path, protected: list[str]) -> None:

@@ -98,11 +98,28 @@ def pipeline(
     batch_size: Optional[int] = BatchOpt, lr: Optional[float] = LrOpt, seed: int = SeedOpt, device: Device = DeviceOpt,
     data_dir: Optional[str] = DataDirOpt, limit_train: Optional[int] = LimitOpt,
     val_size: Optional[int] = ValOpt, resume: bool = ResumeOpt, quiet: bool = QuietOpt, as_json: bool = JsonOpt,
+    requantize: bool = typer.Option(False, "--requantize", help="Train nothing: quantize the fp32 model released in --out-dir again with the current int8 settings, check int8 parity, then replace its int8 model, pipeline.json and model card."),
 ):
     """Train, export, validate, quantize; release into --out-dir only when parity holds."""
     from ..data import load_mnist
     from ..pipeline import PipelineConfig, run_pipeline
-    from .progress import ESTIMATE_AFTER_STEPS, training_progress
+    from .progress import ESTIMATE_AFTER_STEPS, status, training_progress
+
+    if requantize:
+        from ..requantize import requantize_release
+
+        if out_dir is None:
+            raise typer.BadParameter("--requantize needs --out-dir: the release folder to re-quantize", param_hint="--out-dir")
+        with status(f"re-quantizing the release in {out_dir}", enabled=not (as_json or quiet)):
+            summary = requantize_release(out_dir, load_mnist(data_dir))
+        if as_json:
+            print_json(summary)
+        else:
+            q = summary.quantization
+            typer.echo(f"re-quantized {q.int8_model}: "
+                       f"test accuracy {q.test.int8_accuracy:.2%} (fp32 {q.test.fp32_accuracy:.2%}), "
+                       f"{q.size_ratio:.1%} of the fp32 size; pipeline.json and the model card rewritten")
+        return
 
     train_cfg = train_config(recipe, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, limit_train=limit_train,
                              val_size=val_size)

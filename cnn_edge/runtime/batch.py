@@ -7,7 +7,7 @@ whatever the number of files, and rows come out in input order.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
@@ -37,6 +37,9 @@ class PredictSummary:
     model: str
     output: Optional[str] = None
     worker_restarts: int = 0  # decoding processes that died and were replaced
+    provider_reason: str = ""  # why that provider: asked for, or what auto tried
+    precision: Optional[str] = None  # OpenVINO's inference precision; None: the model's own
+    cpu_fallback: list[str] = field(default_factory=list)  # nodes the provider left to the CPU
 
 
 def _chunks(paths: list[str], size: int) -> Iterator[list[str]]:
@@ -65,7 +68,8 @@ def load_predictor(model_path: Path, cfg: PredictConfig, n_files: int) -> Predic
     """The model, checked against the contract, set up for a run over `n_files` files."""
     # With decoding workers on the same cores, ONNX Runtime's threads must not spin while idle.
     spin = resolve_workers(cfg.workers, n_files) == 0
-    return Predictor(model_path, provider=cfg.provider, threads=cfg.threads, max_pixels=cfg.max_pixels, spin=spin)
+    return Predictor(model_path, provider=cfg.provider, threads=cfg.threads, max_pixels=cfg.max_pixels, spin=spin,
+                     precision=cfg.precision)
 
 
 def run_predict(predictor: Predictor, paths: list[str], cfg: PredictConfig, writer=None,
@@ -102,4 +106,6 @@ def run_predict(predictor: Predictor, paths: list[str], cfg: PredictConfig, writ
                           images_per_second=(ok + failed) / seconds if seconds > 0 else 0.0,
                           provider=predictor.provider, workers=workers, model=str(predictor.model.path),
                           output=str(writer.output) if writer is not None else None,
-                          worker_restarts=pool.restarts if pool is not None else 0)
+                          worker_restarts=pool.restarts if pool is not None else 0,
+                          provider_reason=predictor.model.choice.reason, precision=predictor.model.choice.precision,
+                          cpu_fallback=predictor.model.choice.cpu_fallback)

@@ -23,6 +23,7 @@ class PredictConfig:
     max_pixels: int = DEFAULT_MAX_PIXELS
     provider: str = "auto"
     threads: Optional[int] = None  # ONNX Runtime intra-op threads; None: its default
+    precision: str = "f32"  # OpenVINO's inference precision (f32|bf16|f16); other providers run the model's own
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:

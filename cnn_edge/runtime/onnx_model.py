@@ -11,6 +11,7 @@ from .. import contract as C
 from ..constants import CLASS_LABELS
 from ..errors import ModelFileError
 from .model_file import read_model_bytes
+from .providers import Choice
 
 
 @dataclass
@@ -18,7 +19,12 @@ class OnnxModel:
     path: Path
     session: "object"  # onnxruntime.InferenceSession
     metadata: dict[str, str] = field(default_factory=dict)
-    provider: str = "cpu"  # the provider that actually runs it (cpu, cuda, tensorrt)
+    choice: Choice = field(default_factory=lambda: Choice("cpu", "asked for"))  # what runs it, and why
+
+    @property
+    def provider(self) -> str:
+        """The provider that actually runs it (cpu, cuda, tensorrt, openvino)."""
+        return self.choice.provider
 
     def run(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """pixels (B, 1, 28, 28) float32 0..255 -> (probabilities, logits), each (B, 10)."""
@@ -79,9 +85,10 @@ def _describe_shape(shape) -> str:
     return "[" + ", ".join(str(d) for d in shape) + "]"
 
 
-def open_model(path: Path, *, provider: str = "cpu", threads: int | None = None, spin: bool = True) -> OnnxModel:
-    """Load `path` with ONNX Runtime on `provider` (auto|cpu|cuda|tensorrt) and check its input
-    and outputs against the contract.
+def open_model(path: Path, *, provider: str = "cpu", threads: int | None = None, spin: bool = True,
+               precision: str = "f32") -> OnnxModel:
+    """Load `path` with ONNX Runtime on `provider` (auto|cpu|cuda|tensorrt|openvino) and check its
+    input and outputs against the contract. `precision` is OpenVINO's inference precision.
 
     Raises ModelFileError naming what is wrong: missing file, not ONNX, another input shape or
     dtype, missing outputs; ConfigError when the provider cannot run. `spin=False` stops ONNX
@@ -92,13 +99,18 @@ def open_model(path: Path, *, provider: str = "cpu", threads: int | None = None,
 
     path = Path(path)
     data = read_model_bytes(path)  # refuses external data before ONNX Runtime sees the model
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3  # keep ONNX Runtime's own warnings off the user's screen
-    if threads:
-        opts.intra_op_num_threads = threads
-    if not spin:
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session, ran_on = create_session(str(path), data, opts, provider)
+
+    def options():
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3  # keep ONNX Runtime's own warnings off the user's screen
+        if threads:
+            opts.intra_op_num_threads = threads
+        if not spin:
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        return opts
+
+    is_int8 = b"QuantizeLinear" in data or b"QLinearConv" in data or b"ConvInteger" in data  # steers auto only
+    session, ran_on = create_session(str(path), data, options, provider, precision=precision, is_int8=is_int8)
     inputs = session.get_inputs()
     if len(inputs) != 1:
         raise ModelFileError(f"{path} has {len(inputs)} inputs; the contract is one input {C.INPUT_NAME!r}")

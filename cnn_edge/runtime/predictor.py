@@ -48,11 +48,12 @@ def preprocessing_of(model: OnnxModel) -> str:
 class Predictor:
     """An ONNX model that follows the cnn-edge contract, with the preprocessing its metadata names.
 
-    provider: auto|cpu|cuda|tensorrt; an explicit one that cannot run raises ConfigError."""
+    provider: auto|cpu|cuda|tensorrt|openvino; an explicit one that cannot run raises ConfigError.
+    precision: OpenVINO's inference precision (f32, the default, or bf16|f16)."""
 
     def __init__(self, model: Union[str, Path], *, provider: str = "auto", threads: int | None = None,
-                 max_pixels: int = DEFAULT_MAX_PIXELS, spin: bool = True):
-        self.model = open_model(Path(model), provider=provider, threads=threads, spin=spin)
+                 max_pixels: int = DEFAULT_MAX_PIXELS, spin: bool = True, precision: str = "f32"):
+        self.model = open_model(Path(model), provider=provider, threads=threads, spin=spin, precision=precision)
         preprocessing_of(self.model)  # refuses a model that asks for a preprocessing we do not have
         self.labels = self.model.class_labels
         self.max_pixels = max_pixels
