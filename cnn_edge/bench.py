@@ -1,8 +1,10 @@
 """`cnn-edge bench`: latency and throughput of every backend, in one run, on this machine.
 
-ONNX models run on ONNX Runtime (torch-free, runtime/timing.py). PyTorch eager joins only when a
-checkpoint is given (or found beside the model) and torch is installed; otherwise torch is never
-imported.
+ONNX models run on ONNX Runtime (torch-free, runtime/timing.py), on the chosen provider and, when
+the OpenVINO plugin has a device here, on `openvino` too; the OpenVINO runtime itself joins as a
+peer when it is installed. PyTorch eager joins only when a checkpoint is given (or found beside the
+model) and torch is installed; otherwise torch is never imported. A backend that cannot run here
+leaves a note saying why, never a silent gap.
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from pathlib import Path
 from typing import Optional
 
 from .artifacts import checkpoint_beside
-from .errors import ConfigError
+from .errors import ConfigError, ModelFileError
 from .machine import runtime_versions
 from .plotting import pyplot, to_png
 from .runtime.timing import measure, measure_fn, random_batch
@@ -29,6 +31,10 @@ class BenchConfig:
     checkpoint: Optional[Path] = None  # for the PyTorch rows; None: the one beside the first model
     # PyTorch eager: None = when a checkpoint is given or found and torch is installed; True = required.
     use_torch: Optional[bool] = None
+    # OpenVINO rows (the plugin through ONNX Runtime, and the OpenVINO runtime as a peer): None = when
+    # installed; False = never.
+    use_openvino: Optional[bool] = None
+    precision: str = "f32"  # OpenVINO's inference precision, for both OpenVINO rows
 
     def __post_init__(self) -> None:
         if not self.batch_sizes or any(b < 1 for b in self.batch_sizes):
@@ -37,10 +43,10 @@ class BenchConfig:
 
 @dataclass
 class BenchRow:
-    backend: str  # "onnxruntime" or "pytorch"
+    backend: str  # "onnxruntime", "openvino" (the OpenVINO runtime itself) or "pytorch"
     model: str  # file name, or "eager (...)"
     precision: str  # fp32 or int8
-    device: str  # provider or torch device that ran it
+    device: str  # provider (with OpenVINO's precision hint), OpenVINO device, or torch device that ran it
     batch_size: int
     runs: int
     p50_ms: float
@@ -70,17 +76,47 @@ def default_checkpoint(models: list[Path]) -> Optional[Path]:
     return next((checkpoint_beside(m) for m in models if checkpoint_beside(m).is_file()), None)
 
 
-def bench_onnx(path: Path, cfg: BenchConfig) -> list[BenchRow]:
-    from .runtime.onnx_model import open_model
-
-    model = open_model(path, provider=cfg.provider, threads=cfg.threads)
-    precision = "int8" if model.is_int8 else "fp32"
+def _rows(backend: str, model, name: str, precision: str, device: str, cfg: BenchConfig) -> list[BenchRow]:
     rows = []
     for b in cfg.batch_sizes:
         s = measure(model, b, cfg.seconds)
-        rows.append(BenchRow("onnxruntime", path.name, precision, model.provider, b, s.runs, s.p50_ms, s.p90_ms,
-                             s.p99_ms, s.images_per_second))
+        rows.append(BenchRow(backend, name, precision, device, b, s.runs, s.p50_ms, s.p90_ms, s.p99_ms,
+                             s.images_per_second))
     return rows
+
+
+def bench_onnx(path: Path, cfg: BenchConfig, provider: Optional[str] = None) -> list[BenchRow]:
+    from .runtime.onnx_model import open_model
+
+    model = open_model(path, provider=provider or cfg.provider, threads=cfg.threads, precision=cfg.precision)
+    device = model.provider + (f" ({model.choice.precision})" if model.choice.precision else "")
+    return _rows("onnxruntime", model, path.name, "int8" if model.is_int8 else "fp32", device, cfg)
+
+
+def bench_openvino(path: Path, cfg: BenchConfig, report: "BenchReport") -> list[BenchRow]:
+    """The plugin through ONNX Runtime (unless that is the chosen provider already), then the
+    OpenVINO runtime itself; each one that cannot run here adds a note instead."""
+    from .openvino_peer import open_openvino
+    from .runtime.onnx_model import open_model
+
+    rows = []
+    if cfg.provider != "openvino":
+        try:
+            rows += bench_onnx(path, cfg, provider="openvino")
+        except ConfigError as exc:
+            _note(report, f"ONNX Runtime + OpenVINO plugin skipped: {exc}")
+    try:
+        peer = open_openvino(path, threads=cfg.threads, precision=cfg.precision)
+    except (ConfigError, ModelFileError) as exc:
+        _note(report, f"OpenVINO runtime skipped for {path.name}: {exc}")
+        return rows
+    precision = "int8" if open_model(path).is_int8 else "fp32"
+    return rows + _rows("openvino", peer, path.name, precision, f"CPU ({peer.precision})", cfg)
+
+
+def _note(report: "BenchReport", note: str) -> None:
+    if note not in report.notes:
+        report.notes.append(note)
 
 
 def bench_torch(checkpoint: Path, cfg: BenchConfig) -> list[BenchRow]:
@@ -114,8 +150,17 @@ def run_bench(models: list[Path], cfg: BenchConfig = BenchConfig()) -> BenchRepo
     if not models:
         raise ConfigError("no models to benchmark; give ONNX files, e.g. exports/mnist_cnn.onnx")
     report = BenchReport(runtime_versions(), cfg.seconds)
+    from .openvino_peer import openvino_version
+
+    with_openvino = cfg.use_openvino is not False and openvino_version() is not None
+    if with_openvino:
+        report.machine["openvino"] = openvino_version()
+    elif cfg.use_openvino is None:
+        report.notes.append("OpenVINO rows skipped: not installed (pip install 'cnn-edge[openvino]')")
     for path in models:
         report.rows += bench_onnx(Path(path), cfg)
+        if with_openvino:
+            report.rows += bench_openvino(Path(path), cfg, report)
     if cfg.use_torch is False:
         return report
     checkpoint = cfg.checkpoint or default_checkpoint(models)

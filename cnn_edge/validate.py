@@ -68,6 +68,8 @@ class ValidationReport:
     metadata_test_accuracy: float | None
     parity: ParityReport | None = None
     compatibility: list[Compatibility] = field(default_factory=list)  # warnings only: never fail validation
+    provider: str = "cpu"  # the ONNX Runtime provider the figures (and parity) were measured on
+    precision: str | None = None  # OpenVINO's inference precision; None: the model's own
 
     json_properties = ("passed",)
 
@@ -142,12 +144,15 @@ def validate_model(
     checkpoint: Path | None = None,
     limit: int | None = None,
     targets: tuple[str, ...] = DEFAULT_TARGETS,
+    provider: str = "cpu",
+    precision: str = "f32",
 ) -> ValidationReport:
-    """Accuracy of `model_path` on the test split; with `checkpoint`, parity with PyTorch too.
+    """Accuracy of `model_path` on the test split, run on `provider` (the one production will use:
+    parity holds there, not only on the CPU); with `checkpoint`, parity with PyTorch too.
 
-    Raises ModelFileError/CheckpointError for bad input. Parity failures are collected in the
-    report (see `raise_for_failures`)."""
-    model = open_model(Path(model_path))
+    Raises ModelFileError/CheckpointError for bad input, ConfigError for a provider that cannot run.
+    Parity failures are collected in the report (see `raise_for_failures`)."""
+    model = open_model(Path(model_path), provider=provider, precision=precision)
     compatibility = check_targets(Path(model_path), targets)
     if limit is not None:
         if limit < 1:
@@ -159,7 +164,8 @@ def validate_model(
     per_class = (np.diag(cm) / np.maximum(cm.sum(1), 1)).tolist()
     report = ValidationReport(
         str(model_path), len(test), float((preds == test.labels).mean()), per_class, cm.tolist(),
-        model.metadata_float(C.META_TEST_ACCURACY), compatibility=compatibility,
+        model.metadata_float(C.META_TEST_ACCURACY), compatibility=compatibility, provider=model.provider,
+        precision=model.choice.precision,
     )
     if checkpoint is not None:
         reference = torch_reference(Path(checkpoint), test.images)

@@ -14,6 +14,8 @@ import typer
 
 from ..errors import CnnEdgeError, ParityError
 from ..reports import dumps
+from ..runtime.providers import CHOICES as PROVIDER_CHOICES
+from ..runtime.providers import PRECISIONS
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -110,3 +112,6 @@ def stage_printer(enabled: bool):
 DataDirOpt = typer.Option(None, "--data-dir", help="MNIST folder (4 IDX files, gzipped or not). Default: $CNN_EDGE_DATA, then ./datasets (downloaded).")
 JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON on stdout.")
 QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress bar.")
+Provider = choices("Provider", PROVIDER_CHOICES)
+Precision = choices("Precision", PRECISIONS)
+PrecisionOpt = typer.Option(PRECISIONS[0], "--precision", help="OpenVINO's inference precision: f32 (the model's own numerics), or bf16/f16 (faster, less exact).")

@@ -9,7 +9,8 @@ import typer
 from .. import artifacts
 from ..quant_types import FORMATS, METHODS, TYPES, QuantConfig, portable_format
 from ..runtime.compat import DEFAULT_TARGETS, TARGETS
-from .app import DataDirOpt, JsonOpt, app, choices, handle_errors, print_json
+from .app import DataDirOpt, JsonOpt, Precision, PrecisionOpt, Provider, app, choices, handle_errors, print_json
+
 
 Target = choices("Target", TARGETS)
 Method = choices("Method", METHODS)
@@ -63,7 +64,9 @@ def vectors_cmd(
 
 
 def _print_validation(report) -> None:
-    typer.echo(f"{report.model}: accuracy {report.accuracy:.2%} on {report.samples:,} test images")
+    precision = f", precision {report.precision}" if report.precision else ""
+    typer.echo(f"{report.model} on {report.provider}{precision}: accuracy {report.accuracy:.2%} on "
+               f"{report.samples:,} test images")
     typer.echo("per class: " + "  ".join(f"{i}:{a:.2%}" for i, a in enumerate(report.per_class_accuracy)))
     typer.echo("confusion matrix (rows true, columns predicted):")
     for i, row in enumerate(report.confusion_matrix):
@@ -89,17 +92,20 @@ def validate(
     checkpoint: Optional[Path] = typer.Option(None, help="Also compare with this PyTorch checkpoint."),
     data_dir: Optional[str] = DataDirOpt,
     limit: Optional[int] = typer.Option(None, help="Use the first N test images only."),
-    target: list[Target] = typer.Option(list(DEFAULT_TARGETS), "--target", help="Runtimes the model must load in (warns when it exceeds their IR version or opset)."),
+    target: list[Target] = typer.Option(list(DEFAULT_TARGETS), "--target", help="Runtimes the model must load in (warns when its IR version, opset, operators or Q/DQ types are beyond them)."),
+    provider: Provider = typer.Option("cpu", "--provider", help="ONNX Runtime provider to validate on: the one you deploy with (auto, cpu, cuda, tensorrt, openvino)."),
+    precision: Precision = PrecisionOpt,
     as_json: bool = JsonOpt,
 ):
-    """Accuracy on the MNIST test set; with --checkpoint, parity with PyTorch (exit 1 if it fails)."""
+    """Accuracy on the MNIST test set; with --checkpoint, parity with PyTorch (exit 1 if it fails), on --provider."""
     from ..data import load_split
     from ..validate import validate_model
     from .progress import status
 
     with status("validating", enabled=not as_json):
         report = validate_model(model, load_split("test", data_dir), checkpoint=checkpoint, limit=limit,
-                                targets=tuple(t.value for t in target))
+                                targets=tuple(t.value for t in target), provider=provider.value,
+                                precision=precision.value)
     print_json(report) if as_json else _print_validation(report)
     report.raise_for_failures()
 

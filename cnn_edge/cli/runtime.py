@@ -13,22 +13,17 @@ from .. import artifacts
 from ..bench import BenchConfig
 from ..errors import ConfigError
 from ..runtime.batch_config import PredictConfig
-from ..runtime.providers import CHOICES as PROVIDERS
-from ..runtime.providers import PRECISIONS
 from ..runtime.demo import DEFAULT_HOST, DEFAULT_PORT
 from ..runtime.row_format import FORMATS
 from ..reports import dumps, to_jsonable
-from .app import JsonOpt, QuietOpt, app, choices, handle_errors, plural, print_json
+from .app import JsonOpt, PrecisionOpt, Precision, Provider, QuietOpt, app, choices, handle_errors, plural, print_json
 
 # Exit code of `predict` when it finished but some inputs could not be classified.
 EXIT_SOME_FAILED = 3
-Provider = choices("Provider", PROVIDERS)
-Precision = choices("Precision", PRECISIONS)
 ResultFormat = choices("ResultFormat", FORMATS)
 PREDICT = PredictConfig()  # the library's defaults are the CLI's
 BENCH = BenchConfig()
 ProviderOpt = typer.Option(PREDICT.provider, "--provider", help="auto (best that starts; it says which and why), cpu, cuda, tensorrt or openvino (the 'openvino' extra). An explicit one that cannot run is an error, never a silent CPU fall back.")
-PrecisionOpt = typer.Option(PREDICT.precision, "--precision", help="OpenVINO's inference precision: f32 (the model's own numerics), or bf16/f16 (faster, less exact).")
 ThreadsOpt = typer.Option(None, "--threads", help="ONNX Runtime threads (default: one per core).")
 
 
@@ -165,10 +160,11 @@ def _run_with_progress(predictor, paths: list[str], cfg: PredictConfig, writer, 
 def _print_bench(report) -> None:
     m = report.machine
     typer.echo(f"{m['cpu']}, {m['cores']} cores; onnxruntime {m['onnxruntime']}" +
+               (f", openvino {m['openvino']}" if "openvino" in m else "") +
                (f", torch {m['torch']}" if "torch" in m else "") + f"; {report.seconds_per_point:g} s per point after warm-up")
-    typer.echo(f"{'backend':<12} {'model':<34} {'device':<6} {'batch':>5} {'p50 ms':>9} {'p90 ms':>9} {'p99 ms':>9} {'images/s':>10}")
+    typer.echo(f"{'backend':<12} {'model':<30} {'device':<15} {'batch':>5} {'p50 ms':>9} {'p90 ms':>9} {'p99 ms':>9} {'images/s':>10}")
     for r in report.rows:
-        typer.echo(f"{r.backend:<12} {r.model[:34]:<34} {r.device[:6]:<6} {r.batch_size:>5} {r.p50_ms:>9.3f} "
+        typer.echo(f"{r.backend:<12} {r.model[:30]:<30} {r.device[:15]:<15} {r.batch_size:>5} {r.p50_ms:>9.3f} "
                    f"{r.p90_ms:>9.3f} {r.p99_ms:>9.3f} {r.images_per_second:>10,.0f}")
     for note in report.notes:
         typer.echo(f"note: {note}")
@@ -183,6 +179,8 @@ def bench(
     batch_sizes: str = typer.Option(",".join(map(str, BENCH.batch_sizes)), "--batch-sizes", help="Comma-separated batch sizes."),
     seconds: float = typer.Option(BENCH.seconds, help="Timed seconds per batch size, after warm-up."),
     provider: Provider = ProviderOpt,
+    precision: Precision = PrecisionOpt,
+    use_openvino: Optional[bool] = typer.Option(None, "--openvino/--no-openvino", help="Include the OpenVINO rows: its plugin through ONNX Runtime, and the OpenVINO runtime as a peer (default: when installed)."),
     threads: Optional[int] = ThreadsOpt,
     plot: Optional[Path] = typer.Option(None, "--plot", help="Also draw the results into this PNG (needs the 'plot' extra: matplotlib)."),
     as_json: bool = JsonOpt,
@@ -197,7 +195,7 @@ def bench(
     except ValueError:
         raise ConfigError(f"--batch-sizes must be integers separated by commas, got {batch_sizes!r}") from None
     cfg = BenchConfig(batch_sizes=sizes, seconds=seconds, provider=provider.value, threads=threads,
-                      checkpoint=checkpoint, use_torch=use_torch)
+                      checkpoint=checkpoint, use_torch=use_torch, use_openvino=use_openvino, precision=precision.value)
     models = models or artifacts.released_models()
     if plot is not None:
         check_writable(plot)

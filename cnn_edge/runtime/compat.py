@@ -154,9 +154,9 @@ def _problems(m: ModelOps, lim: RuntimeLimits) -> list[str]:
 
 
 def _limits_text(lim: RuntimeLimits) -> str:
-    header = ("any IR version and opset" if lim.max_ir_version is None and lim.max_opset is None else
+    header = ("any IR and opset" if lim.max_ir_version is None and lim.max_opset is None else
               f"IR <= {lim.max_ir_version}, opset <= {lim.max_opset}")
-    return f"{header}, operators of {', '.join(sorted(lim.domains))}"
+    return header + (", standard operators only" if lim.domains == frozenset({ONNX_DOMAIN}) else ", contrib operators too")
 
 
 def check_targets(path: Path, targets=DEFAULT_TARGETS) -> list[Compatibility]:
@@ -169,7 +169,7 @@ def check_targets(path: Path, targets=DEFAULT_TARGETS) -> list[Compatibility]:
     for t in targets:
         lim = TARGETS[t]
         problems = _problems(m, lim)
-        message = (f"{lim.name} loads {_limits_text(lim)}: model has IR {m.ir_version}, opset "
+        message = (f"{lim.name} ({_limits_text(lim)}): model has IR {m.ir_version}, opset "
                    f"{m.opsets.get(ONNX_DOMAIN, 0)}, operators of {', '.join(domains)}"
                    + ("" if not problems else f" ({'; '.join(problems)}: it will refuse this model; {_fix(problems)})"))
         out.append(Compatibility(t, lim.name, not problems, message))
