@@ -42,6 +42,10 @@ def _int8_section(s: PipelineSummary) -> list[str]:
         f"| throughput batch 256 | {q.fp32_speed.batch_256.images_per_second:,.0f} img/s | "
         f"{q.int8_speed.batch_256.images_per_second:,.0f} img/s ({q.throughput_ratio:.2f}x) |",
         "",
+        f"Speeds measured with ONNX Runtime on {q.machine or s.machine}. Runtimes this model loads in "
+        "(`cnn-edge validate --target`): " + ", ".join(
+            f"{c.runtime} {'yes' if c.ok else 'no'}" for c in s.int8_validation.compatibility) + ".",
+        "",
         "Per-activation SQNR of int8 against fp32 (dB, higher is better): "
         + ", ".join(f"{k} {val:.1f}" for k, val in q.layer_sqnr_db.items()) + ".",
         "",

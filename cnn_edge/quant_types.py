@@ -132,6 +132,7 @@ class QuantReport:
     layer_sqnr_db: dict[str, float]
     fp32_speed: ModelSpeed
     int8_speed: ModelSpeed
+    machine: str = ""  # where the speeds were measured (a re-quantized release: not where it trained)
 
     json_properties = ("size_ratio", "throughput_ratio")
 

@@ -19,6 +19,7 @@ from .errors import ConfigError, ModelFileError
 from .io_utils import atomic_write_bytes, check_writable
 from .quant_types import (LATENCY_BATCH, LAYER_OPS, QUANTIZED_OPS, THROUGHPUT_BATCH, GuardReport, GuardStep, ModelSpeed,
                           QuantConfig, portable_format, QuantReport, TestComparison)
+from .machine import machine_description
 from .reports import to_jsonable
 from .runtime.onnx_model import OnnxModel, open_model
 from .runtime.timing import measure
@@ -211,7 +212,7 @@ def quantize_model(model_path: Path, output: Path, cfg: QuantConfig, train: Mnis
     guard_report = GuardReport(len(guard), fp32_acc, kept.guard_accuracy, kept.drop_pp, cfg.max_drop, steps)
     return QuantReport(Path(model_path), output, cfg, Path(model_path).stat().st_size, output.stat().st_size,
                        guard_report, comparison, why, layer_sqnr, measure_speed(fp32, speed_seconds),
-                       measure_speed(open_model(output), speed_seconds))
+                       measure_speed(open_model(output), speed_seconds), machine_description())
 
 
 def _layer_errors(attempts: _Attempts, quantized: Path, excluded: list[str], images: np.ndarray) -> dict[str, float]:

@@ -18,7 +18,7 @@ MODELS = released_models(REPO / RELEASE_DIR)
 
 def test_rows_for_every_model_batch_and_backend():
     pytest.importorskip("torch")
-    report = run_bench(MODELS, BenchConfig(batch_sizes=(1, 8), seconds=0.05))
+    report = run_bench(MODELS, BenchConfig(batch_sizes=(1, 8), seconds=0.05, use_openvino=False))
     got = {(r.backend, r.precision, r.batch_size) for r in report.rows}
     assert got == {(b, p, n) for b, p in (("onnxruntime", "fp32"), ("onnxruntime", "int8"), ("pytorch", "fp32")) for n in (1, 8)}
     for r in report.rows:
@@ -28,7 +28,7 @@ def test_rows_for_every_model_batch_and_backend():
 
 
 def test_no_torch_and_bad_options():
-    report = run_bench(MODELS[:1], BenchConfig(use_torch=False, batch_sizes=(2,), seconds=0.02))
+    report = run_bench(MODELS[:1], BenchConfig(use_torch=False, use_openvino=False, batch_sizes=(2,), seconds=0.02))
     assert [r.backend for r in report.rows] == ["onnxruntime"]
     with pytest.raises(ConfigError, match=r"\[0\]"):
         BenchConfig(batch_sizes=(0,))
@@ -39,10 +39,23 @@ def test_no_torch_and_bad_options():
 def test_cli_table_json_and_plot(tmp_path):
     pytest.importorskip("matplotlib")
     png = tmp_path / "bench.png"
-    result = CliRunner().invoke(app, ["bench", *map(str, MODELS), "--no-torch", "--seconds", "0.05",
+    result = CliRunner().invoke(app, ["bench", *map(str, MODELS), "--no-torch", "--no-openvino", "--seconds", "0.05",
                                       "--batch-sizes", "1,4", "--plot", str(png), "--json"])
     assert result.exit_code == 0, result.output
     assert len(json.loads(result.stdout)["rows"]) == 4
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = CliRunner().invoke(app, ["bench", str(MODELS[1]), "--no-torch", "--seconds", "0.05", "--batch-sizes", "2"])
     assert table.exit_code == 0 and "p99 ms" in table.stdout and "mnist_cnn.int8.onnx" in table.stdout
+
+
+def test_openvino_rows_for_both_released_models_or_a_note_saying_why():
+    """The OpenVINO runtime runs the portable release, fp32 and int8, as a peer row; the plugin
+    through ONNX Runtime joins where it has a device, and leaves a note naming it where it has not."""
+    report = run_bench(MODELS, BenchConfig(use_torch=False, batch_sizes=(4,), seconds=0.02))
+    backends = {(r.backend, r.precision, r.device.split()[0]) for r in report.rows}
+    if "openvino" not in report.machine:
+        assert any("cnn-edge[openvino]" in n for n in report.notes)
+        return
+    assert {("openvino", "fp32", "CPU"), ("openvino", "int8", "CPU")} <= backends
+    plugin_rows = {p for b, p, d in backends if b == "onnxruntime" and d == "openvino"}
+    assert plugin_rows == {"fp32", "int8"} or any("'openvino'" in n for n in report.notes)

@@ -45,8 +45,9 @@ _ORT_DOMAINS = frozenset({ONNX_DOMAIN, MS_DOMAIN, "ai.onnx.ml", "com.microsoft.n
 # from ONNX Runtime's published version matrix.
 # ONNX Runtime runs every standard operator and its own contrib ones, in Python, Node.js and the
 # browser alike (the embedding tests run the int8 models there). OpenVINO's limits were probed with
-# OpenVINO 2026.4: it reads any IR version and opset, runs the standard integer operators
-# (a dynamic-quantization model with ConvInteger/MatMulInteger loads), and refuses contrib ops.
+# OpenVINO 2026.4: it reads any IR version and opset, converts ConvInteger, MatMulInteger and
+# DynamicQuantizeLinear (a dynamic-quantization model loads), but not QLinearConv at opset 18
+# ("Conversion is failed for: QLinearConv-18"), and refuses contrib ops (QGemm).
 # TensorRT's come from onnx-tensorrt's docs/operators.md (TensorRT 10.0: opsets 9 to 20; no
 # QLinearConv, QLinearMatMul, ConvInteger, MatMulInteger or DynamicQuantizeLinear; Q/DQ int8 with
 # zero point 0); its IR limit is not published there (10 is ONNX 1.16's, the parser's release).
@@ -57,7 +58,8 @@ TARGETS = {
     "node": RuntimeLimits("onnxruntime-node 1.30.0", 13, 26, "probed", _ORT_DOMAINS),
     "web": RuntimeLimits("onnxruntime-web 1.30.0", 13, 26, "same release as node; the browser test loads the model",
                          _ORT_DOMAINS),
-    "openvino": RuntimeLimits("OpenVINO 2026.4", None, None, "probed", frozenset({ONNX_DOMAIN})),
+    "openvino": RuntimeLimits("OpenVINO 2026.4", None, None, "probed", frozenset({ONNX_DOMAIN}),
+                              frozenset({"QLinearConv"})),
     "tensorrt": RuntimeLimits("TensorRT 10", 10, 20, "onnx-tensorrt's operator matrix", frozenset({ONNX_DOMAIN}),
                               INTEGER_OPS, int8_qdq_only=True),
     "ort-1.17": RuntimeLimits("onnxruntime 1.17", 9, 20, "ONNX Runtime version matrix", _ORT_DOMAINS),
