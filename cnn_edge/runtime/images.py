@@ -24,10 +24,17 @@ from PIL import Image, ImageFile, ImageOps
 
 from ..constants import DEFAULT_MAX_PIXELS
 from ..errors import ImageError, first_line
+from .grey_png import FAST_MAX_BYTES, grey_png
 
 # The formats read, by Pillow's names (file extensions in runtime/inputs.py). Everything else is
 # refused before a decoder sees it: an EPS file never reaches Ghostscript.
 FORMATS = ("PNG", "JPEG", "BMP", "DIB", "GIF", "TIFF", "WEBP", "PPM", "TGA", "ICO")
+# The format an extension names is tried alone (no probing), unless a format before it in FORMATS
+# claims the file too; all are tried when it fails (the extension lied), so the same decoder wins.
+EXTENSION_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".jpe": "JPEG", ".jfif": "JPEG",
+                     ".bmp": "BMP", ".dib": "DIB", ".gif": "GIF", ".tif": "TIFF", ".tiff": "TIFF",
+                     ".webp": "WEBP", ".pgm": "PPM", ".ppm": "PPM", ".pbm": "PPM", ".pnm": "PPM",
+                     ".tga": "TGA", ".ico": "ICO"}
 # Images whose longer side exceeds twice this are reduced (box filter, an integer factor) to
 # between this and twice this, before any float copy is made: the digit ends up 20 pixels tall,
 # so nothing the model sees is lost, and a 40-Mpixel photo costs one decoded copy, not five.
@@ -136,14 +143,42 @@ def _upright(img: Image.Image) -> Image.Image:
     return img
 
 
-def _decode(f: BinaryIO, max_pixels: int) -> Image.Image:
+def _formats(head: bytes, hint: str | None) -> tuple[str, ...]:
+    """(hint,) when no format before it in FORMATS would be tried on a file starting with `head`
+    (Image.open tries a format when its accept() returns True), else FORMATS."""
+    if hint not in FORMATS:
+        return FORMATS
+    Image.init()  # once: registers every plugin's accept()
+    for fmt in FORMATS:
+        if fmt == hint:
+            return (hint,)
+        accept = Image.OPEN[fmt][1] if fmt in Image.OPEN else None
+        result = True if accept is None else accept(head)
+        if result and not isinstance(result, str):
+            return FORMATS
+    return FORMATS
+
+
+def _open(f: BinaryIO, hint: str | None) -> Image.Image:
+    formats = _formats(f.read(16), hint)
+    f.seek(0)
+    try:
+        return Image.open(f, formats=formats)
+    except Exception:
+        if formats == FORMATS:
+            raise
+    f.seek(0)
+    return Image.open(f, formats=FORMATS)  # the extension lied: every format, as without a hint
+
+
+def _decode(f: BinaryIO, max_pixels: int, hint: str | None = None) -> Image.Image:
     head = f.read(4)
     f.seek(0)
     if head == b"\0\0\1\0":
         _check_ico(f, max_pixels)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Pillow's warnings about odd files: the row says what matters
-        img = Image.open(f, formats=FORMATS)
+        img = _open(f, hint)
         w, h = img.size
         if w * h > max_pixels:
             raise _too_large(w, h, max_pixels)
@@ -157,9 +192,21 @@ def _decode(f: BinaryIO, max_pixels: int) -> Image.Image:
 
 def open_image(path: Union[str, Path], max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     """Open and decode the first frame of an image file. Raises ImageError, whatever went wrong."""
+    return _load(path, max_pixels, fast=False)  # type: ignore[return-value]  # not fast: an Image
+
+
+def _load(path: Union[str, Path], max_pixels: int, fast: bool) -> Union[Image.Image, np.ndarray]:
+    """The decoded image, or with `fast`, the (H, W) uint8 pixels of a small plain grey PNG
+    (runtime/grey_png.py: exactly what the full path gives). Raises ImageError."""
     f = open_regular_file(path)
     try:
-        return _decode(f, max_pixels)
+        if fast:
+            data = f.read(FAST_MAX_BYTES + 1)
+            grey = grey_png(data, max_pixels, 2 * REDUCE_TO) if len(data) <= FAST_MAX_BYTES else None
+            if grey is not None:
+                return grey
+            f.seek(0)
+        return _decode(f, max_pixels, EXTENSION_FORMATS.get(os.path.splitext(path)[1].lower()))
     except ImageError:
         raise
     except Image.UnidentifiedImageError:
@@ -241,5 +288,12 @@ def to_grey_any(source: Source, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndar
             raise _too_large(source.width, source.height, max_pixels)
         return to_grey(_reduce(source))
     if isinstance(source, (str, Path)):
-        return to_grey(open_image(source, max_pixels))
+        return grey_pixels(source, max_pixels).astype(np.float32, copy=False)
     raise ImageError(f"cannot read an image from a {type(source).__name__}; give a path, a PIL image or a numpy array")
+
+
+def grey_pixels(path: Union[str, Path], max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """An image file -> grey (H, W) 0..255: uint8 from the fast path (a small plain grey PNG),
+    float32 otherwise; the same values as to_grey_any. Raises ImageError."""
+    img = _load(path, max_pixels, fast=True)
+    return img if isinstance(img, np.ndarray) else to_grey(img)
