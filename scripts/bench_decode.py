@@ -3,8 +3,7 @@
 Each source tree (a checkout of cnn-edge, e.g. this one and an older commit unpacked with
 `git archive OLD | tar -x -C /tmp/old`) is timed in its own subprocess, in turns, on the same PNG
 files, one thread: Pillow's plain decode to grey (the reference), the tree's decode to grey
-(to_grey_any), and its whole decode + preprocessing (preprocess_many, chunks of 256). With
---no-pyspng the optional libspng decoder is hidden, to time the Pillow-only install.
+(to_grey_any), and its whole decode + preprocessing (preprocess_many, chunks of 256).
 
     python scripts/bench_decode.py --data-dir ../shared/data/mnist --trees . /tmp/old
 """
@@ -24,8 +23,6 @@ REPO = Path(__file__).resolve().parents[1]
 # Run inside each tree's subprocess: prints one JSON line of microseconds per image.
 PROBE = r"""
 import glob, json, sys, time
-if sys.argv[2] == "1":
-    sys.modules["pyspng"] = None  # hidden: the Pillow-only install
 import numpy as np
 from PIL import Image
 from cnn_edge.runtime.images import to_grey_any
@@ -34,7 +31,7 @@ paths = sorted(glob.glob(sys.argv[1] + "/*.png"))
 
 def us(work):
     best = float("inf")
-    for _ in range(int(sys.argv[3])):
+    for _ in range(int(sys.argv[2])):
         start = time.perf_counter()
         work()
         best = min(best, time.perf_counter() - start)
@@ -57,7 +54,6 @@ def main() -> None:
     ap.add_argument("-n", type=int, default=10_000)
     ap.add_argument("--passes", type=int, default=3, help="best of this many passes over the files")
     ap.add_argument("--rounds", type=int, default=2, help="turns through the trees (the best is kept)")
-    ap.add_argument("--no-pyspng", action="store_true", help="hide the optional pyspng decoder")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
@@ -76,8 +72,7 @@ def main() -> None:
         for _ in range(args.rounds):
             for tree in args.trees:
                 env = {**os.environ, "PYTHONPATH": str(tree.resolve())}
-                out = subprocess.run([sys.executable, "-c", PROBE, str(work), "1" if args.no_pyspng else "0",
-                                      str(args.passes)], env=env, cwd=tree, capture_output=True, text=True, check=True)
+                out = subprocess.run([sys.executable, "-c", PROBE, str(work), str(args.passes)], env=env, cwd=tree, capture_output=True, text=True, check=True)
                 got = json.loads(out.stdout)
                 kept = best.setdefault(str(tree), got)
                 best[str(tree)] = {k: min(v, kept[k]) for k, v in got.items()}
@@ -86,8 +81,7 @@ def main() -> None:
     if args.json:
         print(json.dumps({"machine": machine_description(), "images": args.n, "trees": best}, indent=2))
         return
-    print(f"per MNIST PNG, one thread, best of {args.passes} passes x {args.rounds} rounds, on {machine_description()}"
-          f"{' (pyspng hidden)' if args.no_pyspng else ''}:")
+    print(f"per MNIST PNG, one thread, best of {args.passes} passes x {args.rounds} rounds, on {machine_description()}:")
     print(f"{'tree':<40} {'Pillow grey us':>15} {'to_grey us':>11} {'decode+preprocess us':>21}")
     for tree, r in best.items():
         print(f"{tree:<40} {r['pillow_grey_us']:>15.1f} {r['to_grey_us']:>11.1f} {r['prepare_us']:>21.1f}")
