@@ -19,6 +19,7 @@ class OnnxModel:
     session: "object"  # onnxruntime.InferenceSession
     metadata: dict[str, str] = field(default_factory=dict)
     provider: str = "cpu"  # the provider that actually runs it (cpu, cuda, tensorrt)
+    data: bytes = field(default=b"", repr=False)  # the file's bytes as checked: what decoding workers load
 
     def run(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """pixels (B, 1, 28, 28) float32 0..255 -> (probabilities, logits), each (B, 10)."""
@@ -121,4 +122,4 @@ def open_model(path: Path, *, provider: str = "cpu", threads: int | None = None,
     probs = next(o for o in session.get_outputs() if o.name == C.OUTPUT_PROBABILITIES)
     classes = probs.shape[-1] if probs.shape and isinstance(probs.shape[-1], int) else len(CLASS_LABELS)
     _check_metadata(path, metadata, classes)
-    return OnnxModel(path, session, metadata, ran_on)
+    return OnnxModel(path, session, metadata, ran_on, data)
