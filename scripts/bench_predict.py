@@ -104,9 +104,10 @@ def infer_us(model: Path, images: np.ndarray) -> float:
     return per_image_us(lambda: [m.run(x) for x in batches], 256 * len(batches))
 
 
-def timed(cmd: list[str]) -> float:
+def timed(cmd: list[str], tree: Path = REPO) -> float:
+    """Wall seconds of a command run in `tree` (so `python -m cnn_edge` is that tree's cnn-edge)."""
     start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tree)
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         sys.exit(f"failed: {' '.join(cmd)}\n{proc.stderr}")
@@ -127,6 +128,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--per-variant", type=int, default=500)
     ap.add_argument("--ceiling-images", type=int, default=2048, help="images timed for the ceiling's parts")
+    ap.add_argument("--compare-tree", type=Path, default=None,
+                    help="another cnn-edge source tree (e.g. an older commit): its predict timed in turn with this one's")
     ap.add_argument("--no-user-digits", action="store_true", help="skip the user-style digits' accuracy")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
@@ -148,7 +151,12 @@ def main() -> None:
         for model in args.models:
             meta = Predictor(model, provider="cpu").model.metadata
             base = baseline(model, paths, work / "baseline.csv")
-            walls = [timed([*CLI, "predict", str(model), str(png), "-o", str(work / "r.csv"), "-q"]) for _ in range(args.repeat)]
+            cmd = [*CLI, "predict", str(model.resolve()), str(png), "-o", str(work / "r.csv"), "-q"]
+            walls, other = [], []
+            for _ in range(args.repeat):  # in turns, so both meet the same load
+                walls.append(timed(cmd))
+                if args.compare_tree:
+                    other.append(timed(cmd, args.compare_tree))
             wall = statistics.median(walls)
             one = [timed([*CLI, "predict", str(model), paths[0]]) for _ in range(7)]
             infer = infer_us(model, test.images[: max(args.ceiling_images, 256)])
@@ -167,6 +175,9 @@ def main() -> None:
                 "predict_best_images_per_second": args.n / min(walls),
                 "fraction_of_ceiling": args.n / min(walls) / ceiling,
             }
+            if other:
+                result["models"][model.name]["compare_tree_predict_wall_seconds"] = other
+                result["models"][model.name]["compare_tree_fraction_of_ceiling"] = args.n / min(other) / ceiling
         steal1, total1 = cpu_ticks()
         # On a shared VM, time the hypervisor gives to other guests; speeds drop with it.
         result["cpu_steal_share"] = (steal1 - steal0) / max(total1 - total0, 1)
@@ -200,7 +211,11 @@ def main() -> None:
     print(f"{'model':<22} {'infer us/img':>13} {'ceiling img/s':>14} {'predict best img/s':>19} {'of ceiling':>11}")
     for name, r in result["models"].items():
         print(f"{name:<22} {r['infer_us_per_image']:>13.1f} {r['ceiling_images_per_second']:>14,.0f} "
-              f"{r['predict_best_images_per_second']:>19,.0f} {r['fraction_of_ceiling']:>11.2f}")
+              f"{r['predict_best_images_per_second']:>19,.0f} {r['fraction_of_ceiling']:>11.2f}"
+              + (f"   ({args.compare_tree}: {r['compare_tree_fraction_of_ceiling']:.2f})" if args.compare_tree else ""))
+        print(f"{'':<22} predict walls (s): {', '.join(f'{w:.2f}' for w in r['predict_wall_seconds'])}"
+              + (f"; {args.compare_tree}: {', '.join(f'{w:.2f}' for w in r['compare_tree_predict_wall_seconds'])}"
+                 if args.compare_tree else ""))
     if not result["user_digits"]:
         return
     print(f"user-style digits ({args.per_variant} per variant), accuracy:")

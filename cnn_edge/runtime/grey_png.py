@@ -79,7 +79,25 @@ def grey_png(data: bytes, max_pixels: int, max_side: int) -> Optional[np.ndarray
     if w * h > max_pixels or max(w, h) >= max_side:
         return None
     try:
-        img = Image.frombytes("L", (w, h), b"".join(idat), "zip", "L")
-    except Exception:  # short or corrupt data: the full path gives the error
+        return _zip_decode(b"".join(idat), w, h)
+    except Exception:  # the full path gives the error
         return None
-    return np.frombuffer(img.tobytes(), np.uint8).reshape(h, w)  # tobytes: faster than asarray
+
+
+def _zip_decode(idat: bytes, w: int, h: int) -> Optional[np.ndarray]:
+    """What Image.frombytes("L", (w, h), idat, "zip", "L") then tobytes() do, without the Image
+    object around them (half the time for 28x28): the same decoder, judged the same way."""
+    im = Image.core.new("L", (w, h))
+    decoder = Image._getdecoder("L", "zip", ("L",))
+    decoder.setimage(im, (0, 0, w, h))
+    consumed, error = decoder.decode(idat)
+    if consumed >= 0 or error != 0:  # not enough image data, or corrupt data (frombytes's tests)
+        return None
+    encoder = Image._getencoder("L", "raw", ("L",))
+    encoder.setimage(im, (0, 0, w, h))
+    parts = []
+    status = 0
+    while not status:
+        _, status, chunk = encoder.encode(65536)
+        parts.append(chunk)
+    return np.frombuffer(b"".join(parts), np.uint8).reshape(h, w) if status > 0 else None
