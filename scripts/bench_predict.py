@@ -8,6 +8,9 @@
 4. Cold start: `cnn-edge predict MODEL one.png`, median and worst of 7, next to `import torch`.
 5. Accuracy on the PNGs (against what validate reported, stored in the model) and on user-style
    digits (scripts/user_digits.py).
+6. The decode+infer ceiling, measured in the same run: cores / (Pillow decode to grey + one image's
+   share of single-thread ONNX Runtime at batch 256), and the whole command (best of --repeat) as a
+   fraction of it; next to it, what cnn-edge's own decode and preprocessing cost per image.
 
     python scripts/bench_predict.py --data-dir ../shared/data/mnist
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -34,9 +38,10 @@ sys.path.insert(0, str(REPO / "scripts"))
 from cnn_edge import contract as C  # noqa: E402
 from cnn_edge.artifacts import RELEASE_DIR, released_models  # noqa: E402
 from cnn_edge.data import load_split  # noqa: E402
+from cnn_edge.machine import machine_description  # noqa: E402
 from cnn_edge.runtime.onnx_model import open_model  # noqa: E402
 from cnn_edge.runtime.predictor import Predictor  # noqa: E402
-from cnn_edge.runtime.preprocess import preprocess  # noqa: E402
+from cnn_edge.runtime.preprocess import preprocess, preprocess_many  # noqa: E402
 from user_digits import label_of, make_user_digits  # noqa: E402
 
 CLI = [sys.executable, "-m", "cnn_edge"]
@@ -67,9 +72,42 @@ def baseline(model: Path, paths: list[str], out: Path) -> float:
     return len(paths) / (time.perf_counter() - start)
 
 
-def timed(cmd: list[str]) -> float:
+def per_image_us(work, n: int, passes: int = 3) -> float:
+    """Microseconds per image of `work()`, which handles n images: the best of `passes` runs."""
+    best = float("inf")
+    for _ in range(passes):
+        start = time.perf_counter()
+        work()
+        best = min(best, time.perf_counter() - start)
+    return best / n * 1e6
+
+
+def pillow_decode_us(paths: list[str]) -> float:
+    """The ceiling's decode: Pillow opens each PNG and gives its grey pixels as float32, one thread."""
+    def work() -> None:
+        for p in paths:
+            with Image.open(p) as im:
+                np.asarray(im.convert("L"), dtype=np.float32)
+    return per_image_us(work, len(paths))
+
+
+def prepare_us(paths: list[str]) -> float:
+    """cnn-edge's own decode and preprocessing (preprocess_many, chunks of 256), one thread."""
+    return per_image_us(lambda: [preprocess_many(paths[i : i + 256]) for i in range(0, len(paths), 256)], len(paths))
+
+
+def infer_us(model: Path, images: np.ndarray) -> float:
+    """One image's share of single-thread ONNX Runtime at batch 256 (CPU provider)."""
+    m = open_model(model, provider="cpu", threads=1)
+    batches = [images[i : i + 256].astype(np.float32)[:, None] for i in range(0, len(images) - 255, 256)]
+    m.run(batches[0])  # warm-up: the first run allocates
+    return per_image_us(lambda: [m.run(x) for x in batches], 256 * len(batches))
+
+
+def timed(cmd: list[str], tree: Path = REPO) -> float:
+    """Wall seconds of a command run in `tree` (so `python -m cnn_edge` is that tree's cnn-edge)."""
     start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tree)
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         sys.exit(f"failed: {' '.join(cmd)}\n{proc.stderr}")
@@ -89,6 +127,10 @@ def main() -> None:
     ap.add_argument("-n", type=int, default=10_000)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--per-variant", type=int, default=500)
+    ap.add_argument("--ceiling-images", type=int, default=2048, help="images timed for the ceiling's parts")
+    ap.add_argument("--compare-tree", type=Path, default=None,
+                    help="another cnn-edge source tree (e.g. an older commit): its predict timed in turn with this one's")
+    ap.add_argument("--no-user-digits", action="store_true", help="skip the user-style digits' accuracy")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
@@ -102,13 +144,23 @@ def main() -> None:
         for i in range(args.n):
             paths.append(str(png / f"{i:05d}_{test.labels[i]}.png"))
             Image.fromarray(test.images[i]).save(paths[-1])
-        result = {"images": args.n, "models": {}}
+        result = {"images": args.n, "machine": machine_description(), "cores": os.cpu_count(), "models": {}}
+        sample = paths[: args.ceiling_images]
+        result["pillow_decode_us"] = pillow_decode_us(sample)
+        result["cnn_edge_prepare_us"] = prepare_us(sample)
         for model in args.models:
             meta = Predictor(model, provider="cpu").model.metadata
             base = baseline(model, paths, work / "baseline.csv")
-            walls = [timed([*CLI, "predict", str(model), str(png), "-o", str(work / "r.csv"), "-q"]) for _ in range(args.repeat)]
+            cmd = [*CLI, "predict", str(model.resolve()), str(png), "-o", str(work / "r.csv"), "-q"]
+            walls, other = [], []
+            for _ in range(args.repeat):  # in turns, so both meet the same load
+                walls.append(timed(cmd))
+                if args.compare_tree:
+                    other.append(timed(cmd, args.compare_tree))
             wall = statistics.median(walls)
             one = [timed([*CLI, "predict", str(model), paths[0]]) for _ in range(7)]
+            infer = infer_us(model, test.images[: max(args.ceiling_images, 256)])
+            ceiling = os.cpu_count() / ((result["pillow_decode_us"] + infer) * 1e-6)
             result["models"][model.name] = {
                 "baseline_images_per_second": base,
                 "predict_wall_seconds": walls,
@@ -118,15 +170,22 @@ def main() -> None:
                 "validate_accuracy": float(meta.get(C.META_TEST_ACCURACY) or "nan"),
                 "cold_start_median_s": statistics.median(one),
                 "cold_start_max_s": max(one),
+                "infer_us_per_image": infer,
+                "ceiling_images_per_second": ceiling,
+                "predict_best_images_per_second": args.n / min(walls),
+                "fraction_of_ceiling": args.n / min(walls) / ceiling,
             }
+            if other:
+                result["models"][model.name]["compare_tree_predict_wall_seconds"] = other
+                result["models"][model.name]["compare_tree_fraction_of_ceiling"] = args.n / min(other) / ceiling
         steal1, total1 = cpu_ticks()
         # On a shared VM, time the hypervisor gives to other guests; speeds drop with it.
         result["cpu_steal_share"] = (steal1 - steal0) / max(total1 - total0, 1)
         result["import_torch_s"] = timed([sys.executable, "-c", "import torch"])
         result["python_startup_s"] = timed([sys.executable, "-c", "pass"])
-        files = make_user_digits(work / "user", args.data_dir, args.per_variant)
+        files = {} if args.no_user_digits else make_user_digits(work / "user", args.data_dir, args.per_variant)
         result["user_digits"] = {}
-        for model in args.models:
+        for model in args.models if files else []:
             predictor = Predictor(model)
             result["user_digits"][model.name] = {
                 v: float(np.mean([int(p.label) == label_of(f) for p, f in zip(predictor.predict(fs), fs)]))
@@ -146,6 +205,19 @@ def main() -> None:
               f"{r['cold_start_median_s']:>6.2f} s (max {r['cold_start_max_s']:.2f})")
     print(f"for scale: python -c 'import torch' {result['import_torch_s']:.2f} s, python -c pass {result['python_startup_s']:.2f} s")
     print(f"CPU steal (taken by the hypervisor) during the timed runs: {result['cpu_steal_share']:.1%}")
+    print(f"decode+infer ceiling on {result['machine']}: {result['cores']} cores / (Pillow decode to grey "
+          f"{result['pillow_decode_us']:.1f} us + single-thread ONNX Runtime at batch 256, per image); "
+          f"cnn-edge's own decode+preprocess {result['cnn_edge_prepare_us']:.1f} us per image (one thread)")
+    print(f"{'model':<22} {'infer us/img':>13} {'ceiling img/s':>14} {'predict best img/s':>19} {'of ceiling':>11}")
+    for name, r in result["models"].items():
+        print(f"{name:<22} {r['infer_us_per_image']:>13.1f} {r['ceiling_images_per_second']:>14,.0f} "
+              f"{r['predict_best_images_per_second']:>19,.0f} {r['fraction_of_ceiling']:>11.2f}"
+              + (f"   ({args.compare_tree}: {r['compare_tree_fraction_of_ceiling']:.2f})" if args.compare_tree else ""))
+        print(f"{'':<22} predict walls (s): {', '.join(f'{w:.2f}' for w in r['predict_wall_seconds'])}"
+              + (f"; {args.compare_tree}: {', '.join(f'{w:.2f}' for w in r['compare_tree_predict_wall_seconds'])}"
+                 if args.compare_tree else ""))
+    if not result["user_digits"]:
+        return
     print(f"user-style digits ({args.per_variant} per variant), accuracy:")
     variants = list(next(iter(result["user_digits"].values())))
     print(f"{'variant':<14} " + " ".join(f"{m:>20}" for m in result["user_digits"]))

@@ -244,7 +244,8 @@ def test_a_closed_pipe_ends_predict_quietly(tmp_path):
     tools do (exit 141 = 128 + SIGPIPE), and never says 'error: Broken pipe'."""
     import subprocess
 
-    paths, _ = write_digits(tmp_path / "in", 300)
+    # More rows (~100 kB) than a pipe holds (64 kB): the reader surely leaves before the writer is done.
+    paths, _ = write_digits(tmp_path / "in", 1000)
     proc = subprocess.run(f"{sys.executable} -m cnn_edge predict {MODEL} {tmp_path / 'in'} 2>{tmp_path / 'err'} | head -1; "
                           f"echo ${{PIPESTATUS[0]}}", shell=True, executable="/bin/bash", capture_output=True, text=True,
                           cwd=REPO, timeout=120)

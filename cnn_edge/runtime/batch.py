@@ -57,9 +57,12 @@ def _prepared_chunks(paths: list[str], cfg: PredictConfig, pool: Optional[Decode
 def iter_rows(predictor: Predictor, paths: list[str], cfg: PredictConfig,
               pool: Optional[DecodePool] = None) -> Iterator[list[Row]]:
     """Rows for `paths`, in order, one list per batch."""
-    for chunk, prepared, errors in _prepared_chunks(paths, cfg, pool):
+    for chunk, arrays, errors in _prepared_chunks(paths, cfg, pool):
         ok = [i for i, e in enumerate(errors) if not e]
-        predictions = predictor.predict_prepared(prepared[ok], cfg.top_k) if ok else []
+        if pool is not None and pool.model is not None:  # the workers inferred: arrays are probabilities
+            predictions = list(predictor.to_predictions(arrays[ok], cfg.top_k)) if ok else []
+        else:
+            predictions = predictor.predict_prepared(arrays[ok], cfg.top_k) if ok else []
         by_index = dict(zip(ok, predictions))
         yield [Row(path, by_index.get(i), errors[i]) for i, path in enumerate(chunk)]
 
@@ -84,7 +87,10 @@ def run_predict(predictor: Predictor, paths: list[str], cfg: PredictConfig, writ
         skipped = len(paths) - len(todo)
         paths = todo
     workers = resolve_workers(cfg.workers, len(paths))
-    pool = DecodePool(workers, cfg.max_pixels) if workers > 0 and paths else None
+    # On the CPU, at ONNX Runtime's default threads, the workers infer too (see workers.py).
+    infer = predictor.provider == "cpu" and cfg.threads is None and predictor.model.data
+    model = (predictor.model.data, len(predictor.labels)) if infer else None
+    pool = DecodePool(workers, cfg.max_pixels, model) if workers > 0 and paths else None
     ok = failed = 0
     start = time.perf_counter()
     try:

@@ -20,6 +20,7 @@ class OnnxModel:
     session: "object"  # onnxruntime.InferenceSession
     metadata: dict[str, str] = field(default_factory=dict)
     choice: Choice = field(default_factory=lambda: Choice("cpu", "asked for"))  # what runs it, and why
+    data: bytes = field(default=b"", repr=False)  # the file's bytes as checked: what decoding workers load
 
     @property
     def provider(self) -> str:
@@ -133,4 +134,4 @@ def open_model(path: Path, *, provider: str = "cpu", threads: int | None = None,
     probs = next(o for o in session.get_outputs() if o.name == C.OUTPUT_PROBABILITIES)
     classes = probs.shape[-1] if probs.shape and isinstance(probs.shape[-1], int) else len(CLASS_LABELS)
     _check_metadata(path, metadata, classes)
-    return OnnxModel(path, session, metadata, ran_on)
+    return OnnxModel(path, session, metadata, ran_on, data)

@@ -7,6 +7,11 @@ chunks sent to that worker are affected: the one it was decoding is decoded agai
 time, in a fresh process, so that a file that kills its process again gets an error row
 (WORKER_DIED) and the others their rows; the chunks queued behind it go to its replacement.
 Chunks go to the workers in turn and come back in the same order, so rows keep input order.
+
+On the CPU provider the workers also run the model, each with its own single-thread ONNX Runtime
+session of the bytes the main process checked: decoding and inference then share the cores with no
+hand-over, and the main process only writes rows (one thread per core is also the most work ONNX
+Runtime gets from a core for this model; 2-core machine, issue 13).
 """
 from __future__ import annotations
 
@@ -16,10 +21,11 @@ import signal
 import sys
 import threading
 from collections import deque
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Optional
 
 import numpy as np
 
+from .. import contract as C
 from ..constants import IMAGE_SIZE
 from . import preprocess
 
@@ -29,12 +35,44 @@ WORKER_DIED = ("the process decoding this file died (killed by a signal, or out 
                "the file was skipped, and the run went on")
 PARENT_CHECK_S = 1.0  # how often an idle worker checks that the run it serves is still alive
 
-Prepared = tuple[np.ndarray, list[str]]  # (N, 28, 28) model inputs, the error of each ('' when fine)
+# (N, 28, 28) model inputs, or (N, classes) probabilities when the workers infer; the error of each ('' when fine)
+Prepared = tuple[np.ndarray, list[str]]
 
 
-def _serve(tasks, results, max_pixels: int, parent: int) -> None:
-    """A worker: decode and preprocess each chunk it is sent, until told to stop, or until the run
-    that started it is gone (so a killed run leaves no orphans)."""
+# What a worker needs to infer: the model's bytes as the main process checked them, its class count.
+Model = Optional[tuple[bytes, int]]
+
+
+def _session(model: bytes):
+    """A single-thread CPU session of the model's bytes, in a worker."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3  # as in onnx_model.open_model
+    opts.intra_op_num_threads = opts.inter_op_num_threads = 1
+    return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+
+
+def _work(chunk: list[str], max_pixels: int, model: Model, sessions: list) -> Prepared:
+    """Decode and preprocess a chunk; with a model, its (N, classes) probabilities, zero where a file failed."""
+    # Looked up at each call (not bound at import): the preprocessing module's current function.
+    prepared, errors = preprocess.preprocess_many(chunk, max_pixels)
+    if model is None:
+        return prepared, errors
+    probs = np.zeros((len(chunk), model[1]), np.float32)
+    ok = [i for i, e in enumerate(errors) if not e]
+    if ok:
+        if not sessions:
+            sessions.append(_session(model[0]))
+        x = np.ascontiguousarray(prepared[ok])[:, None]  # (B, 1, 28, 28), as Predictor.probabilities
+        probs[ok] = sessions[0].run([C.OUTPUT_PROBABILITIES], {C.INPUT_NAME: x})[0]
+    return probs, errors
+
+
+def _serve(tasks, results, max_pixels: int, parent: int, model: Model = None) -> None:
+    """A worker: decode and preprocess each chunk it is sent (and with `model`, infer), until told
+    to stop, or until the run that started it is gone (so a killed run leaves no orphans)."""
+    sessions: list = []  # the worker's session, made at its first chunk
     # Ctrl-C reaches every process of the terminal's group; only the main one handles it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     while True:
@@ -46,8 +84,7 @@ def _serve(tasks, results, max_pixels: int, parent: int) -> None:
             chunk = tasks.recv()
             if chunk is None:
                 return
-            # Looked up at each call (not bound at import): the preprocessing module's current function.
-            results.send(preprocess.preprocess_many(chunk, max_pixels))
+            results.send(_work(chunk, max_pixels, model, sessions))
         except (EOFError, OSError):
             return
 
@@ -56,7 +93,7 @@ class _Worker:
     """One decoding process, its two pipes, and a thread that sends its chunks (so the main
     process never blocks on a full pipe while the worker blocks on sending a result)."""
 
-    def __init__(self, max_pixels: int):
+    def __init__(self, max_pixels: int, model: Model = None):
         import multiprocessing
 
         # fork starts a worker in milliseconds, after the caller created ONNX Runtime's session:
@@ -66,7 +103,8 @@ class _Worker:
         ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
         tasks_r, tasks_w = ctx.Pipe(duplex=False)
         results_r, results_w = ctx.Pipe(duplex=False)
-        self.process = ctx.Process(target=_serve, args=(tasks_r, results_w, max_pixels, os.getpid()), daemon=True)
+        self.process = ctx.Process(target=_serve, args=(tasks_r, results_w, max_pixels, os.getpid(), model),
+                                       daemon=True)
         self.process.start()
         tasks_r.close()  # the child's ends: with ours closed, the child's death is EOF on results
         results_w.close()
@@ -107,10 +145,11 @@ class _Worker:
 
 
 class DecodePool:
-    """`workers` processes that decode and preprocess chunks of files, replaced when one dies."""
+    """`workers` processes that decode and preprocess chunks of files, replaced when one dies; with
+    `model` (bytes, classes), they also infer, and give probabilities instead of model inputs."""
 
-    def __init__(self, workers: int, max_pixels: int):
-        self.workers, self.max_pixels = workers, max_pixels
+    def __init__(self, workers: int, max_pixels: int, model: Model = None):
+        self.workers, self.max_pixels, self.model = workers, max_pixels, model
         self.restarts = 0  # how many workers died and were replaced
         self._slots: list[_Worker] = []
 
@@ -121,15 +160,16 @@ class DecodePool:
 
     def _replace(self, slot: int) -> None:
         self._slots[slot].stop(timeout=0)
-        self._slots[slot] = _Worker(self.max_pixels)
+        self._slots[slot] = _Worker(self.max_pixels, self.model)
         self.restarts += 1
 
     def _one_by_one(self, chunk: list[str]) -> Prepared:
         """Decode each file of a chunk alone, in a fresh process, so that a file that kills its
         process is found; the process is replaced after each death."""
-        out = np.zeros((len(chunk), IMAGE_SIZE, IMAGE_SIZE), np.float32)
+        shape = (self.model[1],) if self.model else (IMAGE_SIZE, IMAGE_SIZE)
+        out = np.zeros((len(chunk), *shape), np.float32)
         errors = [""] * len(chunk)
-        worker = _Worker(self.max_pixels)
+        worker = _Worker(self.max_pixels, self.model)
         try:
             for i, path in enumerate(chunk):
                 worker.send([path])
@@ -137,7 +177,7 @@ class DecodePool:
                 if result is None:
                     errors[i] = WORKER_DIED
                     worker.stop(timeout=0)
-                    worker = _Worker(self.max_pixels)
+                    worker = _Worker(self.max_pixels, self.model)
                     self.restarts += 1
                     continue
                 out[i], errors[i] = result[0][0], result[1][0]
@@ -148,7 +188,7 @@ class DecodePool:
     def prepared(self, chunks: Iterable[list[str]]) -> Iterator[tuple[list[str], np.ndarray, list[str]]]:
         """(chunk, model inputs, errors) for each chunk, in order, with at most CHUNKS_PER_WORKER
         chunks per worker in flight."""
-        self._slots = self._slots or [_Worker(self.max_pixels) for _ in range(self.workers)]
+        self._slots = self._slots or [_Worker(self.max_pixels, self.model) for _ in range(self.workers)]
         todo = iter(chunks)
         pending: deque = deque()  # (chunk, slot), in input order
         turn = 0
