@@ -114,6 +114,15 @@ def timed(cmd: list[str], tree: Path = REPO) -> float:
     return wall
 
 
+def other_provider(cmd: list[str], provider: str, repeat: int, n: int) -> dict:
+    """The whole command on another provider: best img/s of `repeat` runs, or the one line saying why it cannot run."""
+    probe = subprocess.run([*cmd, "--provider", provider], capture_output=True, text=True)  # also a warm-up
+    if probe.returncode not in (0, 3):
+        return {"error": (probe.stderr.strip().splitlines() or ["exit " + str(probe.returncode)])[-1]}
+    walls = [timed([*cmd, "--provider", provider]) for _ in range(repeat)]
+    return {"predict_best_images_per_second": n / min(walls), "predict_wall_seconds": walls}
+
+
 def csv_accuracy(out: Path) -> float:
     with open(out, newline="") as f:
         rows = list(csv.DictReader(f))
@@ -131,6 +140,8 @@ def main() -> None:
     ap.add_argument("--compare-tree", type=Path, default=None,
                     help="another cnn-edge source tree (e.g. an older commit): its predict timed in turn with this one's")
     ap.add_argument("--no-user-digits", action="store_true", help="skip the user-style digits' accuracy")
+    ap.add_argument("--also-provider", action="append", default=[], metavar="NAME",
+                    help="also time the whole command with --provider NAME (e.g. openvino), best of --repeat")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
@@ -175,6 +186,8 @@ def main() -> None:
                 "predict_best_images_per_second": args.n / min(walls),
                 "fraction_of_ceiling": args.n / min(walls) / ceiling,
             }
+            for provider in args.also_provider:
+                result["models"][model.name][f"provider_{provider}"] = other_provider(cmd, provider, args.repeat, args.n)
             if other:
                 result["models"][model.name]["compare_tree_predict_wall_seconds"] = other
                 result["models"][model.name]["compare_tree_fraction_of_ceiling"] = args.n / min(other) / ceiling
@@ -213,6 +226,12 @@ def main() -> None:
         print(f"{name:<22} {r['infer_us_per_image']:>13.1f} {r['ceiling_images_per_second']:>14,.0f} "
               f"{r['predict_best_images_per_second']:>19,.0f} {r['fraction_of_ceiling']:>11.2f}"
               + (f"   ({args.compare_tree}: {r['compare_tree_fraction_of_ceiling']:.2f})" if args.compare_tree else ""))
+    for name, r in result["models"].items():
+        for provider in args.also_provider:
+            o = r[f"provider_{provider}"]
+            print(f"{name} with --provider {provider}: " + (f"could not run: {o['error']}" if "error" in o else
+                  f"{o['predict_best_images_per_second']:,.0f} img/s best of {args.repeat}, against "
+                  f"{r['predict_best_images_per_second']:,.0f} on the default provider"))
         print(f"{'':<22} predict walls (s): {', '.join(f'{w:.2f}' for w in r['predict_wall_seconds'])}"
               + (f"; {args.compare_tree}: {', '.join(f'{w:.2f}' for w in r['compare_tree_predict_wall_seconds'])}"
                  if args.compare_tree else ""))

@@ -70,10 +70,17 @@ def main() -> None:
 
     fp32 = open_model(Path(args.model))
     fp32_speed = measure(fp32, 256, args.seconds)
-    variants = [dict(format=f, per_channel=pc, activation_type=a)
-                for f, pc, a in itertools.product(("qdq", "qoperator"), (True, False), ("uint8", "int8"))
-                if f in args.formats.split(",")]
-    if "dynamic" in args.formats.split(","):
+    # QDQ: uint8 activations (asymmetric, int32 biases: ONNX Runtime's defaults) and the release's
+    # int8 activations with zero points 0 and float biases (what TensorRT takes); QOperator with
+    # ONNX Runtime's defaults; dynamic.
+    qdq = [dict(format="qdq", per_channel=pc, activation_type="uint8", symmetric=False, quantize_bias=True)
+           for pc in (True, False)]
+    qdq += [dict(format="qdq", per_channel=pc) for pc in (True, False)]  # QuantConfig's defaults: the release
+    qop = [dict(format="qoperator", per_channel=pc, activation_type=a, symmetric=False, quantize_bias=True)
+           for pc, a in itertools.product((True, False), ("uint8", "int8"))]
+    wanted = args.formats.split(",")
+    variants = (qdq if "qdq" in wanted else []) + (qop if "qoperator" in wanted else [])
+    if "dynamic" in wanted:
         variants.append(dict(dynamic=True, weight_type="uint8"))
     with_openvino = openvino_version() is not None
     ov_fp32 = measure(open_openvino(Path(args.model)), 256, args.seconds).images_per_second if with_openvino else None
@@ -105,14 +112,17 @@ def main() -> None:
     print(f"fp32 ONNX Runtime, batch 256: {fp32_speed.images_per_second:,.0f} img/s; PyTorch eager: "
           + ", ".join(f"{k} {v:,.0f} img/s" for k, v in eager.items())
           + (f"; OpenVINO {result['openvino']} (f32 hint): {ov_fp32:,.0f} img/s" if ov_fp32 else ""))
-    print(f"{'variant':<40} {'size':>6} {'test acc':>9} {'drop':>7} {'agree':>8} {'img/s':>8} {'x fp32':>7} {'x torch':>8} {'OpenVINO':>9}")
+    print(f"{'variant':<48} {'size':>6} {'test acc':>9} {'drop':>7} {'agree':>8} {'img/s':>8} {'x fp32':>7} {'x torch':>8} {'OpenVINO':>9}")
     for r in rows:
         v = r["variant"]
-        name = ("dynamic, weights " + v["weight_type"]) if v.get("dynamic") else \
-            f"{v['format']}, {'per-channel' if v['per_channel'] else 'per-tensor'}, act {v['activation_type']}"
+        cfg = QuantConfig(**v)
+        name = ("dynamic, weights " + cfg.weight_type) if cfg.dynamic else \
+            (f"{cfg.format}, {'per-channel' if cfg.per_channel else 'per-tensor'}, act {cfg.activation_type}"
+             + (" sym" if cfg.symmetric and cfg.activation_type == "int8" else "")
+             + (", float bias" if not cfg.quantize_bias else ""))
         drop = (r["fp32_test_accuracy"] - r["test_accuracy"]) * 100
         xt = r.get("ratio_vs_torch_nchw")
-        print(f"{name:<40} {r['size_ratio']:>6.1%} {r['test_accuracy']:>9.2%} {drop:>7.3f} {r['top1_agreement']:>8.2%} "
+        print(f"{name:<48} {r['size_ratio']:>6.1%} {r['test_accuracy']:>9.2%} {drop:>7.3f} {r['top1_agreement']:>8.2%} "
               f"{r['images_per_second']:>8,.0f} {r['ratio_vs_fp32_ort']:>7.2f} {'-' if xt is None else format(xt, '.2f'):>8} {_ov_cell(r['openvino_images_per_second']):>9}")
 
 
