@@ -11,7 +11,7 @@ precision is explicit: an fp32 model runs with OpenVINO's f32 hint unless bf16 o
 
 The order `auto` tries: tensorrt, cuda (when built in; they need a GPU), then openvino for an int8
 model on an Intel CPU when the plugin is installed and has a device (it ran int8 1.6x faster than
-ONNX Runtime's CPU kernels on an Intel Xeon, docs/providers.md), then cpu.
+ONNX Runtime's CPU kernels on an Intel Xeon, issue 14; docs/prediction.md), then cpu.
 """
 from __future__ import annotations
 
