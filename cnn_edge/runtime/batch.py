@@ -37,6 +37,9 @@ class PredictSummary:
     model: str
     output: Optional[str] = None
     worker_restarts: int = 0  # decoding processes that died and were replaced
+    engine: str = "local"  # local, or ray (--engine ray)
+    first_row_seconds: Optional[float] = None  # --engine ray: from the run's start to the first row back
+    passes: int = 1  # --engine ray: pipeline runs it took (more when Ray gave up on one)
 
 
 def _chunks(paths: list[str], size: int) -> Iterator[list[str]]:
