@@ -32,7 +32,7 @@ def predict_on_ray(model: Path, inputs: list[str], output: Optional[str], *, fmt
         raise ConfigError("--engine ray writes a directory of part files: give -o DIR (a folder or s3://bucket/prefix/)")
     _imports()
     from ..distributed.config import RayConfig
-    from ..distributed.engine import connect, run_ray_predict
+    from ..distributed.engine import connect, prepare, run_ray_predict
     from ..distributed.outputs import OutputDir
     from ..distributed.sources import collect
     from ..runtime.predictor import Predictor
@@ -48,6 +48,11 @@ def predict_on_ray(model: Path, inputs: list[str], output: Optional[str], *, fmt
     out = OutputDir(output, cfg.fmt, top_k, resume=resume, labels=labels)
     todo = len(set(paths) - out.done)
     started_here = connect(address)
+    try:
+        job = prepare(model, cfg)
+    except BaseException:
+        _shutdown(started_here)
+        raise
     counts = {"done": 0, "failed": 0}
     start = time.perf_counter()
     try:
@@ -57,7 +62,7 @@ def predict_on_ray(model: Path, inputs: list[str], output: Optional[str], *, fmt
                 counts["failed"] += failed
                 advance(new, failed=counts["failed"], ips=counts["done"] / max(time.perf_counter() - start, 1e-9))
 
-            summary = run_ray_predict(model, paths, cfg, out, on_rows)
+            summary = run_ray_predict(job, paths, cfg, out, on_rows)
     except BaseException:
         out.flush_quietly()
         if counts["done"]:
@@ -65,10 +70,15 @@ def predict_on_ray(model: Path, inputs: list[str], output: Optional[str], *, fmt
                        err=True)
         raise
     finally:
-        if started_here:
-            import ray
-
-            ray.shutdown()
+        _shutdown(started_here)
     print_summary(summary, out.output, as_json=as_json, rows_on_stdout=False)
     if summary.failed:
         raise typer.Exit(EXIT_SOME_FAILED)
+
+
+def _shutdown(started_here: bool) -> None:
+    """Stop the local cluster this command started (a cluster it joined keeps running)."""
+    if started_here:
+        import ray
+
+        ray.shutdown()

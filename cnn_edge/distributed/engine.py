@@ -13,8 +13,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import warnings
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -73,24 +75,51 @@ def _quiet_data() -> None:
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False
     ctx.enable_auto_log_stats = False
-    logging.getLogger("ray.data").setLevel(logging.ERROR)
+    # Ray Data logs to the console as well as to the session's ray-data.log: keep the file only.
+    data_logger = logging.getLogger("ray.data")
+    for handler in list(data_logger.handlers):
+        if type(handler).__name__ != "SessionFileHandler":
+            data_logger.removeHandler(handler)
     # Ray Data's advice on block counts and concurrency for small runs: not the user's concern.
     warnings.filterwarnings("ignore", category=UserWarning, module=r"ray\.data\..*")
 
 
+_OURS = re.compile(r"cnn_edge\.errors\.(\w+): ([^\n]+)")
+
+
 def user_error(exc: BaseException) -> Optional[CnnEdgeError]:
-    """Our typed error behind a Ray error (an actor that could not start its provider), if any."""
-    seen = set()
-    todo = [exc]
+    """Our typed error behind a Ray error (an actor on some node that could not start its
+    provider), if any: found in the exception chain, or named in the remote traceback Ray quotes."""
+    from .. import errors
+
+    seen, todo = set(), [exc]
     while todo:
         e = todo.pop()
         if e is None or id(e) in seen:
             continue
         seen.add(id(e))
         if isinstance(e, CnnEdgeError):
-            return type(e)(str(e).splitlines()[0]) if type(e).__init__ is CnnEdgeError.__init__ else e
+            return ConfigError(first_line(e, 1000)) if not type(e).__module__.startswith("cnn_edge") else e
+        if (m := _OURS.search(str(e))) and isinstance(kind := getattr(errors, m.group(1), None), type) \
+                and issubclass(kind, CnnEdgeError) and kind is not errors.ParityError:
+            return kind(m.group(2).strip())
         todo += [getattr(e, "cause", None), e.__cause__, e.__context__]
     return None
+
+
+def check_provider(model, model_path: str, p: Plan) -> str:
+    """Start the model on the requested provider once, where an actor would start, before the run:
+    an explicit provider that cannot start there fails the run at once, with ONNX Runtime's reason."""
+    import ray
+
+    from .. import errors
+    from .stages import probe
+
+    kind, text = ray.get(ray.remote(probe).options(num_cpus=0, num_gpus=p.actor_gpus or None, max_retries=1)
+                         .remote([model], model_path, p.provider, p.threads))
+    if kind:
+        raise getattr(errors, kind, ConfigError)(text)
+    return text
 
 
 def _dataset(paths: list[str], model, model_path: str, cfg: RayConfig, p: Plan):
@@ -113,10 +142,20 @@ def _dataset(paths: list[str], model, model_path: str, cfg: RayConfig, p: Plan):
                           num_gpus=p.actor_gpus or None, concurrency=p.actors)
 
 
-def run_ray_predict(model_path: Path, paths: list[str], cfg: RayConfig, out: OutputDir,
-                    on_rows: Optional[Callable[[int, int], None]] = None) -> PredictSummary:
-    """Classify `paths` on the cluster (connected already); rows go to `out`, paths it holds
-    already (--resume) are skipped. `on_rows(new rows, of which failed)` follows progress."""
+@dataclass(frozen=True)
+class Job:
+    """A run's cluster-side set-up, made before any row: the model in the object store, the
+    layout, and the provider its actors run on (checked)."""
+
+    model: object  # ObjectRef to the model's bytes
+    model_path: str
+    plan: Plan
+    provider: str
+
+
+def prepare(model_path: Path, cfg: RayConfig) -> Job:
+    """Plan the run on the connected cluster and check that the model starts on the requested
+    provider where the actors will run. Raises ConfigError (provider), ModelFileError."""
     import ray
 
     from ..runtime.model_file import read_model_bytes
@@ -125,6 +164,14 @@ def run_ray_predict(model_path: Path, paths: list[str], cfg: RayConfig, out: Out
     resources = ray.cluster_resources()
     p = plan(cfg, resources.get("CPU", 1.0), resources.get("GPU", 0.0))
     _quiet_data()
+    return Job(model, str(model_path), p, check_provider(model, str(model_path), p))
+
+
+def run_ray_predict(job: Job, paths: list[str], cfg: RayConfig, out: OutputDir,
+                    on_rows: Optional[Callable[[int, int], None]] = None) -> PredictSummary:
+    """Classify `paths` on the cluster; rows go to `out`, and paths it holds already (--resume)
+    are skipped. `on_rows(new rows, of which failed)` follows progress."""
+    p = job.plan
     wanted = set(paths)
     skipped = len(wanted & out.done)
     start = time.perf_counter()
@@ -133,7 +180,7 @@ def run_ray_predict(model_path: Path, paths: list[str], cfg: RayConfig, out: Out
     while todo := [x for x in paths if x not in out.done]:
         passes += 1
         try:
-            for table in _dataset(todo, model, str(model_path), cfg, p).iter_batches(batch_size=None, batch_format="pyarrow"):
+            for table in _dataset(todo, job.model, job.model_path, cfg, p).iter_batches(batch_size=None, batch_format="pyarrow"):
                 new, bad = out.add(table)
                 ok, failed = ok + new - bad, failed + bad
                 first_row = first_row if first_row is not None or not new else time.perf_counter() - start
@@ -155,8 +202,8 @@ def run_ray_predict(model_path: Path, paths: list[str], cfg: RayConfig, out: Out
         raise RayRunError(f"{len(missing):,} inputs got no row (e.g. {sorted(missing)[0]}); rerun with --resume")
     summary = PredictSummary(files=len(paths), ok=ok, failed=failed, skipped=skipped, seconds=seconds,
                              images_per_second=(ok + failed) / seconds if seconds > 0 else 0.0,
-                             provider=",".join(sorted(out.providers)) or p.provider, workers=p.actors,
-                             model=str(model_path), output=out.output,
+                             provider=",".join(sorted(out.providers)) or job.provider, workers=p.actors,
+                             model=job.model_path, output=out.output,
                              engine="ray", first_row_seconds=first_row, passes=passes)
-    out.commit({"model": str(model_path), "ok": ok, "failed": failed, "skipped": skipped})
+    out.commit({"model": job.model_path, "ok": ok, "failed": failed, "skipped": skipped})
     return summary

@@ -100,6 +100,7 @@ class OutputDir:
         self.providers: set[str] = set()  # where the rows were inferred (cpu, cuda, ...)
         self._pending: list = []  # Arrow tables not yet in a part file
         self._pending_rows, self._since = 0, time.monotonic()
+        self._created = False
         try:
             info = self.fs.get_file_info(self.root)
             if info.type == pafs.FileType.File:
@@ -112,7 +113,6 @@ class OutputDir:
                 parent = os.path.dirname(self.root)
                 if not os.path.isdir(parent):
                     raise ConfigError(f"folder {parent} for -o {self.output} does not exist; create it first")
-            self.fs.create_dir(self.root, recursive=True)
         except OSError as exc:
             raise OutputPathError(f"cannot use -o {self.output}: {first_line(exc)}") from None
         self._resume([e for e in entries if e.type == pafs.FileType.File])
@@ -208,6 +208,9 @@ class OutputDir:
     def _put(self, name: str, data: bytes) -> None:
         tmp = f"{self.root}/.{name}.{uuid.uuid4().hex[:8]}.tmp"
         try:
+            if not self._created:  # made with the first file: a run that fails at start leaves nothing
+                self.fs.create_dir(self.root, recursive=True)
+                self._created = True
             with self.fs.open_output_stream(tmp) as f:
                 f.write(data)
             self.fs.move(tmp, f"{self.root}/{name}")

@@ -85,6 +85,19 @@ class InferActor:
         return classify(self.predictor, batch, self.top_k, self.node, self.worker)
 
 
+def probe(model: list, original: str, provider: str, threads: int) -> tuple[str, str]:
+    """Open the model as an actor will, on a node with the actors' resources: ("", provider that
+    ran) or (error class name, its message). Returned, not raised: the driver turns it into the
+    one-line error, before any actor starts (an actor's failed start is reported by Ray as pages
+    of nested tracebacks)."""
+    from ..errors import CnnEdgeError
+
+    try:
+        return "", InferActor(model, original, provider, threads, 1).predictor.provider
+    except CnnEdgeError as exc:
+        return type(exc).__name__, str(exc)
+
+
 def _get(ref) -> bytes:
     import ray
 
