@@ -28,6 +28,7 @@ def predict_on_ray(model: Path, inputs: list[str], output: Optional[str], *, fmt
                    top_k: int, batch_size: int, workers: Optional[int], threads: Optional[int], provider: str,
                    max_pixels: int, resume: bool, quiet: bool, as_json: bool, address: Optional[str],
                    actors: Optional[int], gpus_per_worker: float) -> None:
+    started = time.perf_counter()
     if output is None or str(output) == "-":
         raise ConfigError("--engine ray writes a directory of part files: give -o DIR (a folder or s3://bucket/prefix/)")
     _imports()
@@ -62,7 +63,7 @@ def predict_on_ray(model: Path, inputs: list[str], output: Optional[str], *, fmt
                 counts["failed"] += failed
                 advance(new, failed=counts["failed"], ips=counts["done"] / max(time.perf_counter() - start, 1e-9))
 
-            summary = run_ray_predict(job, paths, cfg, out, on_rows)
+            summary = run_ray_predict(job, paths, cfg, out, on_rows, started)
     except BaseException:
         out.flush_quietly()
         if counts["done"]:

@@ -43,6 +43,7 @@ class RayConfig:
     seconds_per_file: float = SECONDS_PER_FILE
     paths_per_block: int = PATHS_PER_BLOCK
     passes: int = PASSES
+    fuse: bool = False  # let Ray Data run decoding inside the actors (see engine._dataset)
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:

@@ -132,14 +132,19 @@ def _dataset(paths: list[str], model, model_path: str, cfg: RayConfig, p: Plan):
     step = max(1, min(cfg.paths_per_block, -(-len(paths) // (2 * p.decode_tasks))))
     blocks = [pa.table({"path": pa.array(paths[i : i + step], pa.string())}) for i in range(0, len(paths), step)]
     ds = ray.data.from_arrow(blocks)
+    # Ray Data fuses a task stage into the actor stage after it when both reserve the same
+    # resources: decoding then runs inside the actors. Unless cfg.fuse, the decoding tasks reserve
+    # a hair less CPU, which keeps them separate tasks (what a GPU node needs: the GPU actors infer
+    # while the CPUs decode).
+    decode_cpus = p.decode_cpus if cfg.fuse else p.decode_cpus * 0.999
     ds = ds.map_batches(decode_batch, fn_kwargs={"max_pixels": cfg.max_pixels}, batch_size=cfg.batch_size,
-                        batch_format="numpy", num_cpus=p.decode_cpus, concurrency=p.decode_tasks)
+                        batch_format="numpy", num_cpus=decode_cpus, concurrency=p.decode_tasks)
     # The model travels once through the object store, in a list so that Ray hands the actor the
     # reference (resolved in the constructor) rather than keeping a large constructor argument.
     return ds.map_batches(InferActor, fn_constructor_kwargs=dict(model=[model], original=model_path, provider=p.provider,
                                                                   threads=p.threads, top_k=cfg.top_k),
                           batch_size=cfg.batch_size, batch_format="numpy", num_cpus=p.actor_cpus,
-                          num_gpus=p.actor_gpus or None, concurrency=p.actors)
+                          num_gpus=p.actor_gpus or None, concurrency=(p.actors, p.actors))  # a fixed pool
 
 
 @dataclass(frozen=True)
@@ -168,14 +173,17 @@ def prepare(model_path: Path, cfg: RayConfig) -> Job:
 
 
 def run_ray_predict(job: Job, paths: list[str], cfg: RayConfig, out: OutputDir,
-                    on_rows: Optional[Callable[[int, int], None]] = None) -> PredictSummary:
+                    on_rows: Optional[Callable[[int, int], None]] = None, started: Optional[float] = None) -> PredictSummary:
     """Classify `paths` on the cluster; rows go to `out`, and paths it holds already (--resume)
-    are skipped. `on_rows(new rows, of which failed)` follows progress."""
+    are skipped. `on_rows(new rows, of which failed)` follows progress. `started`: the command's
+    start (time.perf_counter()), from which first_row_seconds counts (default: this call's)."""
     p = job.plan
     wanted = set(paths)
     skipped = len(wanted & out.done)
     start = time.perf_counter()
-    first_row: Optional[float] = None
+    first_row: Optional[float] = None  # perf_counter() when the first row came back
+    marks: dict[float, tuple[float, int]] = {}  # share of the rows done -> (when, rows): the steady state
+    expected = max(1, len(wanted - out.done))
     ok = failed = passes = 0
     while todo := [x for x in paths if x not in out.done]:
         passes += 1
@@ -183,7 +191,11 @@ def run_ray_predict(job: Job, paths: list[str], cfg: RayConfig, out: OutputDir,
             for table in _dataset(todo, job.model, job.model_path, cfg, p).iter_batches(batch_size=None, batch_format="pyarrow"):
                 new, bad = out.add(table)
                 ok, failed = ok + new - bad, failed + bad
-                first_row = first_row if first_row is not None or not new else time.perf_counter() - start
+                now = time.perf_counter()
+                first_row = now if first_row is None and new else first_row
+                for share in (0.1, 0.9):
+                    if share not in marks and ok + failed >= share * expected:
+                        marks[share] = (now, ok + failed)
                 if out.due(cfg.rows_per_file, cfg.seconds_per_file):
                     out.flush()
                 if on_rows is not None and new:
@@ -195,7 +207,12 @@ def run_ray_predict(job: Job, paths: list[str], cfg: RayConfig, out: OutputDir,
                 out.flush()  # what is done is kept for --resume
                 raise RayRunError(f"the Ray cluster failed the run {cfg.passes} times, last with: {first_line(exc)}; "
                                   f"the rows so far are kept in {out.output}: rerun with --resume") from None
-    seconds = time.perf_counter() - start
+    end = time.perf_counter()
+    seconds = end - start
+    # The steady state: the rate between the 10% and 90% marks, clear of the start (cluster, actors)
+    # and of the tail (the last batches draining).
+    (t1, n1), (t2, n2) = marks.get(0.1, (start, 0)), marks.get(0.9, (end, ok + failed))
+    steady = (n2 - n1) / (t2 - t1) if t2 > t1 else 0.0
     missing = wanted - out.done
     if missing:  # cannot happen while Ray returns every batch; never committed as finished
         out.flush()
@@ -204,6 +221,7 @@ def run_ray_predict(job: Job, paths: list[str], cfg: RayConfig, out: OutputDir,
                              images_per_second=(ok + failed) / seconds if seconds > 0 else 0.0,
                              provider=",".join(sorted(out.providers)) or job.provider, workers=p.actors,
                              model=job.model_path, output=out.output,
-                             engine="ray", first_row_seconds=first_row, passes=passes)
+                             engine="ray", passes=passes, steady_images_per_second=steady,
+                             first_row_seconds=first_row - (started or start) if first_row is not None else None)
     out.commit({"model": job.model_path, "ok": ok, "failed": failed, "skipped": skipped})
     return summary
