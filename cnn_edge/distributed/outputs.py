@@ -1,9 +1,10 @@
-"""The output directory of a run on Ray: part files, the _SUCCESS manifest, and --resume. Needs pyarrow.
+"""The output directory of a run on Ray: part files, the _SUCCESS manifest, and --resume. Needs pyarrow, fsspec.
 
 Commit protocol (what a reader can rely on):
-  * a part file is written under a hidden temporary name (".part-....tmp", which pyarrow, pandas,
-    Spark and DuckDB skip) and then moved onto its final name, part-RUN-NNNNN.EXT, so a file with a
-    final name is always complete (on object stores the move is a copy, whose object appears whole);
+  * a local part file is written under a hidden temporary name (".part-....tmp", which pyarrow,
+    pandas, Spark and DuckDB skip), synced, then renamed onto its final name, part-RUN-NNNNN.EXT;
+    on an object store it is sent in one PUT, and the object appears whole or not at all. Either
+    way a file with a final name is always complete;
   * each row is in exactly one part file: the driver, the one process that writes, keeps the set
     of paths written and drops any row it already has;
   * _SUCCESS, written last (temporary name, then moved), is a JSON manifest listing every part
@@ -18,6 +19,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import posixpath
 import time
 import uuid
 from collections import Counter
@@ -34,14 +36,16 @@ MANIFEST_VERSION = 1
 
 
 def _fs(output: str):
-    """(pyarrow filesystem, directory path inside it) for a local folder or a URI."""
-    import pyarrow.fs as pafs
-
-    from .sources import filesystem
+    """(fsspec filesystem, directory path inside it) for a local folder or a URI. Writes go through
+    fsspec: a part file reaches an object store in one PUT (s3fs sends files under 50 MB whole),
+    which is atomic: the object appears complete or not at all."""
+    import fsspec
 
     if is_uri(output):
-        return filesystem(output.rstrip("/"))[0], output.partition("://")[2].rstrip("/")
-    return pafs.LocalFileSystem(), os.path.abspath(output)
+        fs, root = fsspec.core.url_to_fs(output)
+        fs.invalidate_cache()  # a listing cached by an earlier run in this process would be stale
+        return fs, root.rstrip("/")
+    return fsspec.filesystem("file"), os.path.abspath(output)
 
 
 def _round6(table, top_k: int):
@@ -90,8 +94,6 @@ class OutputDir:
     """Part files streamed into a directory, committed with _SUCCESS."""
 
     def __init__(self, output: str, fmt: str, top_k: int, *, resume: bool = False, labels: Sequence[str] = ()):
-        import pyarrow.fs as pafs
-
         self.output, self.fmt, self.top_k, self.labels = str(output), fmt, top_k, list(labels)
         self.fs, self.root = _fs(self.output)
         self.run = time.strftime("%Y%m%d%H%M%S") + "-" + uuid.uuid4().hex[:6]
@@ -100,27 +102,25 @@ class OutputDir:
         self.providers: set[str] = set()  # where the rows were inferred (cpu, cuda, ...)
         self._pending: list = []  # Arrow tables not yet in a part file
         self._pending_rows, self._since = 0, time.monotonic()
-        self._created = False
         try:
-            info = self.fs.get_file_info(self.root)
-            if info.type == pafs.FileType.File:
+            if self.fs.isfile(self.root):
                 raise ConfigError(f"-o {self.output} is a file; --engine ray writes a directory: name a new one")
-            entries = self.fs.get_file_info(pafs.FileSelector(self.root)) if info.type == pafs.FileType.Directory else []
+            entries = self.fs.ls(self.root, detail=True) if self.fs.isdir(self.root) else []
             if entries and not resume:
                 raise ConfigError(f"-o {self.output} is not empty: pass --resume to continue the run that wrote it, "
                                   f"or choose a new directory")
-            if info.type == pafs.FileType.NotFound and not is_uri(self.output):
+            if not entries and not is_uri(self.output) and not os.path.isdir(self.root):
                 parent = os.path.dirname(self.root)
                 if not os.path.isdir(parent):
                     raise ConfigError(f"folder {parent} for -o {self.output} does not exist; create it first")
         except OSError as exc:
             raise OutputPathError(f"cannot use -o {self.output}: {first_line(exc)}") from None
-        self._resume([e for e in entries if e.type == pafs.FileType.File])
+        self._resume([e["name"] for e in entries if e["type"] == "file"])
 
-    def _resume(self, entries) -> None:
+    def _resume(self, files: list[str]) -> None:
         """Read the part files of earlier runs: their paths are done."""
         old = {}
-        names = {os.path.basename(e.path): e.path for e in entries}
+        names = {posixpath.basename(f): f for f in files}
         if SUCCESS in names:
             try:
                 old = {p["name"]: p for p in json.loads(self._read(names[SUCCESS]))["files"]}
@@ -139,8 +139,7 @@ class OutputDir:
             self.parts.append({**old.get(name, {}), "name": name, "rows": len(paths)})
 
     def _read(self, path: str) -> bytes:
-        with self.fs.open_input_stream(path) as f:
-            return f.readall()
+        return self.fs.cat_file(path)
 
     def _kept(self, path: str, name: str) -> set[str]:
         where = f"{self.output}/{name}"
@@ -206,14 +205,17 @@ class OutputDir:
             pass
 
     def _put(self, name: str, data: bytes) -> None:
-        tmp = f"{self.root}/.{name}.{uuid.uuid4().hex[:8]}.tmp"
         try:
-            if not self._created:  # made with the first file: a run that fails at start leaves nothing
-                self.fs.create_dir(self.root, recursive=True)
-                self._created = True
-            with self.fs.open_output_stream(tmp) as f:
+            if is_uri(self.output):
+                self.fs.pipe_file(f"{self.root}/{name}", data)  # one PUT: atomic
+                return
+            os.makedirs(self.root, exist_ok=True)  # with the first file: a run that fails at start leaves nothing
+            tmp = f"{self.root}/.{name}.{uuid.uuid4().hex[:8]}.tmp"
+            with open(tmp, "wb") as f:
                 f.write(data)
-            self.fs.move(tmp, f"{self.root}/{name}")
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, f"{self.root}/{name}")
         except OSError as exc:
             raise OutputPathError(f"cannot write {self.output}/{name} ({first_line(exc)}); the part files written so "
                                   f"far are kept: make room and rerun with --resume") from None
