@@ -128,9 +128,15 @@ def _dataset(paths: list[str], model, model_path: str, cfg: RayConfig, p: Plan):
 
     from .stages import InferActor, decode_batch
 
-    # Enough blocks for every decoding task to have two, at most PATHS_PER_BLOCK paths each.
+    # Enough blocks for every decoding task to have two, at most PATHS_PER_BLOCK paths each; the
+    # first block of each task holds a single batch, so the first rows come back early.
     step = max(1, min(cfg.paths_per_block, -(-len(paths) // (2 * p.decode_tasks))))
-    blocks = [pa.table({"path": pa.array(paths[i : i + step], pa.string())}) for i in range(0, len(paths), step)]
+    cuts, i = [], 0
+    while i < len(paths):
+        size = min(step, cfg.batch_size) if len(cuts) < p.decode_tasks else step
+        cuts.append((i, i + size))
+        i += size
+    blocks = [pa.table({"path": pa.array(paths[a:b], pa.string())}) for a, b in cuts]
     ds = ray.data.from_arrow(blocks)
     # Ray Data fuses a task stage into the actor stage after it when both reserve the same
     # resources: decoding then runs inside the actors. Unless cfg.fuse, the decoding tasks reserve
@@ -169,7 +175,9 @@ def prepare(model_path: Path, cfg: RayConfig) -> Job:
     resources = ray.cluster_resources()
     p = plan(cfg, resources.get("CPU", 1.0), resources.get("GPU", 0.0))
     _quiet_data()
-    return Job(model, str(model_path), p, check_provider(model, str(model_path), p))
+    # auto and cpu always start (the driver opened the model on the CPU): no probe, a faster first row.
+    explicit = p.provider not in ("auto", "cpu")
+    return Job(model, str(model_path), p, check_provider(model, str(model_path), p) if explicit else p.provider)
 
 
 def run_ray_predict(job: Job, paths: list[str], cfg: RayConfig, out: OutputDir,
