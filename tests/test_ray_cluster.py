@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 ray = pytest.importorskip("ray")
+pytest.importorskip("ray.data")
 pytest.importorskip("pyarrow")
 
 import pyarrow.dataset as pads  # noqa: E402
@@ -34,6 +35,9 @@ def cluster():
     workers = [c.add_node(num_cpus=1) for _ in range(2)]
     ray.init(address=c.address, log_to_driver=False)
     c.wait_for_nodes()
+    # Work starts once every actor is up (the engine leaves Ray Data's default: start at once):
+    # otherwise, on two busy cores, the first actor can finish 600 files before the others start.
+    ray.data.DataContext.get_current().wait_for_min_actors_s = 120
     yield c, workers
     ray.shutdown()
     c.shutdown()
