@@ -43,7 +43,7 @@ def test_the_readme_is_short_and_names_the_three_commands():
     assert len(README.splitlines()) < 150
     commands = readme_commands()
     assert any(c.startswith("cnn-edge pipeline") for c in commands)
-    assert 'pip install -e ".[train,plot,dev]"' in README and "python3 -m pytest" in README
+    assert 'pip install -e ".[train,plot,ray,dev]"' in README and "python3 -m pytest" in README
     for page in re.findall(r"\]\((docs/[^)]+)\)", README):
         assert (REPO / page).is_file(), page
 

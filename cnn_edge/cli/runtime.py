@@ -1,7 +1,6 @@
 """The runtime commands, `predict`, `bench` and `demo`: torch-free (bench's PyTorch rows aside)."""
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -15,12 +14,11 @@ from ..errors import ConfigError
 from ..runtime.batch_config import PredictConfig
 from ..runtime.demo import DEFAULT_HOST, DEFAULT_PORT
 from ..runtime.row_format import FORMATS
-from ..reports import dumps, to_jsonable
-from .app import JsonOpt, PrecisionOpt, Precision, Provider, QuietOpt, app, choices, handle_errors, plural, print_json
+from .app import JsonOpt, Precision, PrecisionOpt, Provider, QuietOpt, app, choices, handle_errors, plural, print_json
+from .summary import EXIT_SOME_FAILED, print_summary  # noqa: F401  (EXIT_SOME_FAILED: tests import it here)
 
-# Exit code of `predict` when it finished but some inputs could not be classified.
-EXIT_SOME_FAILED = 3
-ResultFormat = choices("ResultFormat", FORMATS)
+ResultFormat = choices("ResultFormat", (*FORMATS, "parquet"))  # parquet: --engine ray only
+Engine = choices("Engine", ("local", "ray"))
 PREDICT = PredictConfig()  # the library's defaults are the CLI's
 BENCH = BenchConfig()
 ProviderOpt = typer.Option(PREDICT.provider, "--provider", help="auto (best that starts; it says which and why), cpu, cuda, tensorrt or openvino (the 'openvino' extra). An explicit one that cannot run is an error, never a silent CPU fall back.")
@@ -40,7 +38,7 @@ def _print_row(row, top_k: int) -> None:
 def predict(
     model: Path = typer.Argument(..., help="ONNX model (cnn-edge contract), e.g. exports/mnist_cnn.onnx."),
     inputs: list[str] = typer.Argument(..., help="Image files, folders and glob patterns ('scans/*.png')."),
-    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Results file (.csv or .jsonl; - for stdout); without it, a table on screen (JSON lines with --json)."),
+    output: Optional[str] = typer.Option(None, "-o", "--output", help="Results file (.csv or .jsonl; - for stdout); without it, a table on screen (JSON lines with --json). --engine ray: a directory, local or s3://..."),
     fmt: Optional[ResultFormat] = typer.Option(None, "--format", help="Results format (default: from the -o extension, else csv)."),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Go into sub-folders (and let ** in patterns match them)."),
     top_k: int = typer.Option(PREDICT.top_k, "--top-k", help="How many most likely classes each row lists."),
@@ -53,16 +51,33 @@ def predict(
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted -o file: skip paths already written."),
     quiet: bool = QuietOpt,
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON (without -o, the rows too, as JSON lines)."),
+    engine: Engine = typer.Option("local", "--engine", help="local (this machine), or ray: a Ray cluster, -o a directory of part files (docs/ray.md)."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="--engine ray: the cluster (default: $RAY_ADDRESS, else a local cluster started for the run)."),
+    actors: Optional[int] = typer.Option(None, "--actors", help="--engine ray: ONNX Runtime actors (default: one per CPU, or per --gpus-per-worker share of the GPUs)."),
+    gpus_per_worker: float = typer.Option(0.0, "--gpus-per-worker", help="--engine ray: GPUs per ONNX Runtime actor (e.g. 1, or 0.5 to share one)."),
 ):
     """Classify images: one row per input, in order, with prediction, confidence, top-k and error.
 
     Exit codes: 0 every input classified; 3 finished, but some inputs failed (their rows say why);
     2 bad options, model or output path; 130 interrupted (rerun with --resume); 141 the reader of the
     output went away."""
+    if engine.value == "ray":
+        from .ray_predict import predict_on_ray
+
+        return predict_on_ray(model, inputs, output, fmt=fmt.value if fmt else None, recursive=recursive, top_k=top_k,
+                              batch_size=batch_size, workers=workers, threads=threads, provider=provider.value,
+                              max_pixels=max_pixels, resume=resume, quiet=quiet, as_json=as_json, address=ray_address,
+                              actors=actors, gpus_per_worker=gpus_per_worker)
+    if ray_address is not None or actors is not None or gpus_per_worker:
+        raise ConfigError("--ray-address, --actors and --gpus-per-worker go with --engine ray")
+    if fmt is not None and fmt.value == "parquet":
+        raise ConfigError("--format parquet is written by --engine ray (a directory of Parquet files); "
+                          "the local engine writes csv or jsonl")
     from ..runtime.batch import load_predictor
     from ..runtime.inputs import collect_inputs
     from ..runtime.row_format import format_for
 
+    output = Path(output) if output is not None else None
     cfg = PredictConfig(batch_size=batch_size, workers=workers, top_k=top_k, max_pixels=max_pixels,
                         provider=provider.value, threads=threads, precision=precision.value)
     if resume and (output is None or str(output) == "-"):
@@ -79,18 +94,7 @@ def predict(
         _say_provider(predictor.model.choice, chosen=not (as_json or to_stdout))
     table = output is None and not as_json  # rows on screen, one line each
     summary = _run_with_progress(predictor, paths, cfg, writer, show_rows=table, bar=not quiet and not to_stdout)
-    if as_json:
-        if output is None:  # the rows went to stdout as JSONL: the summary is their last line
-            typer.echo(json.dumps({"summary": to_jsonable(summary)}))
-        else:
-            typer.echo(dumps(summary), err=str(output) == "-")
-    else:
-        where = f" -> {output}" if not to_stdout else ""
-        skipped = f", {summary.skipped:,} already done" if summary.skipped else ""
-        typer.echo(f"{plural(summary.files, 'file')}: {summary.ok:,} ok, {summary.failed:,} failed{skipped}; "
-                   f"{summary.images_per_second:,.0f} images/s on {summary.provider}"
-                   f"{f' ({summary.precision})' if summary.precision else ''} "
-                   f"({plural(summary.workers, 'worker')}){where}", err=to_stdout)
+    print_summary(summary, None if output is None else str(output), as_json=as_json, rows_on_stdout=to_stdout)
     if summary.failed:
         raise typer.Exit(EXIT_SOME_FAILED)
 

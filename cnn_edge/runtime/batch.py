@@ -40,6 +40,10 @@ class PredictSummary:
     provider_reason: str = ""  # why that provider: asked for, or what auto tried
     precision: Optional[str] = None  # OpenVINO's inference precision; None: the model's own
     cpu_fallback: list[str] = field(default_factory=list)  # nodes the provider left to the CPU
+    engine: str = "local"  # local, or ray (--engine ray)
+    first_row_seconds: Optional[float] = None  # --engine ray: from the run's start to the first row back
+    passes: int = 1  # --engine ray: pipeline runs it took (more when Ray gave up on one)
+    steady_images_per_second: Optional[float] = None  # --engine ray: rate between 10% and 90% of the rows
 
 
 def _chunks(paths: list[str], size: int) -> Iterator[list[str]]:

@@ -12,6 +12,7 @@ otherwise, and any exception while opening or decoding becomes an ImageError nam
 """
 from __future__ import annotations
 
+import io
 import os
 import struct
 import warnings
@@ -45,7 +46,7 @@ EXIF_ORIENTATION = 0x0112  # the EXIF tag; 1 is upright, 2..8 mirror and rotate
 # ITU-R 601 luma, as floats (not Pillow's rounded integer "L"), for RGB and RGBA alike.
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
-Source = Union[str, Path, "Image.Image", np.ndarray]
+Source = Union[str, Path, "Image.Image", np.ndarray, bytes]
 
 # A truncated file is an error for the user to see, never half an image silently padded.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
@@ -191,6 +192,21 @@ def _load(path: Union[str, Path], max_pixels: int, fast: bool) -> Union[Image.Im
             f.close()
 
 
+def open_image_bytes(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """open_image for a file's bytes already in memory (read from object storage by the Ray
+    engine): the same checks, the same errors. Raises ImageError, whatever went wrong."""
+    if not data:
+        raise ImageError("empty file (0 bytes)")
+    try:
+        return _decode(io.BytesIO(data), max_pixels)
+    except ImageError:
+        raise
+    except Image.UnidentifiedImageError:
+        raise ImageError(f"not an image in a format cnn-edge reads ({', '.join(FORMATS)})") from None
+    except Exception as exc:  # as in open_image: any decoder's failure is this image's error
+        raise ImageError(f"cannot decode the image ({exc.__class__.__name__}: {first_line(exc, 160)})") from None
+
+
 def to_grey(img: Image.Image) -> np.ndarray:
     """Any Pillow image -> float32 grey (H, W) in 0..255, transparency composited on a background
     that contrasts with the ink (ink drawn on a transparent layer may be dark or light)."""
@@ -263,6 +279,10 @@ def to_grey_any(source: Source, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndar
         return to_grey(_reduce(source))
     if isinstance(source, (str, Path)):
         return grey_pixels(source, max_pixels).astype(np.float32, copy=False)
+    if isinstance(source, (bytes, bytearray, memoryview)):  # a file's bytes (the Ray engine reads them)
+        data = bytes(source)
+        grey = grey_png(data, max_pixels, 2 * REDUCE_TO) if len(data) <= FAST_MAX_BYTES else None
+        return grey.astype(np.float32) if grey is not None else to_grey(open_image_bytes(data, max_pixels))
     raise ImageError(f"cannot read an image from a {type(source).__name__}; give a path, a PIL image or a numpy array")
 
 
