@@ -226,15 +226,15 @@ def main() -> None:
         print(f"{name:<22} {r['infer_us_per_image']:>13.1f} {r['ceiling_images_per_second']:>14,.0f} "
               f"{r['predict_best_images_per_second']:>19,.0f} {r['fraction_of_ceiling']:>11.2f}"
               + (f"   ({args.compare_tree}: {r['compare_tree_fraction_of_ceiling']:.2f})" if args.compare_tree else ""))
+        print(f"{'':<22} predict walls (s): {', '.join(f'{w:.2f}' for w in r['predict_wall_seconds'])}"
+              + (f"; {args.compare_tree}: {', '.join(f'{w:.2f}' for w in r['compare_tree_predict_wall_seconds'])}"
+                 if args.compare_tree else ""))
     for name, r in result["models"].items():
         for provider in args.also_provider:
             o = r[f"provider_{provider}"]
             print(f"{name} with --provider {provider}: " + (f"could not run: {o['error']}" if "error" in o else
                   f"{o['predict_best_images_per_second']:,.0f} img/s best of {args.repeat}, against "
                   f"{r['predict_best_images_per_second']:,.0f} on the default provider"))
-        print(f"{'':<22} predict walls (s): {', '.join(f'{w:.2f}' for w in r['predict_wall_seconds'])}"
-              + (f"; {args.compare_tree}: {', '.join(f'{w:.2f}' for w in r['compare_tree_predict_wall_seconds'])}"
-                 if args.compare_tree else ""))
     if not result["user_digits"]:
         return
     print(f"user-style digits ({args.per_variant} per variant), accuracy:")

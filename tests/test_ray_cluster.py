@@ -54,7 +54,8 @@ def paths(tmp_path_factory):
 
 
 def run(paths, out_dir, on_rows=None, **cfg):
-    cfg = RayConfig(rows_per_file=100, **cfg)
+    # Small batches: 24 of them for 600 files, so no actor can take all the work before another one asks.
+    cfg = RayConfig(rows_per_file=100, batch_size=25, **cfg)
     out = OutputDir(str(out_dir), cfg.fmt, cfg.top_k)
     summary = run_ray_predict(prepare(MODEL, cfg), paths, cfg, out, on_rows)
     manifest = json.loads((out_dir / "_SUCCESS").read_text())

@@ -25,7 +25,7 @@ def _imports() -> None:
 
 
 def predict_on_ray(model: Path, inputs: list[str], output: Optional[str], *, fmt: Optional[str], recursive: bool,
-                   top_k: int, batch_size: int, workers: Optional[int], threads: Optional[int], provider: str,
+                   top_k: int, batch_size: int, workers: Optional[int], threads: Optional[int], provider: str, precision: str,
                    max_pixels: int, resume: bool, quiet: bool, as_json: bool, address: Optional[str],
                    actors: Optional[int], gpus_per_worker: float) -> None:
     started = time.perf_counter()
@@ -40,7 +40,7 @@ def predict_on_ray(model: Path, inputs: list[str], output: Optional[str], *, fmt
     from .progress import count_bar
 
     cfg = RayConfig(address=address, batch_size=batch_size, actors=actors, decode_tasks=workers,
-                    gpus_per_worker=gpus_per_worker, threads=threads, provider=provider, top_k=top_k,
+                    gpus_per_worker=gpus_per_worker, threads=threads, provider=provider, precision=precision, top_k=top_k,
                     max_pixels=max_pixels, fmt=fmt or "parquet")
     # The model is checked here, on the CPU, before anything is started or written; the actors
     # open it again on the requested provider.

@@ -66,7 +66,7 @@ def predict(
 
         return predict_on_ray(model, inputs, output, fmt=fmt.value if fmt else None, recursive=recursive, top_k=top_k,
                               batch_size=batch_size, workers=workers, threads=threads, provider=provider.value,
-                              max_pixels=max_pixels, resume=resume, quiet=quiet, as_json=as_json, address=ray_address,
+                              precision=precision.value, max_pixels=max_pixels, resume=resume, quiet=quiet, as_json=as_json, address=ray_address,
                               actors=actors, gpus_per_worker=gpus_per_worker)
     if ray_address is not None or actors is not None or gpus_per_worker:
         raise ConfigError("--ray-address, --actors and --gpus-per-worker go with --engine ray")

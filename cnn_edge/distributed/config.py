@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import Optional
 
+from ..constants import DEFAULT_MAX_PIXELS
 from ..errors import ConfigError
 
 OUTPUT_FORMATS = ("parquet", "csv", "jsonl")
@@ -36,8 +37,9 @@ class RayConfig:
     gpus_per_worker: float = 0.0  # GPUs per actor; > 0 places actors on GPU nodes
     threads: Optional[int] = None  # ONNX Runtime threads per actor; None: 1 on CPU
     provider: str = "auto"
+    precision: str = "f32"  # OpenVINO's inference precision (--provider openvino)
     top_k: int = 3
-    max_pixels: int = 40_000_000
+    max_pixels: int = DEFAULT_MAX_PIXELS
     fmt: str = "parquet"
     rows_per_file: int = ROWS_PER_FILE
     seconds_per_file: float = SECONDS_PER_FILE

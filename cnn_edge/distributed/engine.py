@@ -107,7 +107,7 @@ def user_error(exc: BaseException) -> Optional[CnnEdgeError]:
     return None
 
 
-def check_provider(model, model_path: str, p: Plan) -> str:
+def check_provider(model, model_path: str, p: Plan, precision: str = "f32") -> str:
     """Start the model on the requested provider once, where an actor would start, before the run:
     an explicit provider that cannot start there fails the run at once, with ONNX Runtime's reason."""
     import ray
@@ -116,7 +116,7 @@ def check_provider(model, model_path: str, p: Plan) -> str:
     from .stages import probe
 
     kind, text = ray.get(ray.remote(probe).options(num_cpus=0, num_gpus=p.actor_gpus or None, max_retries=1)
-                         .remote([model], model_path, p.provider, p.threads))
+                         .remote([model], model_path, p.provider, p.threads, precision))
     if kind:
         raise getattr(errors, kind, ConfigError)(text)
     return text
@@ -148,7 +148,7 @@ def _dataset(paths: list[str], model, model_path: str, cfg: RayConfig, p: Plan):
     # The model travels once through the object store, in a list so that Ray hands the actor the
     # reference (resolved in the constructor) rather than keeping a large constructor argument.
     return ds.map_batches(InferActor, fn_constructor_kwargs=dict(model=[model], original=model_path, provider=p.provider,
-                                                                  threads=p.threads, top_k=cfg.top_k),
+                                                                  threads=p.threads, top_k=cfg.top_k, precision=cfg.precision),
                           batch_size=cfg.batch_size, batch_format="numpy", num_cpus=p.actor_cpus,
                           num_gpus=p.actor_gpus or None, concurrency=(p.actors, p.actors))  # a fixed pool
 
@@ -177,7 +177,7 @@ def prepare(model_path: Path, cfg: RayConfig) -> Job:
     _quiet_data()
     # auto and cpu always start (the driver opened the model on the CPU): no probe, a faster first row.
     explicit = p.provider not in ("auto", "cpu")
-    return Job(model, str(model_path), p, check_provider(model, str(model_path), p) if explicit else p.provider)
+    return Job(model, str(model_path), p, check_provider(model, str(model_path), p, cfg.precision) if explicit else p.provider)
 
 
 def run_ray_predict(job: Job, paths: list[str], cfg: RayConfig, out: OutputDir,

@@ -71,12 +71,13 @@ class InferActor:
     `provider` is honoured as in the local engine: one that cannot start raises ConfigError from
     the constructor, which fails the job with that reason (never a silent CPU fall back)."""
 
-    def __init__(self, model: list, original: str, provider: str, threads: int, top_k: int):
+    def __init__(self, model: list, original: str, provider: str, threads: int, top_k: int, precision: str = "f32"):
         """model: [the model's bytes], or [an ObjectRef to them] (how the engine sends it)."""
         from ..runtime.predictor import Predictor
 
         data = model[0] if isinstance(model[0], bytes) else _get(model[0])
-        self.predictor = Predictor(model_file(data, original), provider=provider, threads=threads, spin=False)
+        self.predictor = Predictor(model_file(data, original), provider=provider, threads=threads, spin=False,
+                                   precision=precision)
         self.top_k = top_k
         self.node = _node_id()
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
@@ -85,7 +86,7 @@ class InferActor:
         return classify(self.predictor, batch, self.top_k, self.node, self.worker)
 
 
-def probe(model: list, original: str, provider: str, threads: int) -> tuple[str, str]:
+def probe(model: list, original: str, provider: str, threads: int, precision: str = "f32") -> tuple[str, str]:
     """Open the model as an actor will, on a node with the actors' resources: ("", provider that
     ran) or (error class name, its message). Returned, not raised: the driver turns it into the
     one-line error, before any actor starts (an actor's failed start is reported by Ray as pages
@@ -93,7 +94,7 @@ def probe(model: list, original: str, provider: str, threads: int) -> tuple[str,
     from ..errors import CnnEdgeError
 
     try:
-        return "", InferActor(model, original, provider, threads, 1).predictor.provider
+        return "", InferActor(model, original, provider, threads, 1, precision).predictor.provider
     except CnnEdgeError as exc:
         return type(exc).__name__, str(exc)
 
