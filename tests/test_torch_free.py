@@ -45,7 +45,7 @@ def test_predict_without_torch(tmp_path):
 
 
 def test_bench_without_torch_skips_the_eager_rows():
-    proc = run_blocked("bench", "--seconds", "0.05", "--batch-sizes", "1,8", "--json")
+    proc = run_blocked("bench", "--seconds", "0.05", "--batch-sizes", "1,8", "--no-openvino", "--json")
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert {r["backend"] for r in report["rows"]} == {"onnxruntime"}
