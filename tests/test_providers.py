@@ -77,3 +77,17 @@ def test_missing_gpu_provider_is_an_error_with_the_fix(name):
         pytest.skip(f"this ONNX Runtime has {name}")
     with pytest.raises(ConfigError, match="onnxruntime-gpu"):
         open_model(MODEL, provider=name)
+
+
+def test_nodes_left_to_another_provider_are_listed():
+    """The report behind the fallback warning, read from a real session: ONNX Runtime's record of
+    which provider runs each node. Every node ran on the CPU here, so against any other provider all
+    of them are listed, and against the CPU provider none."""
+    from cnn_edge.runtime.providers import RECORD_ASSIGNMENT, _cpu_fallback
+
+    opts = ort.SessionOptions()
+    opts.add_session_config_entry(RECORD_ASSIGNMENT, "1")
+    session = ort.InferenceSession(MODEL, opts, providers=["CPUExecutionProvider"])
+    listed = _cpu_fallback(session, PROVIDERS["openvino"])
+    assert listed and any(entry.startswith("Conv ") for entry in listed)
+    assert _cpu_fallback(session, PROVIDERS["cpu"]) == []
