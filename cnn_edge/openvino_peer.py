@@ -16,11 +16,11 @@ import numpy as np
 from . import contract as C
 from .errors import ConfigError, ModelFileError, first_line
 from .runtime.model_file import read_model_bytes
-
-INSTALL_HINT = "pip install 'cnn-edge[openvino]'"
-# OpenVINO's inference precision hint. Without one, its CPU plugin computes an fp32 model in bf16
-# where the CPU has bf16 (max diff 1.3e-2 here), so f32 is asked for unless the user says otherwise.
-PRECISIONS = ("f32", "bf16", "f16")
+from .runtime.onnx_model import run_in_batches
+# OpenVINO's inference precision hint, as for the plugin provider. Without one, its CPU plugin
+# computes an fp32 model in bf16 where the CPU has bf16 (max diff 1.3e-2 in issue 14's
+# measurement), so f32 is asked for unless the user says otherwise.
+from .runtime.providers import OPENVINO_INSTALL_HINT, PRECISIONS
 
 
 @dataclass
@@ -37,12 +37,7 @@ class OpenVinoModel:
 
     def run_batched(self, images: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
         """uint8 or float images (N, 28, 28) -> (probabilities, logits) (N, 10), in batches."""
-        probs, logits = [], []
-        for i in range(0, len(images), batch_size):
-            p, l = self.run(images[i : i + batch_size].astype(np.float32)[:, None])
-            probs.append(p)
-            logits.append(l)
-        return np.concatenate(probs), np.concatenate(logits)
+        return run_in_batches(self.run, images, batch_size)
 
 
 def openvino_version() -> Optional[str]:
@@ -64,7 +59,7 @@ def open_openvino(path: Path, *, precision: str = "f32", threads: Optional[int] 
     try:
         import openvino as ov
     except ImportError:
-        raise ConfigError(f"the OpenVINO runtime is not installed; {INSTALL_HINT}") from None
+        raise ConfigError(f"the OpenVINO runtime is not installed; {OPENVINO_INSTALL_HINT}") from None
     path = Path(path)
     read_model_bytes(path)  # the same refusals as ONNX Runtime's loader: not a regular file, external data
     core = ov.Core()

@@ -14,6 +14,19 @@ from .model_file import read_model_bytes
 from .providers import Choice
 
 
+def run_in_batches(run, images: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """`run` ((B, 1, 28, 28) float32 -> (probabilities, logits)) over uint8 or float images (N, 28, 28),
+    in batches -> (probabilities, logits), each (N, 10)."""
+    probs, logits = [], []
+    for i in range(0, len(images), batch_size):
+        p, l = run(images[i : i + batch_size].astype(np.float32)[:, None])  # (B, 1, 28, 28)
+        probs.append(p)
+        logits.append(l)
+    if not probs:
+        return np.zeros((0, len(CLASS_LABELS)), np.float32), np.zeros((0, len(CLASS_LABELS)), np.float32)
+    return np.concatenate(probs), np.concatenate(logits)
+
+
 @dataclass
 class OnnxModel:
     path: Path
@@ -34,15 +47,7 @@ class OnnxModel:
 
     def run_batched(self, images: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
         """uint8 or float images (N, 28, 28) -> (probabilities, logits) (N, 10), in batches."""
-        probs, logits = [], []
-        for i in range(0, len(images), batch_size):
-            x = images[i : i + batch_size].astype(np.float32)[:, None]  # (B, 1, 28, 28)
-            p, l = self.run(x)
-            probs.append(p)
-            logits.append(l)
-        if not probs:
-            return np.zeros((0, len(CLASS_LABELS)), np.float32), np.zeros((0, len(CLASS_LABELS)), np.float32)
-        return np.concatenate(probs), np.concatenate(logits)
+        return run_in_batches(self.run, images, batch_size)
 
     @property
     def is_int8(self) -> bool:
