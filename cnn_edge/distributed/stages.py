@@ -16,10 +16,33 @@ import numpy as np
 
 from ..constants import IMAGE_SIZE
 from ..errors import ImageError, first_line
-from .sources import read_bytes
+from .sources import is_uri, read_bytes
 
 Batch = dict[str, np.ndarray]
 NODE, WORKER, PROVIDER = "_node", "_worker", "_provider"
+# Object-store reads in flight at once per decoding task: a GET waits tens of milliseconds on S3,
+# so one at a time would bound a task to a few dozen images per second (docs/scale.md).
+READS_IN_FLIGHT = 32
+
+
+def _read_one(path: str) -> tuple[bytes | None, str]:
+    """(bytes, "") or (None, the row's error): a surprise is this file's error, not the task's."""
+    try:
+        return read_bytes(path), ""
+    except ImageError as exc:
+        return None, str(exc)
+    except Exception as exc:  # as in preprocess_many
+        return None, f"cannot read: {exc.__class__.__name__}: {first_line(exc, 160)}"
+
+
+def read_all(paths: list[str]) -> list[tuple[bytes | None, str]]:
+    """Every path's (bytes, error), in order; objects on a store are fetched READS_IN_FLIGHT at a time."""
+    if len(paths) > 1 and any(is_uri(p) for p in paths):
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(min(READS_IN_FLIGHT, len(paths))) as pool:
+            return list(pool.map(_read_one, paths))
+    return [_read_one(p) for p in paths]
 
 
 def decode_batch(batch: Batch, max_pixels: int) -> Batch:
@@ -29,15 +52,9 @@ def decode_batch(batch: Batch, max_pixels: int) -> Batch:
     from ..runtime.preprocess import preprocess_many
 
     paths = [str(p) for p in batch["path"]]
-    errors = [""] * len(paths)
-    data: dict[int, bytes] = {}
-    for i, path in enumerate(paths):
-        try:
-            data[i] = read_bytes(path)
-        except ImageError as exc:
-            errors[i] = str(exc)
-        except Exception as exc:  # as in preprocess_many: a surprise is this file's error, not the task's
-            errors[i] = f"cannot read: {exc.__class__.__name__}: {first_line(exc, 160)}"
+    read = read_all(paths)
+    errors = [error for _, error in read]
+    data = {i: content for i, (content, _) in enumerate(read) if content is not None}
     pixels = np.zeros((len(paths), IMAGE_SIZE, IMAGE_SIZE), np.float32)
     if data:
         members = list(data)
