@@ -6,7 +6,9 @@
 
 The driver writes: rows are ~150 bytes (10^9 a day is under 2 MB/s), and one writer makes
 "exactly one row per input" a set lookup. Ray retries the tasks and actors of a node that died;
-if it gives up on a pass, the inputs still without a row are run again (PASSES in all).
+if it gives up on a pass, the inputs still without a row are run again (PASSES in all), each
+file in a decoding task of its own, and a file whose task dies on every retry (a decoder that
+crashes its process, the OOM killer) gets the local engine's error row instead of failing the run.
 """
 from __future__ import annotations
 
@@ -122,7 +124,26 @@ def check_provider(model, model_path: str, p: Plan, precision: str = "f32") -> s
     return text
 
 
-def _dataset(paths: list[str], model, model_path: str, cfg: RayConfig, p: Plan):
+# A decoding task whose process dies is run again this many times (Ray Data's default is forever:
+# one file that crashes its decoder would hang the run).
+DECODE_RETRIES = 3
+
+
+@contextlib.contextmanager
+def _lost_blocks_allowed(allowed: bool):
+    """While `allowed`, a block whose task failed past its retries is dropped, not the run failed."""
+    import ray.data
+
+    ctx = ray.data.DataContext.get_current()
+    saved = ctx.max_errored_blocks
+    ctx.max_errored_blocks = -1 if allowed else saved
+    try:
+        yield
+    finally:
+        ctx.max_errored_blocks = saved
+
+
+def _dataset(paths: list[str], model, model_path: str, cfg: RayConfig, p: Plan, isolate: bool = False):
     import pyarrow as pa
     import ray.data
 
@@ -130,7 +151,8 @@ def _dataset(paths: list[str], model, model_path: str, cfg: RayConfig, p: Plan):
 
     # Enough blocks for every decoding task to have two, at most PATHS_PER_BLOCK paths each; the
     # first block of each task holds a single batch, so the first rows come back early.
-    step = max(1, min(cfg.paths_per_block, -(-len(paths) // (2 * p.decode_tasks))))
+    # With `isolate`, one path per block and per decoding task: a file that kills its task costs only itself.
+    step = 1 if isolate else max(1, min(cfg.paths_per_block, -(-len(paths) // (2 * p.decode_tasks))))
     cuts, i = [], 0
     while i < len(paths):
         size = min(step, cfg.batch_size) if len(cuts) < p.decode_tasks else step
@@ -143,8 +165,9 @@ def _dataset(paths: list[str], model, model_path: str, cfg: RayConfig, p: Plan):
     # a hair less CPU, which keeps them separate tasks (what a GPU node needs: the GPU actors infer
     # while the CPUs decode).
     decode_cpus = p.decode_cpus if cfg.fuse else p.decode_cpus * 0.999
-    ds = ds.map_batches(decode_batch, fn_kwargs={"max_pixels": cfg.max_pixels}, batch_size=cfg.batch_size,
-                        batch_format="numpy", num_cpus=decode_cpus, concurrency=p.decode_tasks)
+    ds = ds.map_batches(decode_batch, fn_kwargs={"max_pixels": cfg.max_pixels}, batch_size=1 if isolate else cfg.batch_size,
+                        batch_format="numpy", num_cpus=decode_cpus, concurrency=p.decode_tasks,
+                        max_retries=DECODE_RETRIES)
     # The model travels once through the object store, in a list so that Ray hands the actor the
     # reference (resolved in the constructor) rather than keeping a large constructor argument.
     return ds.map_batches(InferActor, fn_constructor_kwargs=dict(model=[model], original=model_path, provider=p.provider,
@@ -193,24 +216,39 @@ def run_ray_predict(job: Job, paths: list[str], cfg: RayConfig, out: OutputDir,
     marks: dict[float, tuple[float, int]] = {}  # share of the rows done -> (when, rows): the steady state
     expected = max(1, len(wanted - out.done))
     ok = failed = passes = 0
+    isolate = False  # after a failed pass: one file per decoding task, lost blocks allowed
+
+    def take(table) -> None:
+        nonlocal ok, failed, first_row
+        new, bad = out.add(table)
+        ok, failed = ok + new - bad, failed + bad
+        now = time.perf_counter()
+        first_row = now if first_row is None and new else first_row
+        for share in (0.1, 0.9):
+            if share not in marks and ok + failed >= share * expected:
+                marks[share] = (now, ok + failed)
+        if out.due(cfg.rows_per_file, cfg.seconds_per_file):
+            out.flush()
+        if on_rows is not None and new:
+            on_rows(new, bad)
+
     while todo := [x for x in paths if x not in out.done]:
         passes += 1
         try:
-            for table in _dataset(todo, job.model, job.model_path, cfg, p).iter_batches(batch_size=None, batch_format="pyarrow"):
-                new, bad = out.add(table)
-                ok, failed = ok + new - bad, failed + bad
-                now = time.perf_counter()
-                first_row = now if first_row is None and new else first_row
-                for share in (0.1, 0.9):
-                    if share not in marks and ok + failed >= share * expected:
-                        marks[share] = (now, ok + failed)
-                if out.due(cfg.rows_per_file, cfg.seconds_per_file):
-                    out.flush()
-                if on_rows is not None and new:
-                    on_rows(new, bad)
+            with _lost_blocks_allowed(isolate):
+                for table in _dataset(todo, job.model, job.model_path, cfg, p, isolate).iter_batches(
+                        batch_size=None, batch_format="pyarrow"):
+                    take(table)
+            if isolate:  # what still has no row killed its own decoding task on every retry
+                from ..runtime.workers import WORKER_DIED
+                from .stages import error_rows
+
+                if lost := [x for x in todo if x not in out.done]:
+                    take(error_rows(lost, WORKER_DIED, cfg.top_k, job.provider))
         except Exception as exc:
             if (mine := user_error(exc)) is not None:
                 raise mine from None
+            isolate = True
             if passes == cfg.passes:
                 out.flush()  # what is done is kept for --resume
                 raise RayRunError(f"the Ray cluster failed the run {cfg.passes} times, last with: {first_line(exc)}; "

@@ -122,6 +122,23 @@ def _get(ref) -> bytes:
     return ray.get(ref)
 
 
+def error_rows(paths: list[str], error: str, top_k: int, provider: str):
+    """Rows for inputs that reached no model (the process decoding them died): classify's columns,
+    the error set, everything else null."""
+    import pyarrow as pa
+
+    n = len(paths)
+    columns = {"path": pa.array(paths, pa.string()), "prediction": pa.nulls(n, pa.string()),
+               "confidence": pa.nulls(n, pa.float64())}
+    for j in range(top_k):
+        columns[f"top{j + 1}"] = pa.nulls(n, pa.string())
+        columns[f"top{j + 1}_probability"] = pa.nulls(n, pa.float64())
+    columns["error"] = pa.array([error] * n, pa.string())
+    columns[NODE] = columns[WORKER] = pa.array([""] * n, pa.string())
+    columns[PROVIDER] = pa.array([provider] * n, pa.string())
+    return pa.table(columns)
+
+
 def _node_id() -> str:
     try:
         import ray
