@@ -14,9 +14,9 @@ import posixpath
 from typing import Iterable
 
 from ..errors import ConfigError, ImageError, first_line
+from ..runtime.files import NOT_FOUND
 
-NOT_FOUND = "not found: no such file, folder, or file matching the pattern"
-_FILESYSTEMS: dict[str, tuple[object, str]] = {}  # scheme://netloc -> (filesystem, its prefix), per process
+_FILESYSTEMS: dict[str, object] = {}  # scheme://netloc -> its pyarrow filesystem, per process
 
 
 def is_uri(path: str) -> bool:
@@ -45,9 +45,8 @@ def filesystem(uri: str):
                 fs = pafs.PyFileSystem(pafs.FSSpecHandler(fsspec.core.url_to_fs(uri)[0]))
             except (ImportError, ValueError) as exc2:
                 raise ConfigError(f"cannot read {uri}: {first_line(exc)}; {first_line(exc2)}") from None
-        _FILESYSTEMS[root] = (fs, root)
-    fs, _ = _FILESYSTEMS[root]
-    return fs, uri.partition("://")[2]
+        _FILESYSTEMS[root] = fs
+    return _FILESYSTEMS[root], uri.partition("://")[2]
 
 
 def _list_uri(uri: str, recursive: bool) -> list[str]:

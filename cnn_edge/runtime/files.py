@@ -8,6 +8,9 @@ from typing import BinaryIO, Union
 
 from ..errors import ImageError
 
+NOT_FOUND = "not found: no such file, folder, or file matching the pattern"
+EMPTY_FILE = "empty file (0 bytes)"
+
 _FILE_KINDS = {stat.S_IFIFO: "a FIFO (named pipe)", stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a character device",
                stat.S_IFBLK: "a block device",
                stat.S_IFDIR: "a folder from which no image file was taken (none in it, it cannot be listed, or they "
@@ -21,7 +24,7 @@ def open_regular_fd(path: Union[str, Path]) -> tuple[int, int]:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
-        raise ImageError("not found: no such file, folder, or file matching the pattern") from None
+        raise ImageError(NOT_FOUND) from None
     except PermissionError:
         raise ImageError("cannot read the file: permission denied") from None
     except OSError as exc:  # a symlink loop, a name too long, a vanished mount...
@@ -32,7 +35,7 @@ def open_regular_fd(path: Union[str, Path]) -> tuple[int, int]:
         if kind != stat.S_IFREG:
             raise ImageError(f"not a regular file: {_FILE_KINDS.get(kind, 'a special file')}")
         if st.st_size == 0:
-            raise ImageError("empty file (0 bytes)")
+            raise ImageError(EMPTY_FILE)
         return fd, st.st_size  # O_NONBLOCK does nothing to reads of a regular file
     except BaseException:
         os.close(fd)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import os
+from contextlib import contextmanager
 import struct
 import warnings
 from pathlib import Path
@@ -24,7 +25,7 @@ from PIL import Image, ImageFile, ImageOps
 
 from ..constants import DEFAULT_MAX_PIXELS
 from ..errors import ImageError, first_line
-from .files import open_regular_fd, open_regular_file  # noqa: F401  (open_regular_file: re-exported)
+from .files import EMPTY_FILE, open_regular_fd, open_regular_file  # noqa: F401  (open_regular_file: re-exported)
 from .grey_png import FAST_MAX_BYTES, grey_png
 
 # The formats read, by Pillow's names (file extensions in runtime/inputs.py). Everything else is
@@ -166,25 +167,37 @@ def open_image(path: Union[str, Path], max_pixels: int = DEFAULT_MAX_PIXELS) -> 
     return _load(path, max_pixels, fast=False)  # type: ignore[return-value]  # not fast: an Image
 
 
-def _load(path: Union[str, Path], max_pixels: int, fast: bool) -> Union[Image.Image, np.ndarray]:
-    """The decoded image, or with `fast`, the (H, W) uint8 pixels of a small plain grey PNG
-    (runtime/grey_png.py: exactly what the full path gives). Raises ImageError."""
-    fd, size = open_regular_fd(path)
-    f = None
+@contextmanager
+def _decode_errors():
+    """Any failure while opening or decoding becomes this image's ImageError, the same for files and bytes."""
     try:
-        if fast and size <= FAST_MAX_BYTES:  # one read, no file object: a third of a 28x28 PNG's time
-            grey = grey_png(os.read(fd, size + 1), max_pixels, 2 * REDUCE_TO)
-            if grey is not None:
-                return grey
-            os.lseek(fd, 0, os.SEEK_SET)
-        f = os.fdopen(fd, "rb")
-        return _decode(f, max_pixels, EXTENSION_FORMATS.get(os.path.splitext(path)[1].lower()))
+        yield
     except ImageError:
         raise
     except Image.UnidentifiedImageError:
         raise ImageError(f"not an image in a format cnn-edge reads ({', '.join(FORMATS)})") from None
     except Exception as exc:  # any decoder's failure: truncated data, a malformed header, a decoder bug
         raise ImageError(f"cannot decode the image ({exc.__class__.__name__}: {first_line(exc, 160)})") from None
+
+
+def _fast_grey(data: bytes, max_pixels: int) -> np.ndarray | None:
+    """A small plain grey PNG's (H, W) uint8 pixels, exactly the full path's (grey_png.py); else None."""
+    return grey_png(data, max_pixels, 2 * REDUCE_TO) if len(data) <= FAST_MAX_BYTES else None
+
+
+def _load(path: Union[str, Path], max_pixels: int, fast: bool) -> Union[Image.Image, np.ndarray]:
+    """The decoded image, or with `fast`, the grey pixels of a small plain grey PNG. Raises ImageError."""
+    fd, size = open_regular_fd(path)
+    f = None
+    try:
+        with _decode_errors():
+            if fast and size <= FAST_MAX_BYTES:  # one read, no file object: a third of a 28x28 PNG's time
+                grey = _fast_grey(os.read(fd, size + 1), max_pixels)
+                if grey is not None:
+                    return grey
+                os.lseek(fd, 0, os.SEEK_SET)
+            f = os.fdopen(fd, "rb")
+            return _decode(f, max_pixels, EXTENSION_FORMATS.get(os.path.splitext(path)[1].lower()))
     finally:
         if f is None:
             os.close(fd)
@@ -196,15 +209,9 @@ def open_image_bytes(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image
     """open_image for a file's bytes already in memory (read from object storage by the Ray
     engine): the same checks, the same errors. Raises ImageError, whatever went wrong."""
     if not data:
-        raise ImageError("empty file (0 bytes)")
-    try:
+        raise ImageError(EMPTY_FILE)
+    with _decode_errors():
         return _decode(io.BytesIO(data), max_pixels)
-    except ImageError:
-        raise
-    except Image.UnidentifiedImageError:
-        raise ImageError(f"not an image in a format cnn-edge reads ({', '.join(FORMATS)})") from None
-    except Exception as exc:  # as in open_image: any decoder's failure is this image's error
-        raise ImageError(f"cannot decode the image ({exc.__class__.__name__}: {first_line(exc, 160)})") from None
 
 
 def to_grey(img: Image.Image) -> np.ndarray:
@@ -281,7 +288,7 @@ def to_grey_any(source: Source, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndar
         return grey_pixels(source, max_pixels).astype(np.float32, copy=False)
     if isinstance(source, (bytes, bytearray, memoryview)):  # a file's bytes (the Ray engine reads them)
         data = bytes(source)
-        grey = grey_png(data, max_pixels, 2 * REDUCE_TO) if len(data) <= FAST_MAX_BYTES else None
+        grey = _fast_grey(data, max_pixels)
         return grey.astype(np.float32) if grey is not None else to_grey(open_image_bytes(data, max_pixels))
     raise ImageError(f"cannot read an image from a {type(source).__name__}; give a path, a PIL image or a numpy array")
 
