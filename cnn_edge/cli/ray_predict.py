@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
 from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from ..distributed.config import RayConfig
 from .summary import EXIT_SOME_FAILED, print_summary
 
 RAY_EXTRA_HINT = "pip install 'cnn-edge[ray]'"
@@ -24,31 +27,25 @@ def _imports() -> None:
             raise ConfigError(f"--engine ray needs {name}, which the base install leaves out: {RAY_EXTRA_HINT}") from None
 
 
-def predict_on_ray(model: Path, inputs: list[str], output: Optional[str], *, fmt: Optional[str], recursive: bool,
-                   top_k: int, batch_size: int, workers: Optional[int], threads: Optional[int], provider: str, precision: str,
-                   max_pixels: int, resume: bool, quiet: bool, as_json: bool, address: Optional[str],
-                   actors: Optional[int], gpus_per_worker: float) -> None:
+def predict_on_ray(model: Path, inputs: list[str], output: Optional[str], cfg: "RayConfig", *, recursive: bool,
+                   resume: bool, quiet: bool, as_json: bool) -> None:
     started = time.perf_counter()
     if output is None or str(output) == "-":
         raise ConfigError("--engine ray writes a directory of part files: give -o DIR (a folder or s3://bucket/prefix/)")
     _imports()
-    from ..distributed.config import RayConfig
     from ..distributed.engine import connect, prepare, run_ray_predict
     from ..distributed.outputs import OutputDir
     from ..distributed.sources import collect
     from ..runtime.predictor import Predictor
     from .progress import count_bar
 
-    cfg = RayConfig(address=address, batch_size=batch_size, actors=actors, decode_tasks=workers,
-                    gpus_per_worker=gpus_per_worker, threads=threads, provider=provider, precision=precision, top_k=top_k,
-                    max_pixels=max_pixels, fmt=fmt or "parquet")
     # The model is checked here, on the CPU, before anything is started or written; the actors
     # open it again on the requested provider.
-    labels = Predictor(model, provider="cpu", threads=1, max_pixels=max_pixels).labels
+    labels = Predictor(model, provider="cpu", threads=1, max_pixels=cfg.max_pixels).labels
     paths = collect(inputs, recursive=recursive)
-    out = OutputDir(output, cfg.fmt, top_k, resume=resume, labels=labels)
+    out = OutputDir(output, cfg.fmt, cfg.top_k, resume=resume, labels=labels)
     todo = len(set(paths) - out.done)
-    started_here = connect(address)
+    started_here = connect(cfg.address)
     try:
         job = prepare(model, cfg)
     except BaseException:

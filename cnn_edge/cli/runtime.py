@@ -62,12 +62,13 @@ def predict(
     2 bad options, model or output path; 130 interrupted (rerun with --resume); 141 the reader of the
     output went away."""
     if engine.value == "ray":
+        from ..distributed.config import RayConfig
         from .ray_predict import predict_on_ray
 
-        return predict_on_ray(model, inputs, output, fmt=fmt.value if fmt else None, recursive=recursive, top_k=top_k,
-                              batch_size=batch_size, workers=workers, threads=threads, provider=provider.value,
-                              precision=precision.value, max_pixels=max_pixels, resume=resume, quiet=quiet, as_json=as_json, address=ray_address,
-                              actors=actors, gpus_per_worker=gpus_per_worker)
+        cfg = RayConfig(address=ray_address, batch_size=batch_size, actors=actors, decode_tasks=workers,
+                        gpus_per_worker=gpus_per_worker, threads=threads, provider=provider.value,
+                        precision=precision.value, top_k=top_k, max_pixels=max_pixels, fmt=fmt.value if fmt else "parquet")
+        return predict_on_ray(model, inputs, output, cfg, recursive=recursive, resume=resume, quiet=quiet, as_json=as_json)
     if ray_address is not None or actors is not None or gpus_per_worker:
         raise ConfigError("--ray-address, --actors and --gpus-per-worker go with --engine ray")
     if fmt is not None and fmt.value == "parquet":
