@@ -88,16 +88,19 @@ def _rows(backend: str, model, name: str, precision: str, device: str, cfg: Benc
 def bench_onnx(path: Path, cfg: BenchConfig, provider: Optional[str] = None) -> list[BenchRow]:
     from .runtime.onnx_model import open_model
 
-    model = open_model(path, provider=provider or cfg.provider, threads=cfg.threads, precision=cfg.precision)
+    provider = provider or cfg.provider
+    # cfg.precision is OpenVINO's: the other providers run the model's own (open_model refuses it there).
+    model = open_model(path, provider=provider, threads=cfg.threads,
+                       precision=cfg.precision if provider == "openvino" else "f32")
     device = model.provider + (f" ({model.choice.precision})" if model.choice.precision else "")
     return _rows("onnxruntime", model, path.name, "int8" if model.is_int8 else "fp32", device, cfg)
 
 
-def bench_openvino(path: Path, cfg: BenchConfig, report: "BenchReport") -> list[BenchRow]:
+def bench_openvino(path: Path, cfg: BenchConfig, report: "BenchReport", precision: str) -> list[BenchRow]:
     """The plugin through ONNX Runtime (unless that is the chosen provider already), then the
-    OpenVINO runtime itself; each one that cannot run here adds a note instead."""
+    OpenVINO runtime itself; each one that cannot run here adds a note instead. `precision`: the
+    model's (fp32 or int8), as its ONNX Runtime rows found it."""
     from .openvino_peer import open_openvino
-    from .runtime.onnx_model import open_model
 
     rows = []
     if cfg.provider != "openvino":
@@ -110,7 +113,6 @@ def bench_openvino(path: Path, cfg: BenchConfig, report: "BenchReport") -> list[
     except (ConfigError, ModelFileError) as exc:
         _note(report, f"OpenVINO runtime skipped for {path.name}: {exc}")
         return rows
-    precision = "int8" if open_model(path).is_int8 else "fp32"
     return rows + _rows("openvino", peer, path.name, precision, f"CPU ({peer.precision})", cfg)
 
 
@@ -158,9 +160,10 @@ def run_bench(models: list[Path], cfg: BenchConfig = BenchConfig()) -> BenchRepo
     elif cfg.use_openvino is None:
         report.notes.append("OpenVINO rows skipped: not installed (pip install 'cnn-edge[openvino]')")
     for path in models:
-        report.rows += bench_onnx(Path(path), cfg)
+        rows = bench_onnx(Path(path), cfg)
+        report.rows += rows
         if with_openvino:
-            report.rows += bench_openvino(Path(path), cfg, report)
+            report.rows += bench_openvino(Path(path), cfg, report, rows[0].precision)
     if cfg.use_torch is False:
         return report
     checkpoint = cfg.checkpoint or default_checkpoint(models)

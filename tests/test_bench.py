@@ -59,3 +59,10 @@ def test_openvino_rows_for_both_released_models_or_a_note_saying_why():
     assert {("openvino", "fp32", "CPU"), ("openvino", "int8", "CPU")} <= backends
     plugin_rows = {p for b, p, d in backends if b == "onnxruntime" and d == "openvino"}
     assert plugin_rows == {"fp32", "int8"} or any("'openvino'" in n for n in report.notes)
+
+
+def test_precision_applies_to_the_openvino_rows_only():
+    """--precision bf16 is OpenVINO's: the ONNX Runtime CPU rows still run (the model's own numerics)."""
+    report = run_bench(MODELS[:1], BenchConfig(use_torch=False, precision="bf16", batch_sizes=(2,), seconds=0.02))
+    assert [r.device for r in report.rows if r.backend == "onnxruntime"] == ["cpu"]
+    assert all(r.device == "CPU (bf16)" for r in report.rows if r.backend == "openvino")
