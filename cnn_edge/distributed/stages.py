@@ -123,20 +123,13 @@ def _get(ref) -> bytes:
 
 
 def error_rows(paths: list[str], error: str, top_k: int, provider: str):
-    """Rows for inputs that reached no model (the process decoding them died): classify's columns,
-    the error set, everything else null."""
-    import pyarrow as pa
+    """Rows for inputs that reached no model (the process decoding them died): classify's rows,
+    every one failed with `error`, so no model runs."""
+    from types import SimpleNamespace
 
-    n = len(paths)
-    columns = {"path": pa.array(paths, pa.string()), "prediction": pa.nulls(n, pa.string()),
-               "confidence": pa.nulls(n, pa.float64())}
-    for j in range(top_k):
-        columns[f"top{j + 1}"] = pa.nulls(n, pa.string())
-        columns[f"top{j + 1}_probability"] = pa.nulls(n, pa.float64())
-    columns["error"] = pa.array([error] * n, pa.string())
-    columns[NODE] = columns[WORKER] = pa.array([""] * n, pa.string())
-    columns[PROVIDER] = pa.array([provider] * n, pa.string())
-    return pa.table(columns)
+    batch = {"path": np.array(paths, dtype=object), "pixels": np.zeros((len(paths), IMAGE_SIZE, IMAGE_SIZE), np.float32),
+             "error": np.array([error] * len(paths), dtype=object)}
+    return classify(SimpleNamespace(labels=(), provider=provider), batch, top_k)
 
 
 def _node_id() -> str:
@@ -159,11 +152,12 @@ def classify(predictor, batch: Batch, top_k: int, node: str = "", worker: str = 
     n = len(errors)
     failed = np.array([bool(e) for e in errors], dtype=bool)
     ok = np.flatnonzero(~failed)
-    k = min(top_k, len(predictor.labels))
-    labels = np.array(predictor.labels, dtype=object)
+    k = top_k  # fewer when the model has fewer classes (only rows with a prediction have any)
     tops = np.full((n, top_k), None, dtype=object)
     probs = np.zeros((n, top_k))
     if len(ok):
+        k = min(top_k, len(predictor.labels))
+        labels = np.array(predictor.labels, dtype=object)
         p = predictor.probabilities(np.asarray(batch["pixels"], np.float32)[ok])
         order = np.argsort(-p, axis=1, kind="stable")[:, :k]  # as Predictor.to_predictions
         tops[ok[:, None], np.arange(k)] = labels[order]
