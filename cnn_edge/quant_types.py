@@ -11,15 +11,13 @@ from pathlib import Path
 from . import contract as C
 from .constants import DEFAULT_VAL_SIZE
 from .errors import ConfigError
+from .runtime import compat
 from .runtime.timing import Speed
 
 METHODS = ("minmax", "entropy", "percentile")
 FORMATS = ("qdq", "qoperator")
 TYPES = ("uint8", "int8")
-# ONNX's own domain: what every runtime that reads ONNX knows. Anything else (com.microsoft) is ONNX Runtime's.
-STANDARD_DOMAINS = ("", "ai.onnx")
-QUANTIZED_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "QGemm",
-                 "ConvInteger", "MatMulInteger", "DynamicQuantizeLinear"}
+QUANTIZED_OPS = compat.QUANTIZED_OPS  # declared once, beside the runtimes' operator tables
 LAYER_OPS = ("Conv", "Gemm", "MatMul")  # nodes that carry a layer's weights, named in reports
 
 

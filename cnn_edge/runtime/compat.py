@@ -22,6 +22,8 @@ MS_DOMAIN = "com.microsoft"  # ONNX Runtime's contrib operators (QGemm, QLinearA
 # Conv, Gemm, Relu, MaxPool, Reshape, Softmax, Q/DQ, is supported everywhere checked here).
 INTEGER_OPS = frozenset({"QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger", "DynamicQuantizeLinear"})
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
+# What makes a model quantized, in any of ONNX Runtime's forms (QDQ, QOperator, dynamic).
+QUANTIZED_OPS = INTEGER_OPS | set(QDQ_OPS) | {"QGemm"}
 INT8_NAMES = {3: "int8", 2: "uint8", 6: "int32"}  # TensorProto.DataType
 INT8 = 3
 

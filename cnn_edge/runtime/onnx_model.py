@@ -10,6 +10,7 @@ import numpy as np
 from .. import contract as C
 from ..constants import CLASS_LABELS
 from ..errors import ModelFileError
+from .compat import QUANTIZED_OPS
 from .model_file import read_model_bytes
 from .providers import Choice
 
@@ -115,7 +116,8 @@ def open_model(path: Path, *, provider: str = "cpu", threads: int | None = None,
             opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         return opts
 
-    is_int8 = b"QuantizeLinear" in data or b"QLinearConv" in data or b"ConvInteger" in data  # steers auto only
+    # Steers auto only: an op type's name in the bytes (the metadata that says int8 is read once the session exists).
+    is_int8 = any(op.encode() in data for op in QUANTIZED_OPS)
     session, ran_on = create_session(str(path), data, options, provider, precision=precision, is_int8=is_int8)
     inputs = session.get_inputs()
     if len(inputs) != 1:
