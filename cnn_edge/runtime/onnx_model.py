@@ -117,7 +117,7 @@ def open_model(path: Path, *, provider: str = "cpu", threads: int | None = None,
         return opts
 
     # Steers auto only: an op type's name in the bytes (the metadata that says int8 is read once the session exists).
-    is_int8 = any(op.encode() in data for op in QUANTIZED_OPS)
+    is_int8 = provider == "auto" and any(op.encode() in data for op in QUANTIZED_OPS)
     session, ran_on = create_session(str(path), data, options, provider, precision=precision, is_int8=is_int8)
     inputs = session.get_inputs()
     if len(inputs) != 1:
