@@ -14,7 +14,7 @@ def __getattr__(name: str):
 
         return getattr(predictor, name)
     if name == "ImageError":
-        from .errors import ImageError
+        from .core.errors import ImageError
 
         return ImageError
     raise AttributeError(f"module 'cnn_edge' has no attribute {name!r}")

@@ -60,8 +60,8 @@ def main() -> None:
     sys.path.insert(0, str(REPO))
     from PIL import Image
 
-    from cnn_edge.data import load_split
-    from cnn_edge.machine import machine_description
+    from cnn_edge.training.data import load_split
+    from cnn_edge.core.machine import machine_description
 
     work = Path(tempfile.mkdtemp(prefix="cnn-edge-decode-"))
     try:

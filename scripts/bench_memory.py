@@ -27,8 +27,8 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from cnn_edge.data import FILES  # noqa: E402
-from cnn_edge.machine import cpu_name  # noqa: E402
+from cnn_edge.training.data import FILES  # noqa: E402
+from cnn_edge.core.machine import cpu_name  # noqa: E402
 
 MODEL = REPO / "exports" / "mnist_cnn.onnx"
 TARGETS_MB = {"16 x 16-Mpixel PNGs": 700, "one 40-Mpixel RGBA PNG": 700, "100-Mpixel PNG refused": 400,

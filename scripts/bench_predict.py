@@ -36,9 +36,9 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
 from cnn_edge import contract as C  # noqa: E402
-from cnn_edge.artifacts import RELEASE_DIR, released_models  # noqa: E402
-from cnn_edge.data import load_split  # noqa: E402
-from cnn_edge.machine import machine_description  # noqa: E402
+from cnn_edge.core.artifacts import RELEASE_DIR, released_models  # noqa: E402
+from cnn_edge.training.data import load_split  # noqa: E402
+from cnn_edge.core.machine import machine_description  # noqa: E402
 from cnn_edge.runtime.onnx_model import open_model  # noqa: E402
 from cnn_edge.runtime.predictor import Predictor  # noqa: E402
 from cnn_edge.runtime.preprocess import preprocess, preprocess_many  # noqa: E402

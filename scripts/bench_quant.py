@@ -23,12 +23,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cnn_edge import contract as C  # noqa: E402
-from cnn_edge.data import load_mnist  # noqa: E402
-from cnn_edge.errors import ModelFileError  # noqa: E402
-from cnn_edge.machine import machine_description  # noqa: E402
-from cnn_edge.openvino_peer import open_openvino, openvino_version  # noqa: E402
-from cnn_edge.quant_types import QuantConfig  # noqa: E402
-from cnn_edge.quantize import quantize_model  # noqa: E402
+from cnn_edge.training.data import load_mnist  # noqa: E402
+from cnn_edge.core.errors import ModelFileError  # noqa: E402
+from cnn_edge.core.machine import machine_description  # noqa: E402
+from cnn_edge.tools.openvino_peer import open_openvino, openvino_version  # noqa: E402
+from cnn_edge.release.quantize import QuantConfig  # noqa: E402
+from cnn_edge.release.quantize import quantize_model  # noqa: E402
 from cnn_edge.runtime.onnx_model import open_model  # noqa: E402
 from cnn_edge.runtime.timing import measure  # noqa: E402
 
@@ -36,7 +36,7 @@ from cnn_edge.runtime.timing import measure  # noqa: E402
 def torch_eager(checkpoint: Path, batch: int, seconds: float) -> dict:
     import torch
 
-    from cnn_edge.checkpoint import load_checkpoint
+    from cnn_edge.training.checkpoint import load_checkpoint
 
     model, _ = load_checkpoint(checkpoint)
     out = {}

@@ -31,8 +31,8 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from cnn_edge.data import load_split  # noqa: E402
-from cnn_edge.machine import machine_description  # noqa: E402
+from cnn_edge.training.data import load_split  # noqa: E402
+from cnn_edge.core.machine import machine_description  # noqa: E402
 
 CLI = [sys.executable, "-m", "cnn_edge"]
 

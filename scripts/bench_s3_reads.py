@@ -19,9 +19,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cnn_edge.data import load_split  # noqa: E402
+from cnn_edge.training.data import load_split  # noqa: E402
 from cnn_edge.distributed import stages  # noqa: E402
-from cnn_edge.machine import machine_description  # noqa: E402
+from cnn_edge.core.machine import machine_description  # noqa: E402
 
 
 def free_port() -> int:

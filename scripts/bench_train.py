@@ -26,13 +26,13 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cnn_edge.data import FILES, MnistData, load_mnist, write_idx  # noqa: E402
-from cnn_edge.machine import machine_description  # noqa: E402
-from cnn_edge.model import MnistNet  # noqa: E402
-from cnn_edge.recipes import make_config  # noqa: E402
-from cnn_edge.references import NOTEBOOK_RECIPE_SPEC_ACCURACY  # noqa: E402
-from cnn_edge.reports import to_jsonable  # noqa: E402
-from cnn_edge.train import accuracy, train  # noqa: E402
+from cnn_edge.training.data import FILES, MnistData, load_mnist, write_idx  # noqa: E402
+from cnn_edge.core.machine import machine_description  # noqa: E402
+from cnn_edge.training.model import MnistNet  # noqa: E402
+from cnn_edge.training.recipes import make_config  # noqa: E402
+from cnn_edge.core.references import NOTEBOOK_RECIPE_SPEC_ACCURACY  # noqa: E402
+from cnn_edge.core.reports import to_jsonable  # noqa: E402
+from cnn_edge.training.train import accuracy, train  # noqa: E402
 
 
 def notebook_loop(data: MnistData, epochs: int, target: float) -> dict:

@@ -20,7 +20,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cnn_edge.data import load_split  # noqa: E402
+from cnn_edge.training.data import load_split  # noqa: E402
 
 
 def _big_ink(digit: np.ndarray, size: int) -> np.ndarray:

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cnn_edge.data import FILES, MnistData, load_mnist, write_idx
+from cnn_edge.training.data import FILES, MnistData, load_mnist, write_idx
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -49,8 +49,8 @@ def tiny_data(tiny_mnist) -> MnistData:
 @pytest.fixture(scope="session")
 def tiny_run(tiny_data, tmp_path_factory) -> Path:
     """A checkpoint trained for one short epoch on the tiny set: run/model.safetensors."""
-    from cnn_edge.recipes import make_config
-    from cnn_edge.train import train
+    from cnn_edge.training.recipes import make_config
+    from cnn_edge.training.train import train
 
     run = tmp_path_factory.mktemp("run")
     cfg = make_config("default", epochs=1, batch_size=64, val_size=64)
@@ -59,7 +59,7 @@ def tiny_run(tiny_data, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_onnx(tiny_run, tmp_path_factory) -> Path:
-    from cnn_edge.export import export_onnx
+    from cnn_edge.release.export import export_onnx
 
     out = tmp_path_factory.mktemp("onnx") / "model.onnx"
     export_onnx(tiny_run, out)

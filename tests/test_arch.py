@@ -1,7 +1,7 @@
 import pytest
 
-from cnn_edge.arch import layer_table, total_params, w_out
-from cnn_edge.errors import ConfigError
+from cnn_edge.core.arch import layer_table, total_params, w_out
+from cnn_edge.core.errors import ConfigError
 
 
 def test_spec_has_870634_trainable_parameters():

@@ -6,11 +6,11 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from cnn_edge.bench import BenchConfig, run_bench
+from cnn_edge.tools.bench import BenchConfig, run_bench
 from cnn_edge.cli import app
-from cnn_edge.errors import ConfigError
+from cnn_edge.core.errors import ConfigError
 
-from cnn_edge.artifacts import RELEASE_DIR, released_models
+from cnn_edge.core.artifacts import RELEASE_DIR, released_models
 from conftest import REPO
 
 MODELS = released_models(REPO / RELEASE_DIR)

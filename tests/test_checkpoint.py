@@ -5,8 +5,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from cnn_edge.checkpoint import config_path, load_checkpoint
-from cnn_edge.errors import CheckpointError
+from cnn_edge.training.checkpoint import config_path, load_checkpoint
+from cnn_edge.core.errors import CheckpointError
 
 
 def test_round_trip(tiny_run):

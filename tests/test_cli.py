@@ -6,11 +6,11 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from cnn_edge import contract as C
-from cnn_edge.arch import total_params
+from cnn_edge.core import contract as C
+from cnn_edge.core.arch import total_params
 from cnn_edge.cli import app
 from cnn_edge.cli.app import EXIT_BAD_INPUT, EXIT_PARITY_FAILED
-from cnn_edge.vectors import PER_CLASS
+from cnn_edge.release.vectors import PER_CLASS
 from conftest import assert_one_line_error
 
 runner = CliRunner()

@@ -6,11 +6,11 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from cnn_edge.arch import ARCHITECTURES, total_params
+from cnn_edge.core.arch import ARCHITECTURES, total_params
 from cnn_edge.cli import app
-from cnn_edge.compare import COMPARE_FILE, SCHEMA, CompareConfig
-from cnn_edge.errors import ConfigError
-from cnn_edge.references import NOTEBOOK_LOGREG_ACCURACY
+from cnn_edge.tools.compare import COMPARE_FILE, SCHEMA, CompareConfig
+from cnn_edge.core.errors import ConfigError
+from cnn_edge.core.references import NOTEBOOK_LOGREG_ACCURACY
 
 runner = CliRunner()
 

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from cnn_edge import contract as C
+from cnn_edge.core import contract as C
 from cnn_edge.runtime.compat import TARGETS, check_targets, model_versions
-from cnn_edge.errors import ConfigError, ModelFileError
+from cnn_edge.core.errors import ConfigError, ModelFileError
 
 from conftest import REPO
 
@@ -43,8 +43,8 @@ def test_bad_input(tmp_path):
 
 
 def _quantized(tiny_onnx, tiny_data, path, **settings):
-    from cnn_edge.quant_types import QuantConfig
-    from cnn_edge.quantize import quantize_model
+    from cnn_edge.release.quantize import QuantConfig
+    from cnn_edge.release.quantize import quantize_model
 
     cfg = QuantConfig(calibration=64, guard_size=128, max_drop=100.0, **settings)
     return quantize_model(tiny_onnx, path, cfg, tiny_data.train, tiny_data.test, speed_seconds=0.01).int8_model

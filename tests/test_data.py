@@ -3,8 +3,8 @@ import gzip
 import numpy as np
 import pytest
 
-from cnn_edge.data import ENV_VAR, FILES, load_split, read_idx, resolve_data_dir, write_idx
-from cnn_edge.errors import DataError
+from cnn_edge.training.data import ENV_VAR, FILES, load_split, read_idx, resolve_data_dir, write_idx
+from cnn_edge.core.errors import DataError
 from conftest import write_mnist
 
 

@@ -16,15 +16,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnn_edge import contract as C
-from cnn_edge.artifacts import RELEASE_DIR, VECTORS_FILE
+from cnn_edge.core import contract as C
+from cnn_edge.core.artifacts import RELEASE_DIR, VECTORS_FILE
 from cnn_edge.cli.app import EXIT_BAD_INPUT
-from cnn_edge.constants import IMAGE_SIZE, NUM_CLASSES
-from cnn_edge.errors import ModelFileError
+from cnn_edge.core.constants import IMAGE_SIZE, NUM_CLASSES
+from cnn_edge.core.errors import ModelFileError
 from cnn_edge.runtime.demo import make_server
 from cnn_edge.runtime.onnx_model import open_model
 from cnn_edge.runtime.preprocess import preprocess
-from cnn_edge.vectors import FORMAT, PER_CLASS
+from cnn_edge.release.vectors import FORMAT, PER_CLASS
 
 from conftest import REPO, assert_one_line_error
 

@@ -7,10 +7,10 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from cnn_edge import contract as C
-from cnn_edge.errors import CheckpointError, OutputPathError
-from cnn_edge.export import export_onnx
-from cnn_edge.io_utils import sha256_file
+from cnn_edge.core import contract as C
+from cnn_edge.core.errors import CheckpointError, OutputPathError
+from cnn_edge.release.export import export_onnx
+from cnn_edge.core.files import sha256_file
 
 
 def test_one_self_contained_file_that_passes_the_checker(tiny_onnx):

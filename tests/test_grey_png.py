@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnn_edge.errors import ImageError
+from cnn_edge.core.errors import ImageError
 from cnn_edge.runtime import grey_png
 from cnn_edge.runtime.images import EXTENSION_FORMATS, grey_pixels, open_image, to_grey
 from cnn_edge.runtime.preprocess import _centre, _shift_to_centre, mnist_v1_batch, preprocess_many
@@ -157,7 +157,7 @@ def test_every_mnist_test_png_decodes_bit_identical(tmp_path):
     root = real_mnist()
     if root is None:
         pytest.skip("needs the real MNIST (CNN_EDGE_DATA)")
-    from cnn_edge.data import load_split
+    from cnn_edge.training.data import load_split
 
     test = load_split("test", root)
     assert len(test.images) == 10_000

@@ -20,19 +20,19 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from cnn_edge import contract as C
+from cnn_edge.core import contract as C
 from cnn_edge.cli import app
 from cnn_edge.cli.app import EXIT_BAD_INPUT
 from cnn_edge.cli.runtime import EXIT_SOME_FAILED
-from cnn_edge.data import FILES, load_split, write_idx
-from cnn_edge.errors import DataError, ImageError, ModelFileError
+from cnn_edge.training.data import FILES, load_split, write_idx
+from cnn_edge.core.errors import DataError, ImageError, ModelFileError
 from cnn_edge.runtime import preprocess as preprocess_module
-from cnn_edge.runtime.batch import PredictConfig, load_predictor, run_predict
+from cnn_edge.prediction.local import PredictConfig, load_predictor, run_predict
 from cnn_edge.runtime.images import open_image
 from cnn_edge.runtime.onnx_model import open_model
 from cnn_edge.runtime.preprocess import preprocess, preprocess_many
-from cnn_edge.runtime.results import ResultWriter
-from cnn_edge.runtime.workers import WORKER_DIED
+from cnn_edge.prediction.results import ResultWriter
+from cnn_edge.prediction.workers import WORKER_DIED
 from conftest import REPO, assert_one_line_error, write_mnist
 
 sys.path.insert(0, str(REPO / "scripts"))

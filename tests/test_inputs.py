@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cnn_edge.runtime.inputs import collect_inputs
+from cnn_edge.prediction.inputs import collect_inputs
 
 
 @pytest.fixture

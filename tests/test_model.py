@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from cnn_edge.arch import layer_table
-from cnn_edge.constants import MNIST_MEAN, MNIST_STD
-from cnn_edge.model import ExportWrapper, MnistNet, Normalize
+from cnn_edge.core.arch import layer_table
+from cnn_edge.core.constants import MNIST_MEAN, MNIST_STD
+from cnn_edge.training.model import ExportWrapper, MnistNet, Normalize
 
 
 def count_trainable(model) -> int:
@@ -41,8 +41,8 @@ def test_export_wrapper_returns_softmax_of_logits():
 
 @pytest.mark.parametrize("arch", ["spec", "notebook-cnn", "mlp", "logreg"])
 def test_torch_modules_match_the_layer_table(arch):
-    from cnn_edge.arch import total_params
-    from cnn_edge.model import ModelConfig
+    from cnn_edge.core.arch import total_params
+    from cnn_edge.training.model import ModelConfig
 
     net = MnistNet(ModelConfig(arch))
     assert count_trainable(net) == total_params(arch)

@@ -6,16 +6,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cnn_edge import contract as C
-from cnn_edge.artifacts import RELEASE_DIR, fp32_file, int8_file
-from cnn_edge.constants import SPEC_ARCH
-from cnn_edge.errors import ModelFileError
+from cnn_edge.core import contract as C
+from cnn_edge.core.artifacts import RELEASE_DIR, fp32_file, int8_file
+from cnn_edge.core.constants import SPEC_ARCH
+from cnn_edge.core.errors import ModelFileError
 from cnn_edge.runtime.onnx_model import open_model
 
 from conftest import REPO, real_mnist
 
 pytest.importorskip("openvino")
-from cnn_edge.openvino_peer import open_openvino  # noqa: E402
+from cnn_edge.tools.openvino_peer import open_openvino  # noqa: E402
 
 FP32 = REPO / RELEASE_DIR / fp32_file(SPEC_ARCH)
 INT8 = REPO / RELEASE_DIR / int8_file(SPEC_ARCH)
@@ -23,7 +23,7 @@ INT8 = REPO / RELEASE_DIR / int8_file(SPEC_ARCH)
 
 @pytest.fixture(scope="module")
 def test_images():
-    from cnn_edge.data import load_split
+    from cnn_edge.training.data import load_split
 
     if real_mnist() is None:
         pytest.skip("set CNN_EDGE_DATA to the real MNIST folder")
@@ -49,8 +49,8 @@ def test_int8_release_is_portable_and_agrees_in_openvino(test_images):
 
 def test_the_contrib_op_form_is_refused_naming_the_operator(tiny_onnx, tiny_data, tmp_path):
     """What validate's OpenVINO row predicts, OpenVINO itself does: QOperator's QGemm is refused."""
-    from cnn_edge.quant_types import QuantConfig
-    from cnn_edge.quantize import quantize_model
+    from cnn_edge.release.quantize import QuantConfig
+    from cnn_edge.release.quantize import quantize_model
     from cnn_edge.runtime.compat import check_targets
 
     cfg = QuantConfig(calibration=64, guard_size=128, max_drop=100.0, format="qoperator", activation_type="uint8")

@@ -11,16 +11,16 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from cnn_edge import ImageError, Prediction, Predictor
-from cnn_edge import contract as C
-from cnn_edge.artifacts import RELEASE_DIR, fp32_file, int8_file
+from cnn_edge.core import contract as C
+from cnn_edge.core.artifacts import RELEASE_DIR, fp32_file, int8_file
 from cnn_edge.cli import app
 from cnn_edge.cli.app import EXIT_BAD_INPUT
 from cnn_edge.cli.runtime import EXIT_SOME_FAILED
-from cnn_edge.constants import SPEC_ARCH
-from cnn_edge.data import load_split
-from cnn_edge.runtime.batch import PredictConfig, load_predictor, run_predict
+from cnn_edge.core.constants import SPEC_ARCH
+from cnn_edge.training.data import load_split
+from cnn_edge.prediction.local import PredictConfig, load_predictor, run_predict
 from cnn_edge.runtime.providers import available
-from cnn_edge.runtime.results import ResultWriter
+from cnn_edge.prediction.results import ResultWriter
 
 from conftest import REPO, assert_one_line_error, real_mnist
 

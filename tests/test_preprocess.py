@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnn_edge.errors import ImageError
+from cnn_edge.core.errors import ImageError
 from cnn_edge.runtime.images import array_to_grey, open_image
 from cnn_edge.runtime.preprocess import (
     CENTRE_OF_MASS, DIGIT_BOX, mnist_v1, mnist_v1_batch, preprocess, preprocess_many,

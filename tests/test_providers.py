@@ -8,7 +8,7 @@ from pathlib import Path
 import onnxruntime as ort
 import pytest
 
-from cnn_edge.errors import ConfigError
+from cnn_edge.core.errors import ConfigError
 from cnn_edge.runtime.onnx_model import open_model
 from cnn_edge.runtime.providers import PROVIDERS, auto_order, available, create_session, openvino_devices
 
@@ -64,7 +64,7 @@ def test_openvino_runs_fp32_within_1e4_of_the_cpu_provider_or_says_why_not():
 def test_missing_openvino_plugin_names_the_extra():
     code = ("import sys; sys.modules['onnxruntime_ep_openvino'] = None\n"
             "from cnn_edge.runtime.onnx_model import open_model\n"
-            "from cnn_edge.errors import ConfigError\n"
+            "from cnn_edge.core.errors import ConfigError\n"
             f"try: open_model({MODEL!r}, provider='openvino')\n"
             "except ConfigError as e: print(e)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout

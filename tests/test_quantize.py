@@ -4,14 +4,14 @@ import re
 import onnx
 import pytest
 
-from cnn_edge import contract as C
-from cnn_edge.artifacts import RELEASE_DIR, fp32_file
-from cnn_edge.constants import SPEC_ARCH
-from cnn_edge.data import load_mnist
-from cnn_edge.errors import ConfigError, ModelFileError
-from cnn_edge.quant_types import QuantConfig
-from cnn_edge.quantize import is_quantized, quantize_model
-from cnn_edge.validate import validate_model
+from cnn_edge.core import contract as C
+from cnn_edge.core.artifacts import RELEASE_DIR, fp32_file
+from cnn_edge.core.constants import SPEC_ARCH
+from cnn_edge.training.data import load_mnist
+from cnn_edge.core.errors import ConfigError, ModelFileError
+from cnn_edge.release.quantize import QuantConfig
+from cnn_edge.release.quantize import is_quantized, quantize_model
+from cnn_edge.release.validate import validate_model
 from conftest import REPO, real_mnist
 
 QDQ_SMALL = QuantConfig(calibration=200, guard_size=128)  # the release's defaults: portable QDQ

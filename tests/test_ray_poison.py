@@ -18,7 +18,7 @@ import pyarrow.csv as pacsv  # noqa: E402
 from cnn_edge.distributed.config import RayConfig  # noqa: E402
 from cnn_edge.distributed.engine import prepare, run_ray_predict  # noqa: E402
 from cnn_edge.distributed.outputs import OutputDir  # noqa: E402
-from cnn_edge.runtime.workers import WORKER_DIED  # noqa: E402
+from cnn_edge.prediction.workers import WORKER_DIED  # noqa: E402
 from conftest import REPO  # noqa: E402
 
 sys.path.insert(0, str(REPO / "scripts"))

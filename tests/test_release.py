@@ -4,12 +4,12 @@ import json
 import onnx
 import pytest
 
-from cnn_edge import contract as C
-from cnn_edge.artifacts import RELEASE_DIR, SUMMARY_FILE
-from cnn_edge.data import load_split
-from cnn_edge.io_utils import sha256_file
-from cnn_edge.references import NOTEBOOK_RECIPE_SPEC_ACCURACY
-from cnn_edge.validate import validate_model
+from cnn_edge.core import contract as C
+from cnn_edge.core.artifacts import RELEASE_DIR, SUMMARY_FILE
+from cnn_edge.training.data import load_split
+from cnn_edge.core.files import sha256_file
+from cnn_edge.core.references import NOTEBOOK_RECIPE_SPEC_ACCURACY
+from cnn_edge.release.validate import validate_model
 from conftest import REPO, real_mnist
 
 EXPORTS = REPO / RELEASE_DIR
@@ -40,7 +40,7 @@ def test_released_model_names_its_checkpoint():
 
 
 def test_released_int8_model_meets_its_targets():
-    from cnn_edge.quantize import is_quantized
+    from cnn_edge.release.quantize import is_quantized
 
     int8 = EXPORTS / "mnist_cnn.int8.onnx"
     assert is_quantized(onnx.load(str(int8)))

@@ -11,9 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cnn_edge import compare, pipeline
-from cnn_edge.artifacts import RELEASE_DIR, SUMMARY_FILE
-from cnn_edge.reports import dumps, to_jsonable
+from cnn_edge.tools import compare
+from cnn_edge.release import publish
+from cnn_edge.core.artifacts import RELEASE_DIR, SUMMARY_FILE
+from cnn_edge.core.reports import dumps, to_jsonable
 from conftest import REPO
 
 DOC = (REPO / "docs" / "reports.md").read_text()
@@ -36,20 +37,20 @@ def field_names(cls, seen=None) -> set[str]:
     return names
 
 
-@pytest.mark.parametrize("report", [pipeline.PipelineSummary, compare.CompareReport])
+@pytest.mark.parametrize("report", [publish.PipelineSummary, compare.CompareReport])
 def test_every_field_is_documented(report):
     documented = set(re.findall(r"`([a-z_0-9]+)`", DOC))
     assert field_names(report) - documented == set()
 
 
 def test_schemas_are_named_in_the_doc():
-    assert pipeline.SCHEMA in DOC and compare.SCHEMA in DOC
+    assert publish.SCHEMA in DOC and compare.SCHEMA in DOC
 
 
 def test_released_summary_follows_the_schema():
     released = json.loads((REPO / RELEASE_DIR / SUMMARY_FILE).read_text())
-    assert released["schema"] == pipeline.SCHEMA
-    assert set(released) == {f.name for f in dataclasses.fields(pipeline.PipelineSummary)}
+    assert released["schema"] == publish.SCHEMA
+    assert set(released) == {f.name for f in dataclasses.fields(publish.PipelineSummary)}
     q = released["quantization"]
     assert q["size_ratio"] == pytest.approx(q["int8_bytes"] / q["fp32_bytes"])
     assert {f["name"] for f in released["files"]} <= {p.name for p in (REPO / RELEASE_DIR).iterdir()}
@@ -80,11 +81,11 @@ def test_to_jsonable_writes_plain_json_and_never_nan():
 
 
 def test_the_committed_card_is_the_one_the_code_writes():
-    from cnn_edge.artifacts import CARD_FILE
-    from cnn_edge.card import render_card
-    from cnn_edge.reports import from_jsonable
+    from cnn_edge.core.artifacts import CARD_FILE
+    from cnn_edge.release.publish import render_card
+    from cnn_edge.core.reports import from_jsonable
 
     released = json.loads((REPO / RELEASE_DIR / SUMMARY_FILE).read_text())
-    summary = from_jsonable(pipeline.PipelineSummary, released)
+    summary = from_jsonable(publish.PipelineSummary, released)
     assert summary.validation.parity.per_batch_size[0].batch_size == 1  # typed all the way down
     assert render_card(summary) == (REPO / RELEASE_DIR / CARD_FILE).read_text()

@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from cnn_edge.errors import ConfigError
+from cnn_edge.core.errors import ConfigError
 from cnn_edge.runtime.predictor import Prediction
-from cnn_edge.runtime.results import ResultWriter
-from cnn_edge.runtime.row_format import csv_header, format_for
+from cnn_edge.prediction.results import ResultWriter
+from cnn_edge.prediction.row_format import csv_header, format_for
 
 
 def pred(label: int) -> Prediction:

@@ -4,9 +4,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from cnn_edge.errors import CheckpointError, ConfigError
-from cnn_edge.recipes import TrainConfig, lr_at, make_config
-from cnn_edge.train import train
+from cnn_edge.core.errors import CheckpointError, ConfigError
+from cnn_edge.training.recipes import TrainConfig, lr_at, make_config
+from cnn_edge.training.train import train
 
 SMALL = dict(epochs=2, batch_size=64, val_size=64, limit_train=320)
 

@@ -3,10 +3,10 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from cnn_edge import contract as C
-from cnn_edge.errors import ModelFileError, ParityError
-from cnn_edge.data import MnistSplit
-from cnn_edge.validate import FP32_LIMITS, check_parity, confusion_matrix, validate_model
+from cnn_edge.core import contract as C
+from cnn_edge.core.errors import ModelFileError, ParityError
+from cnn_edge.training.data import MnistSplit
+from cnn_edge.release.validate import FP32_LIMITS, check_parity, confusion_matrix, validate_model
 
 
 def test_accuracy_and_parity_at_every_batch_size(tiny_onnx, tiny_run, tiny_data):
@@ -27,8 +27,8 @@ def test_validation_without_checkpoint(tiny_onnx, tiny_data):
 
 
 def test_mismatched_checkpoint_fails_parity(tiny_onnx, tiny_data, tmp_path):
-    from cnn_edge.recipes import make_config
-    from cnn_edge.train import train
+    from cnn_edge.training.recipes import make_config
+    from cnn_edge.training.train import train
 
     other = train(make_config("default", epochs=1, batch_size=64, val_size=64, seed=7, limit_train=128),
                   tmp_path / "other", tiny_data, device="cpu").checkpoint

@@ -12,8 +12,8 @@ from typing import Iterable
 
 import typer
 
-from ..errors import CnnEdgeError, ParityError
-from ..reports import dumps
+from ..core.errors import CnnEdgeError, ParityError
+from ..core.reports import dumps
 from ..runtime.providers import CHOICES as PROVIDER_CHOICES
 from ..runtime.providers import PRECISIONS
 

@@ -6,8 +6,8 @@ from typing import Optional
 
 import typer
 
-from ..compare import CompareConfig
-from ..references import NOTEBOOK_CNN_ACCURACY, NOTEBOOK_LOGREG_ACCURACY
+from ..core.references import NOTEBOOK_CNN_ACCURACY, NOTEBOOK_LOGREG_ACCURACY
+from ..tools.compare import CompareConfig
 from .app import DataDirOpt, JsonOpt, QuietOpt, app, handle_errors, print_json, stage_printer
 from .training import Device, DeviceOpt, EpochsOpt, Recipe, SeedOpt
 
@@ -42,10 +42,10 @@ def compare(
     quiet: bool = QuietOpt, as_json: bool = JsonOpt,
 ):
     """Train, export, validate and quantize each architecture the same way; one table of the results."""
-    from ..compare import plot_png, run_compare
-    from ..data import load_mnist
-    from ..io_utils import atomic_write_bytes, check_writable
-    from ..recipes import make_config
+    from ..core.files import atomic_write_bytes, check_writable
+    from ..tools.compare import plot_png, run_compare
+    from ..training.data import load_mnist
+    from ..training.recipes import make_config
     from .progress import training_progress
 
     cfg = CompareConfig(archs=tuple(a.strip() for a in archs.split(",") if a.strip()), recipe=recipe.value,

@@ -6,11 +6,10 @@ from typing import Optional
 
 import typer
 
-from .. import artifacts
-from ..quant_types import FORMATS, METHODS, TYPES, QuantConfig, portable_format
+from ..core import artifacts
+from ..release.quantize import FORMATS, METHODS, TYPES, QuantConfig, portable_format
 from ..runtime.compat import DEFAULT_TARGETS, TARGETS
 from .app import DataDirOpt, JsonOpt, Precision, PrecisionOpt, Provider, app, choices, handle_errors, print_json
-
 
 Target = choices("Target", TARGETS)
 Method = choices("Method", METHODS)
@@ -30,9 +29,9 @@ def export(
     as_json: bool = JsonOpt,
 ):
     """Export a checkpoint to one self-contained ONNX file, checked with onnx.checker, and its test vectors."""
-    from ..data import load_split
-    from ..export import export_onnx
-    from ..vectors import write_test_vectors
+    from ..release.export import export_onnx
+    from ..release.vectors import write_test_vectors
+    from ..training.data import load_split
     from .progress import status
 
     vectors_path = output.parent / artifacts.VECTORS_FILE
@@ -57,8 +56,8 @@ def vectors_cmd(
     data_dir: Optional[str] = DataDirOpt,
 ):
     """Write test vectors only: MNIST test images with the outputs PyTorch computed for them."""
-    from ..data import load_split
-    from ..vectors import write_test_vectors
+    from ..release.vectors import write_test_vectors
+    from ..training.data import load_split
 
     typer.echo(f"wrote {write_test_vectors(checkpoint, output, load_split('test', data_dir))}")
 
@@ -98,8 +97,8 @@ def validate(
     as_json: bool = JsonOpt,
 ):
     """Accuracy on the MNIST test set; with --checkpoint, parity with PyTorch (exit 1 if it fails), on --provider."""
-    from ..data import load_split
-    from ..validate import validate_model
+    from ..release.validate import validate_model
+    from ..training.data import load_split
     from .progress import status
 
     with status("validating", enabled=not as_json):
@@ -150,8 +149,8 @@ def quantize(
     as_json: bool = JsonOpt,
 ):
     """Quantize to int8 with ONNX Runtime, keeping nodes in float until accuracy holds."""
-    from ..data import load_mnist
-    from ..quantize import quantize_model
+    from ..release.quantize import quantize_model
+    from ..training.data import load_mnist
     from .progress import status
 
     cfg = QuantConfig(calibration=calibration, method=method.value, per_channel=per_channel, format=fmt.value,

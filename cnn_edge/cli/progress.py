@@ -4,7 +4,6 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Iterator
 
-
 # How many steps of the first epoch time the estimate of the whole run.
 ESTIMATE_AFTER_STEPS = 20
 

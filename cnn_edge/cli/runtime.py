@@ -8,12 +8,12 @@ from typing import Optional
 
 import typer
 
-from .. import artifacts
-from ..bench import BenchConfig
-from ..errors import ConfigError
-from ..runtime.batch_config import PredictConfig
+from ..core import artifacts
+from ..core.errors import ConfigError
+from ..prediction.config import PredictConfig
+from ..prediction.row_format import FORMATS
 from ..runtime.demo import DEFAULT_HOST, DEFAULT_PORT
-from ..runtime.row_format import FORMATS
+from ..tools.bench import BenchConfig
 from .app import JsonOpt, Precision, PrecisionOpt, Provider, QuietOpt, app, choices, handle_errors, plural, print_json
 from .summary import EXIT_SOME_FAILED, print_summary  # noqa: F401  (EXIT_SOME_FAILED: tests import it here)
 
@@ -74,9 +74,9 @@ def predict(
     if fmt is not None and fmt.value == "parquet":
         raise ConfigError("--format parquet is written by --engine ray (a directory of Parquet files); "
                           "the local engine writes csv or jsonl")
-    from ..runtime.batch import load_predictor
-    from ..runtime.inputs import collect_inputs
-    from ..runtime.row_format import format_for
+    from ..prediction.inputs import collect_inputs
+    from ..prediction.local import load_predictor
+    from ..prediction.row_format import format_for
 
     output = Path(output) if output is not None else None
     cfg = PredictConfig(batch_size=batch_size, workers=workers, top_k=top_k, max_pixels=max_pixels,
@@ -112,7 +112,7 @@ def _say_provider(choice, *, chosen: bool = True) -> None:
 
 def _check_output(output: Path, protected: list[str]) -> None:
     """-o FILE: its folder exists, and it is none of the files this run reads."""
-    from ..runtime.results import refuse_overwriting
+    from ..prediction.results import refuse_overwriting
 
     parent = output.parent if str(output.parent) else Path(".")
     if not parent.is_dir():
@@ -123,7 +123,7 @@ def _check_output(output: Path, protected: list[str]) -> None:
 def _writer(output: Optional[Path], fmt: str, top_k: int, *, resume: bool, as_json: bool, labels):
     """Where rows go: a results file (-o FILE), stdout (-o -, or --json without -o: JSONL), or
     nowhere but the on-screen table."""
-    from ..runtime.results import ResultWriter, StreamWriter
+    from ..prediction.results import ResultWriter, StreamWriter
 
     if output is None:
         return StreamWriter(sys.stdout, fmt, top_k) if as_json else None
@@ -135,7 +135,7 @@ def _writer(output: Optional[Path], fmt: str, top_k: int, *, resume: bool, as_js
 def _run_with_progress(predictor, paths: list[str], cfg: PredictConfig, writer, *, show_rows: bool, bar: bool):
     """run_predict with a progress bar for long runs (or the rows on screen). Whatever stops it,
     the rows written so far stay in the partial file, and the user is told how to resume."""
-    from ..runtime.batch import run_predict
+    from ..prediction.local import run_predict
     from .progress import count_bar
 
     todo = len(paths) - (len(writer.done & set(paths)) if writer is not None else 0)
@@ -191,8 +191,8 @@ def bench(
     as_json: bool = JsonOpt,
 ):
     """Latency (p50/p90/p99) and throughput per batch size: ONNX Runtime fp32 and int8, PyTorch eager."""
-    from ..bench import plot_png, run_bench
-    from ..io_utils import atomic_write_bytes, check_writable
+    from ..core.files import atomic_write_bytes, check_writable
+    from ..tools.bench import plot_png, run_bench
     from .progress import status
 
     try:

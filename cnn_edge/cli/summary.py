@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from ..reports import dumps, to_jsonable
+from ..core.reports import dumps, to_jsonable
 from .app import plural
 
 # Exit code of `predict` when it finished but some inputs could not be classified.

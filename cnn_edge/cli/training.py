@@ -6,10 +6,10 @@ from typing import Optional
 
 import typer
 
-from ..arch import ARCHITECTURES
-from ..artifacts import RELEASE_DIR
-from ..constants import SPEC_ARCH
-from ..recipes import DEFAULT_RECIPE, DEVICES, RECIPES, TrainConfig
+from ..core.arch import ARCHITECTURES
+from ..core.artifacts import RELEASE_DIR
+from ..core.constants import SPEC_ARCH
+from ..training.recipes import DEFAULT_RECIPE, DEVICES, RECIPES, TrainConfig
 from .app import DataDirOpt, JsonOpt, QuietOpt, app, choices, handle_errors, plural, print_json, stage_printer
 
 Arch = choices("Arch", ARCHITECTURES)
@@ -32,7 +32,7 @@ def train_config(recipe: Recipe, **overrides) -> TrainConfig:
     """The recipe with the options given on the command line (None keeps the recipe's). A smoke
     run (--limit-train N) too small for the recipe's validation split gets a tenth of its images
     for validation instead, and says so."""
-    from ..recipes import RECIPES, make_config
+    from ..training.recipes import RECIPES, make_config
 
     limit, held_out = overrides.get("limit_train"), RECIPES[recipe.value].val_size
     if limit and overrides.get("val_size") is None and held_out and held_out >= limit // 2:
@@ -46,7 +46,7 @@ def train_config(recipe: Recipe, **overrides) -> TrainConfig:
 @handle_errors
 def info(arch: Arch = typer.Option(SPEC_ARCH, "--arch", help="Architecture to describe."), as_json: bool = JsonOpt):
     """Per-layer output shape and trainable parameters, with the formulas."""
-    from ..arch import layer_table
+    from ..core.arch import layer_table
 
     rows = layer_table(arch.value)
     total = sum(r.params for r in rows)
@@ -71,9 +71,9 @@ def train_cmd(
     val_size: Optional[int] = ValOpt, resume: bool = ResumeOpt, quiet: bool = QuietOpt, as_json: bool = JsonOpt,
 ):
     """Train a network (--arch); writes OUT/model.safetensors (+ .json) and OUT/last.* each epoch."""
-    from ..data import load_mnist
-    from ..model import ModelConfig
-    from ..train import train
+    from ..training.data import load_mnist
+    from ..training.model import ModelConfig
+    from ..training.train import train
     from .progress import training_progress
 
     model_config = ModelConfig(arch.value)
@@ -101,12 +101,12 @@ def pipeline(
     requantize: bool = typer.Option(False, "--requantize", help="Train nothing: quantize the fp32 model released in --out-dir again with the current int8 settings, check int8 parity, then replace its int8 model, pipeline.json and model card."),
 ):
     """Train, export, validate, quantize; release into --out-dir only when parity holds."""
-    from ..data import load_mnist
-    from ..pipeline import PipelineConfig, run_pipeline
+    from ..release.pipeline import PipelineConfig, run_pipeline
+    from ..training.data import load_mnist
     from .progress import ESTIMATE_AFTER_STEPS, status, training_progress
 
     if requantize:
-        from ..requantize import requantize_release
+        from ..release.requantize import requantize_release
 
         if out_dir is None:
             raise typer.BadParameter("--requantize needs --out-dir: the release folder to re-quantize", param_hint="--out-dir")

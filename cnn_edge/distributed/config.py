@@ -13,8 +13,8 @@ import math
 from dataclasses import dataclass
 from typing import Optional
 
-from ..constants import DEFAULT_MAX_PIXELS
-from ..errors import ConfigError
+from ..core.constants import DEFAULT_MAX_PIXELS
+from ..core.errors import ConfigError
 
 OUTPUT_FORMATS = ("parquet", "csv", "jsonl")
 # Rows per part file, and the longest a row waits for its file: what an interruption costs at

@@ -16,14 +16,14 @@ import contextlib
 import logging
 import os
 import re
-import warnings
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-from ..errors import CnnEdgeError, ConfigError, first_line
-from ..runtime.batch import PredictSummary
+from ..core.errors import CnnEdgeError, ConfigError, first_line
+from ..prediction.local import PredictSummary
 from .config import Plan, RayConfig, plan
 from .outputs import OutputDir
 
@@ -92,7 +92,7 @@ _OURS = re.compile(r"cnn_edge\.errors\.(\w+): ([^\n]+)")
 def user_error(exc: BaseException) -> Optional[CnnEdgeError]:
     """Our typed error behind a Ray error (an actor on some node that could not start its
     provider), if any: found in the exception chain, or named in the remote traceback Ray quotes."""
-    from .. import errors
+    from ..core import errors
 
     seen, todo = set(), [exc]
     while todo:
@@ -114,7 +114,7 @@ def check_provider(model, model_path: str, p: Plan, precision: str = "f32") -> s
     an explicit provider that cannot start there fails the run at once, with ONNX Runtime's reason."""
     import ray
 
-    from .. import errors
+    from ..core import errors
     from .stages import probe
 
     kind, text = ray.get(ray.remote(probe).options(num_cpus=0, num_gpus=p.actor_gpus or None, max_retries=1)
@@ -240,7 +240,7 @@ def run_ray_predict(job: Job, paths: list[str], cfg: RayConfig, out: OutputDir,
                         batch_size=None, batch_format="pyarrow"):
                     take(table)
             if isolate:  # what still has no row killed its own decoding task on every retry
-                from ..runtime.workers import WORKER_DIED
+                from ..prediction.workers import WORKER_DIED
                 from .stages import error_rows
 
                 if lost := [x for x in todo if x not in out.done]:

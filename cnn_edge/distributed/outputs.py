@@ -25,11 +25,11 @@ import uuid
 from collections import Counter
 from typing import Sequence
 
-from ..errors import ConfigError, OutputPathError, first_line
+from ..core.errors import ConfigError, OutputPathError, first_line
+from ..prediction.row_format import ENCODING_ERRORS, csv_cells, csv_header, jsonl_text, kept_paths
 from ..runtime.predictor import Prediction
-from ..runtime.row_format import ENCODING_ERRORS, csv_cells, csv_header, jsonl_text, kept_paths
-from .stages import NODE, PROVIDER, WORKER
 from .sources import is_uri
+from .stages import NODE, PROVIDER, WORKER
 
 SUCCESS = "_SUCCESS"
 MANIFEST_VERSION = 1

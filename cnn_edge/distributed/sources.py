@@ -13,8 +13,8 @@ from __future__ import annotations
 import posixpath
 from typing import Iterable
 
-from ..errors import ConfigError, ImageError, first_line
-from ..runtime.files import NOT_FOUND
+from ..core.errors import ConfigError, ImageError, first_line
+from ..core.files import NOT_FOUND
 
 _FILESYSTEMS: dict[str, object] = {}  # scheme://netloc -> its pyarrow filesystem, per process
 
@@ -52,7 +52,7 @@ def filesystem(uri: str):
 def _list_uri(uri: str, recursive: bool) -> list[str]:
     import pyarrow.fs as pafs
 
-    from ..runtime.inputs import is_image_name
+    from ..prediction.inputs import is_image_name
 
     fs, path = filesystem(uri)
     try:
@@ -70,7 +70,7 @@ def _list_uri(uri: str, recursive: bool) -> list[str]:
 def collect(specs: Iterable[str], *, recursive: bool = False) -> list[str]:
     """Local files, folders and patterns as the local engine lists them, and URIs; in the order
     given, each path once; an argument that names nothing stays, to get its row."""
-    from ..runtime.inputs import collect_inputs
+    from ..prediction.inputs import collect_inputs
 
     seen: set[str] = set()
     paths: list[str] = []

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..constants import IMAGE_SIZE
-from ..errors import ImageError, first_line
+from ..core.constants import IMAGE_SIZE
+from ..core.errors import ImageError, first_line
 from .sources import is_uri, read_bytes
 
 Batch = dict[str, np.ndarray]
@@ -108,7 +108,7 @@ def probe(model: list, original: str, provider: str, threads: int, precision: st
     ran) or (error class name, its message). Returned, not raised: the driver turns it into the
     one-line error, before any actor starts (an actor's failed start is reported by Ray as pages
     of nested tracebacks)."""
-    from ..errors import CnnEdgeError
+    from ..core.errors import CnnEdgeError
 
     try:
         return "", InferActor(model, original, provider, threads, 1, precision).predictor.provider

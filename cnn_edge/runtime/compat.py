@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ConfigError, ModelFileError
+from ..core.errors import ConfigError, ModelFileError
 from .model_file import fields
 
 ONNX_DOMAIN = "ai.onnx"  # the standard domain; a node or opset entry with an empty domain means it too

@@ -6,12 +6,16 @@ from the internet.
 """
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
+import posixpath
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
-from ..artifacts import vectors_beside
-from ..errors import ConfigError, ModelFileError
+from ..core.artifacts import vectors_beside
+from ..core.errors import ConfigError, ModelFileError
 
 IDLE_TIMEOUT_S = 10  # a connection that sends nothing for this long is closed
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8000  # this machine only
@@ -28,7 +32,7 @@ def is_loopback(host: str) -> bool:
 
 def model_info(model: Path) -> dict:
     """What the page shows and which tolerance it applies to the test vectors."""
-    from .. import contract as C
+    from ..core import contract as C
     from .onnx_model import open_model
     from .predictor import preprocessing_of
 
@@ -39,18 +43,91 @@ def model_info(model: Path) -> dict:
 
 def make_server(model: Path, vectors: Path | None = None, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
                 idle_timeout: float = IDLE_TIMEOUT_S):
-    """A server for the demo page (demo_http.DemoServer); port 0 picks a free one (server.server_address
+    """A server for the demo page (DemoServer); port 0 picks a free one (server.server_address
     has it). A connection idle for `idle_timeout` seconds is closed."""
     model = Path(model)
     info = json.dumps(model_info(model)).encode()  # checks the model first
     vectors = Path(vectors) if vectors else vectors_beside(model)
     if not vectors.is_file():
         raise ModelFileError(f"test vectors {vectors} not found; write them with: cnn-edge vectors CHECKPOINT -o {vectors}")
-    from .demo_http import DemoHandler, DemoServer
-
     routes = {"/model.onnx": model, "/test_vectors.json": vectors}
     handler = type("Handler", (DemoHandler,), {"routes": routes, "info": info, "timeout": idle_timeout})
     try:
         return DemoServer((host, port), handler)
     except OSError as exc:
         raise ConfigError(f"cannot listen on {host}:{port} ({exc.strerror}); choose another --port") from None
+
+# The page, its JavaScript and the vendored ONNX Runtime Web: package data of cnn_edge.
+WEB_DIR = Path(__file__).resolve().parents[1] / "web"
+# Everything the server answers: these files of WEB_DIR, the model, its vectors and its info. No
+# other path, no directory listing, nothing outside the list, whatever `..` or %2e%2e a request holds.
+STATIC = {
+    "/": ("index.html", "text/html; charset=utf-8"),
+    "/index.html": ("index.html", "text/html; charset=utf-8"),
+    "/app.js": ("app.js", "text/javascript"),
+    "/preprocess.js": ("preprocess.js", "text/javascript"),
+    "/vectors.js": ("vectors.js", "text/javascript"),
+    "/vendor/ort.wasm.min.js": ("vendor/ort.wasm.min.js", "text/javascript"),
+    "/vendor/ort-wasm-simd-threaded.mjs": ("vendor/ort-wasm-simd-threaded.mjs", "text/javascript"),
+}
+# The 14 MB WebAssembly runtime ships gzipped (3.7 MB); the browser inflates it while it compiles.
+WASM = ("/vendor/ort-wasm-simd-threaded.wasm", "vendor/ort-wasm-simd-threaded.wasm.gz")
+
+class DemoHandler(BaseHTTPRequestHandler):
+    """GET and HEAD on a fixed list of routes: STATIC, WASM, /model.onnx, /test_vectors.json and
+    /model-info.json. Anything else is 404."""
+
+    routes: dict[str, Path] = {}
+    info: bytes = b"{}"
+    timeout: float | None = None  # set by demo.make_server: idle connections are closed
+
+    def do_GET(self) -> None:
+        self._answer(body=True)
+
+    def do_HEAD(self) -> None:
+        self._answer(body=False)
+
+    def _answer(self, body: bool) -> None:
+        path = posixpath.normpath(unquote(urlsplit(self.path).path)) if self.path.startswith("/") else ""
+        path = "/" if path in ("/", ".") else path
+        if path == "/model-info.json":
+            return self._send(self.info, "application/json", body=body)
+        if path in self.routes:
+            kind = "application/json" if path.endswith(".json") else "application/octet-stream"
+            return self._send(self.routes[path].read_bytes(), kind, body=body)
+        if path in STATIC:
+            name, kind = STATIC[path]
+            return self._send(_read(WEB_DIR / name), kind, body=body, cache=True)
+        if path == WASM[0]:
+            return self._send(_read(WEB_DIR / WASM[1]), "application/wasm", body=body, encoding="gzip", cache=True)
+        self._send(b"not found\n", "text/plain", body=body, status=404)
+
+    def _send(self, data: bytes, content_type: str, *, body: bool, encoding: str | None = None, cache: bool = False,
+              status: int = 200) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        if encoding:
+            self.send_header("Content-Encoding", encoding)
+        self.send_header("Content-Length", str(len(data)))
+        # The page and runtime are fixed for a cnn-edge version: a revisit reuses them and the
+        # browser's cache of compiled code. The model and vectors may change between runs: revalidate.
+        self.send_header("Cache-Control", "max-age=86400" if cache else "no-cache")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.end_headers()
+        if body:
+            self.wfile.write(data)
+
+    def log_message(self, format: str, *args) -> None:  # keep the terminal for the address
+        pass
+
+
+class DemoServer(ThreadingHTTPServer):
+    daemon_threads = True  # a slow client never holds up Ctrl-C
+
+    def handle_error(self, request, client_address) -> None:
+        """A browser that goes away mid-answer is normal; nothing to print on the user's terminal."""
+
+
+@functools.lru_cache(maxsize=16)
+def _read(path: Path) -> bytes:
+    return path.read_bytes()

@@ -14,18 +14,18 @@ from __future__ import annotations
 
 import io
 import os
-from contextlib import contextmanager
 import struct
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Union
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps
 
-from ..constants import DEFAULT_MAX_PIXELS
-from ..errors import ImageError, first_line
-from .files import EMPTY_FILE, open_regular_fd, open_regular_file  # noqa: F401  (open_regular_file: re-exported)
+from ..core.constants import DEFAULT_MAX_PIXELS
+from ..core.errors import ImageError, first_line
+from ..core.files import EMPTY_FILE, open_regular_fd, open_regular_file  # noqa: F401  (open_regular_file: re-exported)
 from .grey_png import FAST_MAX_BYTES, grey_png
 
 # The formats read, by Pillow's names (file extensions in runtime/inputs.py). Everything else is

@@ -13,7 +13,7 @@ import os
 import stat
 from pathlib import Path
 
-from ..errors import ModelFileError
+from ..core.errors import ModelFileError
 
 # Protobuf has a 2 GiB limit; cnn-edge's models are a few MB. Past this, the file is not read at all.
 MAX_MODEL_BYTES = 1 << 30

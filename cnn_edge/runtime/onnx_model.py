@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import contract as C
-from ..constants import CLASS_LABELS
-from ..errors import ModelFileError
+from ..core import contract as C
+from ..core.constants import CLASS_LABELS
+from ..core.errors import ModelFileError
 from .compat import QUANTIZED_OPS
 from .model_file import read_model_bytes
 from .providers import Choice

@@ -14,9 +14,9 @@ from typing import Iterable, Sequence, Union
 import numpy as np
 from PIL import Image
 
-from .. import contract as C
-from ..errors import ConfigError, ImageError, ModelFileError
-from ..constants import DEFAULT_MAX_PIXELS
+from ..core import contract as C
+from ..core.constants import DEFAULT_MAX_PIXELS
+from ..core.errors import ConfigError, ImageError, ModelFileError
 from .images import Source
 from .onnx_model import OnnxModel, open_model
 from .preprocess import preprocess_many

@@ -14,9 +14,8 @@ from typing import Sequence
 
 import numpy as np
 
-from ..constants import IMAGE_SIZE
-from ..errors import ImageError, first_line
-from ..constants import DEFAULT_MAX_PIXELS
+from ..core.constants import DEFAULT_MAX_PIXELS, IMAGE_SIZE
+from ..core.errors import ImageError, first_line
 from .images import Source, grey_pixels, to_grey_any
 
 DIGIT_BOX = 20  # MNIST's size normalisation box

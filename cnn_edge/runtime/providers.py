@@ -21,8 +21,8 @@ import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from ..errors import ConfigError, ModelFileError, first_line
-from ..machine import cpu_vendor
+from ..core.errors import ConfigError, ModelFileError, first_line
+from ..core.machine import cpu_vendor
 
 # Names users type -> ONNX Runtime's provider names, best first for `auto`.
 PROVIDERS = {

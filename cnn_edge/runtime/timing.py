@@ -5,7 +5,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
-from ..constants import CHANNELS, IMAGE_SIZE, PIXEL_MAX
+from ..core.constants import CHANNELS, IMAGE_SIZE, PIXEL_MAX
 
 if TYPE_CHECKING:  # numpy and the model loader are imported when something is timed, not before
     import numpy as np

@@ -1,0 +1,110 @@
+"""Files in and out: open an input only when it is a regular, non-empty file (never blocking), and
+write outputs atomically after checking their path. Torch-free."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+import tempfile
+from pathlib import Path
+from typing import BinaryIO, Union
+
+from .errors import ImageError, OutputPathError
+
+
+def check_writable(path: Path) -> Path:
+    """Fail early, before any work, when `path` cannot be written; returns it as a Path."""
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise OutputPathError(f"output path {path} is a folder; give a file name")
+    if not parent.exists():
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputPathError(f"cannot create folder {parent} for {path}: {exc.strerror}") from None
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise OutputPathError(f"cannot write to {parent} (for {path}): choose a writable output path")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise OutputPathError(f"{path} exists and is read-only: choose another output path")
+    return path
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temp file beside `path`, then rename: readers never see half a file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    try:
+        # mkstemp makes 0600 files; give the file the mode a plain open() would have.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: Path, obj: object) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+NOT_FOUND = "not found: no such file, folder, or file matching the pattern"
+EMPTY_FILE = "empty file (0 bytes)"
+
+_FILE_KINDS = {stat.S_IFIFO: "a FIFO (named pipe)", stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a character device",
+               stat.S_IFBLK: "a block device",
+               stat.S_IFDIR: "a folder from which no image file was taken (none in it, it cannot be listed, or they "
+                             "are in sub-folders: add -r)"}
+
+
+def open_regular_fd(path: Union[str, Path]) -> tuple[int, int]:
+    """(file descriptor, size) of the file opened for reading, only when it is a regular, non-empty
+    file. Opened without blocking, so a FIFO named like an image is refused instead of waiting
+    forever for a writer. Raises ImageError."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise ImageError(NOT_FOUND) from None
+    except PermissionError:
+        raise ImageError("cannot read the file: permission denied") from None
+    except OSError as exc:  # a symlink loop, a name too long, a vanished mount...
+        raise ImageError(f"cannot open the file: {exc.strerror or exc}") from None
+    try:
+        st = os.fstat(fd)
+        kind = stat.S_IFMT(st.st_mode)
+        if kind != stat.S_IFREG:
+            raise ImageError(f"not a regular file: {_FILE_KINDS.get(kind, 'a special file')}")
+        if st.st_size == 0:
+            raise ImageError(EMPTY_FILE)
+        return fd, st.st_size  # O_NONBLOCK does nothing to reads of a regular file
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def open_regular_file(path: Union[str, Path]) -> BinaryIO:
+    """The file opened for reading (a regular, non-empty file), as a binary file object."""
+    fd, _ = open_regular_fd(path)
+    try:
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise

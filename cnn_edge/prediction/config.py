@@ -1,0 +1,42 @@
+"""What a batch prediction run takes: PredictConfig, and how many decoding workers it gets. Torch-free.
+
+Light on purpose (no numpy, no Pillow): the CLI reads its defaults at start-up.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Optional
+
+from ..core.constants import DEFAULT_MAX_PIXELS
+from ..core.errors import ConfigError
+
+# Below this many files a worker pool costs more to start than it saves (cold start matters).
+POOL_MIN_FILES = 256
+
+
+@dataclass(frozen=True)
+class PredictConfig:
+    batch_size: int = 256
+    workers: Optional[int] = None  # None: one per core for big jobs, none for small ones
+    top_k: int = 3
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    provider: str = "auto"
+    threads: Optional[int] = None  # ONNX Runtime intra-op threads; None: its default
+    precision: str = "f32"  # OpenVINO's inference precision (f32|bf16|f16); other providers run the model's own
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ConfigError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if self.workers is not None and self.workers < 0:
+            raise ConfigError(f"--workers must be 0 (decode in this process) or more, got {self.workers}")
+        if not 1 <= self.top_k <= 10:
+            raise ConfigError(f"--top-k must be between 1 and 10, got {self.top_k}")
+        if self.max_pixels < 1:
+            raise ConfigError(f"--max-pixels must be positive, got {self.max_pixels}")
+
+
+def resolve_workers(requested: Optional[int], n_files: int) -> int:
+    if requested is not None:
+        return requested
+    return 0 if n_files < POOL_MIN_FILES else (os.cpu_count() or 1)

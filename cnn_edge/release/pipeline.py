@@ -1,0 +1,100 @@
+"""The main job: train, export, validate, quantize, and release into exports/ only when all passed.
+
+`run_pipeline` takes the MNIST data (read once, by the caller) and hands the splits to every
+stage; its summary is a PipelineSummary, written as `pipeline.json` (schema in docs/reports.md)
+and rendered as the model card.
+"""
+from __future__ import annotations
+
+import datetime
+import shlex
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable
+
+from ..core import artifacts
+from ..core import contract as C
+from ..core.arch import total_params
+from ..core.constants import SPEC_ARCH
+from ..core.files import check_writable
+from ..core.machine import machine_description
+from ..training.checkpoint import config_path
+from ..training.data import MnistData
+from ..training.model import ModelConfig
+from ..training.recipes import TrainConfig
+from ..training.train import ProgressFn, train
+from .publish import SCHEMA, PipelineSummary, copy_in, publish
+from .export import export_onnx, tool_versions
+from .quantize import QuantConfig, quantize_model
+from .validate import validate_model
+from .vectors import write_test_vectors
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    train: TrainConfig
+    run_dir: Path  # training run; models are exported and validated here before release
+    out_dir: Path  # where the release goes (exports/)
+    arch: str = SPEC_ARCH
+    device: str = "auto"
+    quant: QuantConfig = QuantConfig()
+    resume: bool = False  # continue (or re-release) the run in run_dir
+    # A release needs the int8 model within the int8 tolerances; compare only records it, since an
+    # undertrained network flips more near-ties than the tolerance allows.
+    require_int8_parity: bool = True
+
+
+def reproduce_command(cfg: PipelineConfig, data_source: str) -> str:
+    """The exact command line that trains this configuration again from scratch."""
+    t = cfg.train
+    args = ["cnn-edge pipeline", f"--recipe {t.recipe}", f"--seed {t.seed}", f"--epochs {t.epochs}",
+            f"--batch-size {t.batch_size}", f"--lr {t.lr:g}", f"--val-size {t.val_size}", f"--device {cfg.device}"]
+    if cfg.arch != SPEC_ARCH:
+        args.insert(1, f"--arch {cfg.arch}")
+    if t.limit_train:
+        args.append(f"--limit-train {t.limit_train}")
+    args.append(f"--data-dir {shlex.quote(data_source)}")
+    return " ".join(args)
+
+
+def _quant_config(cfg: PipelineConfig, data: MnistData) -> QuantConfig:
+    """The guard holds out the split training used for model selection; calibration draws from
+    the rest, at most what a small (smoke) data set has."""
+    guard = cfg.train.val_size or cfg.quant.guard_size
+    return replace(cfg.quant, guard_size=guard, calibration=min(cfg.quant.calibration, len(data.train) - guard))
+
+
+def run_pipeline(cfg: PipelineConfig, data: MnistData, *, progress: ProgressFn | None = None,
+                 on_epoch: Callable | None = None, on_stage: Callable[[str], None] = lambda stage: None) -> PipelineSummary:
+    """Train, export, validate, quantize, write test vectors, release. Raises ParityError (and
+    releases nothing) when the exported model does not match PyTorch, or the int8 model misses the
+    int8 tolerances (unless cfg.require_int8_parity is off)."""
+    arch, run_dir, out_dir = cfg.arch, cfg.run_dir, cfg.out_dir
+    check_writable(out_dir / artifacts.fp32_file(arch))  # fail before an hour of training, not after
+    on_stage("train")
+    trained = train(cfg.train, run_dir, data, device=cfg.device, model_config=ModelConfig(arch), resume=cfg.resume,
+                    progress=progress, on_epoch_end=on_epoch)
+    on_stage("export")
+    staged_fp32, staged_int8 = run_dir / artifacts.fp32_file(arch), run_dir / artifacts.int8_file(arch)
+    exported = export_onnx(trained.checkpoint, staged_fp32)
+    on_stage("validate")
+    validation = validate_model(staged_fp32, data.test, checkpoint=trained.checkpoint)
+    validation.raise_for_failures()
+    staged_vectors = write_test_vectors(trained.checkpoint, run_dir / artifacts.VECTORS_FILE, data.test)
+    on_stage("quantize")
+    quant = quantize_model(staged_fp32, staged_int8, _quant_config(cfg, data), data.train, data.test)
+    int8_validation = validate_model(staged_int8, data.test, checkpoint=trained.checkpoint)
+    if cfg.require_int8_parity:
+        int8_validation.raise_for_failures()
+
+    on_stage("release")
+    files = copy_in(out_dir, {
+        artifacts.fp32_file(arch): (staged_fp32, "ONNX model, fp32, self-contained"),
+        f"{artifacts.model_name(arch)}.safetensors": (trained.checkpoint, "PyTorch weights (safetensors)"),
+        f"{artifacts.model_name(arch)}.json": (config_path(trained.checkpoint), "checkpoint config: model, recipe, history"),
+        artifacts.int8_file(arch): (staged_int8, "ONNX model, int8 (static, ONNX Runtime quantization)"),
+        artifacts.side_file(arch, artifacts.VECTORS_FILE): (staged_vectors, "test vectors: MNIST test images and PyTorch's outputs (exports/README.md)"),
+    })
+    summary = PipelineSummary(SCHEMA, arch, total_params(arch), cfg.train, trained, exported, C.input_description(),
+                              validation, quant, int8_validation, machine_description(), tool_versions(),
+                              reproduce_command(cfg, data.source), datetime.date.today().isoformat(), files)
+    return publish(out_dir, summary)

@@ -1,0 +1,207 @@
+"""A release: the files it holds, its record (pipeline.json, a PipelineSummary) and its model card.
+
+The main job (pipeline.py) and `pipeline --requantize` (requantize.py) write releases through
+`publish` alone: each released file copied in atomically, then its size and hash in the record, then
+the record, then the card rendered from it. Torch-free.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from ..core import artifacts
+from ..core.arch import DESCRIPTIONS
+from ..core.artifacts import int8_file, model_name
+from ..core.constants import SPEC_ARCH
+from ..core.errors import ConfigError
+from ..core.files import atomic_write_bytes, atomic_write_text, sha256_file
+from ..core.reports import from_jsonable, write_json
+from ..training.recipes import TrainConfig
+from ..training.train import TrainResult
+from .export import ExportReport
+from .quantize import QuantReport, portable_format
+from .validate import ValidationReport
+
+# The version of pipeline.json's layout (docs/reports.md). 2: typed reports, `schema` field.
+SCHEMA = "cnn-edge-pipeline/2"
+
+
+@dataclass
+class ReleasedFile:
+    name: str
+    what: str
+    size: int
+    sha256: str
+
+
+@dataclass
+class PipelineSummary:
+    """Everything one pipeline run measured: pipeline.json and the model card come from it."""
+
+    schema: str
+    arch: str
+    params: int
+    train: TrainConfig
+    training: TrainResult
+    export: ExportReport
+    input: dict  # the contract's input: name, dtype, shape, range
+    validation: ValidationReport  # fp32 ONNX against PyTorch
+    quantization: QuantReport
+    int8_validation: ValidationReport
+    machine: str
+    tool_versions: dict[str, str]
+    reproduce: str  # the command line that trains this again from scratch
+    made: str  # the day it was released (ISO date); the model card says it
+    files: list[ReleasedFile] = field(default_factory=list)
+
+
+def copy_in(out_dir: Path, staged: dict[str, tuple[Path, str]]) -> list[ReleasedFile]:
+    """Copy the staged files (name -> (source, what it is)) into out_dir, each atomically."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, (src, _) in staged.items():
+        atomic_write_bytes(out_dir / name, src.read_bytes())
+    return [_described(out_dir, name, what) for name, (_, what) in staged.items()]
+
+
+def _described(out_dir: Path, name: str, what: str) -> ReleasedFile:
+    return ReleasedFile(name, what, (out_dir / name).stat().st_size, sha256_file(out_dir / name))
+
+
+def publish(out_dir: Path, summary: PipelineSummary) -> PipelineSummary:
+    """Write the release's record: each listed file's size and hash as it is now on disk, then
+    pipeline.json, then the model card. Returns the summary as written."""
+    summary = replace(summary, files=[_described(out_dir, f.name, f.what) for f in summary.files])
+    write_json(out_dir / artifacts.side_file(summary.arch, artifacts.SUMMARY_FILE), summary)
+    atomic_write_text(out_dir / artifacts.side_file(summary.arch, artifacts.CARD_FILE), render_card(summary))
+    return summary
+
+
+def read_summary(release_dir: Path) -> PipelineSummary:
+    """The pipeline.json of a release, typed; ConfigError naming it when absent or unreadable."""
+    found = [p for p in Path(release_dir).glob(f"*{artifacts.SUMMARY_FILE}") if p.is_file()]
+    if len(found) != 1:
+        raise ConfigError(f"{release_dir} holds {len(found)} {artifacts.SUMMARY_FILE} files, not one: "
+                          "give the folder a pipeline released into (--out-dir)")
+    try:
+        return from_jsonable(PipelineSummary, json.loads(found[0].read_text()))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{found[0]} is not a pipeline summary cnn-edge can read ({exc}); run the pipeline again") from None
+
+
+
+# The model card: measured figures and the command that reproduces them.
+
+def _what(s: PipelineSummary) -> list[str]:
+    if s.arch == SPEC_ARCH:
+        return ["Handwritten digit classifier (MNIST, 10 classes), the spec CNN of cnn-edge:",
+                "conv 32 3x3 - ReLU - conv 32 3x3 - ReLU - max pool 2 - conv 64 3x3 - ReLU - conv 64 3x3 - ReLU -",
+                f"max pool 2 - flatten (7*7*64 = 3136) - FC 256 - ReLU - FC 10 - softmax; {s.params:,} trainable parameters."]
+    return [f"Handwritten digit classifier (MNIST, 10 classes), architecture `{s.arch}`: {DESCRIPTIONS[s.arch]}; "
+            f"{s.params:,} trainable parameters (`cnn-edge info --arch {s.arch}`)."]
+
+
+def _int8_section(s: PipelineSummary) -> list[str]:
+    q, par, cfg = s.quantization, s.int8_validation.parity, s.quantization.config
+    return [
+        f"## int8 model (`{int8_file(s.arch)}`)",
+        "",
+        f"Static quantization with ONNX Runtime. Format: {portable_format(cfg)}. "
+        f"{cfg.method.capitalize()} calibration on {cfg.calibration:,} training images; "
+        f"accuracy guard on {q.guard.samples:,} held-out training images (drop {q.guard.drop_pp:.3f} points, "
+        f"limit {q.guard.max_drop_pp:g}). Nodes kept in float: "
+        + (", ".join(q.nodes_in_float) or "none (softmax always runs in float)") + ".",
+        "",
+        "| figure | fp32 | int8 |",
+        "| --- | --- | --- |",
+        f"| file size | {q.fp32_bytes:,} B | {q.int8_bytes:,} B ({q.size_ratio:.1%}) |",
+        f"| test accuracy | {q.test.fp32_accuracy:.2%} | {q.test.int8_accuracy:.2%} (drop {q.test.drop_pp:.2f} points) |",
+        f"| top-1 agreement with fp32 (test set) | | {q.test.top1_agreement:.2%} |",
+        f"| top-1 agreement with PyTorch (batch 1, 7, 256) | 100% required | {par.top1_agreement:.2%} (≥ {par.min_top1_agreement:.2%} required) |",
+        f"| latency batch 1, p50 | {q.fp32_speed.batch_1.p50_ms:.3f} ms | {q.int8_speed.batch_1.p50_ms:.3f} ms |",
+        f"| throughput batch 256 | {q.fp32_speed.batch_256.images_per_second:,.0f} img/s | "
+        f"{q.int8_speed.batch_256.images_per_second:,.0f} img/s ({q.throughput_ratio:.2f}x) |",
+        "",
+        f"Speeds measured with ONNX Runtime on {q.machine or s.machine}. Runtimes this model loads in "
+        "(`cnn-edge validate --target`): " + ", ".join(
+            f"{c.runtime} {'yes' if c.ok else 'no'}" for c in s.int8_validation.compatibility) + ".",
+        "",
+        "Per-activation SQNR of int8 against fp32 (dB, higher is better): "
+        + ", ".join(f"{k} {val:.1f}" for k, val in q.layer_sqnr_db.items()) + ".",
+        "",
+    ]
+
+
+def _figures(s: PipelineSummary) -> list[str]:
+    v, t, tr = s.validation, s.train, s.training
+    par = v.parity
+    val = "" if tr.best_val_accuracy is None else f"{tr.best_val_accuracy:.2%}"
+    return [
+        "| figure | value |",
+        "| --- | --- |",
+        f"| test accuracy, ONNX Runtime fp32 | {v.accuracy:.2%} ({v.samples:,} images) |",
+        f"| test accuracy, PyTorch checkpoint | {par.torch_accuracy:.2%} |",
+        f"| top-1 agreement ONNX Runtime vs PyTorch (batch {', '.join(str(r.batch_size) for r in par.per_batch_size)}) | {par.top1_agreement:.2%} |",
+        f"| max abs diff of probabilities | {par.max_abs_diff_probabilities:.3g} (tolerance {par.tolerance:g}) |",
+        f"| max abs diff of logits | {par.max_abs_diff_logits:.3g} (tolerance {par.tolerance:g}) |",
+        f"| selected epoch (best validation accuracy) | {tr.best_epoch} of {t.epochs} |",
+        f"| validation accuracy of that epoch ({t.val_size:,} images held out of the training set) | {val} |",
+        "",
+        "Per-class test accuracy (ONNX Runtime): " + ", ".join(f"{i}: {a:.2%}" for i, a in enumerate(v.per_class_accuracy)),
+        "",
+    ]
+
+
+def _training(s: PipelineSummary) -> list[str]:
+    t, tr = s.train, s.training
+    lines = [
+        "## Training",
+        "",
+        f"Recipe `{t.recipe}`: {t.epochs} epochs, batch {t.batch_size}, AdamW peak lr {t.lr:g}, "
+        f"weight decay {t.weight_decay:g}, schedule {t.schedule}, augmentation "
+        + (f"rotation ±{t.max_rotation:g}°, shift ±{t.max_shift:g} px, scale ±{t.max_scale:.0%}" if t.augment else "none")
+        + (f", weight average (EMA) decay {t.ema_decay:g}" if t.ema_decay else "")
+        + f", seed {t.seed}, device {tr.device}.",
+        "",
+        "| epoch | train loss | train acc | val acc | seconds | images/s |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for h in tr.history:
+        val = "" if h.val_accuracy is None else f"{h.val_accuracy:.2%}"
+        lines.append(f"| {h.epoch} | {h.train_loss:.4f} | {h.train_accuracy:.2%} | {val} | {h.seconds:.0f} | {h.images_per_second:.0f} |")
+    lines += ["", f"Training time: {sum(h.seconds for h in tr.history):.0f} s in all on {s.machine}.", ""]
+    return lines
+
+
+def render_card(s: PipelineSummary) -> str:
+    """Markdown for MODEL_CARD.md."""
+    inp = s.input
+    lines = [f"# Model card: {model_name(s.arch)}", "", *_what(s), "", "## Files", "",
+             "| file | what | size | sha256 |", "| --- | --- | --- | --- |"]
+    lines += [f"| `{f.name}` | {f.what} | {f.size:,} B | `{f.sha256[:16]}…` |" for f in s.files]
+    lines += [
+        "",
+        "## I/O contract (also in the ONNX file's metadata_props)",
+        "",
+        f"- input `{inp['name']}`: {inp['dtype']} {inp['shape']}, raw pixel intensities "
+        f"{inp['range'][0]:g}..{inp['range'][1]:g}, light digit on dark background as in MNIST; "
+        "normalisation is inside the graph.",
+        "- outputs `probabilities` (softmax, (batch, 10)) and `logits` ((batch, 10)); class i is digit i.",
+        f"- ONNX opset {s.export.opset}, IR version {s.export.ir_version}, one self-contained file.",
+        "",
+        f"## Measured figures (MNIST test set, {s.validation.samples:,} images)",
+        "",
+        *_figures(s),
+        *_int8_section(s),
+        *_training(s),
+        "## Reproduce",
+        "",
+        "```",
+        s.reproduce,
+        "```",
+        "",
+        f"Same seed, same device, same library versions: same weights. Made {s.made} with "
+        + ", ".join(f"{k} {v}" for k, v in sorted(s.tool_versions.items())) + ".",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,386 @@
+"""INT8 quantization with ONNX Runtime's own tooling, guarded by accuracy: its typed config and
+report, and the quantization itself.
+
+Static quantization calibrates on MNIST training images; the guard measures the accuracy
+drop on the held-out validation split (the one training used for model selection), which
+calibration never sees. Torch-free: needs onnx and onnxruntime, imported inside the functions
+that use them (as numpy is), so the CLI reads QuantConfig's defaults and choices at start-up
+without loading either.
+"""
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..core import contract as C
+from ..core.constants import DEFAULT_VAL_SIZE
+from ..core.errors import ConfigError, ModelFileError
+from ..core.files import atomic_write_bytes, check_writable
+from ..core.machine import machine_description
+from ..core.reports import to_jsonable
+from ..runtime import compat
+from ..runtime.timing import Speed, measure
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ..runtime.onnx_model import OnnxModel
+    from ..training.data import MnistSplit
+
+METHODS = ("minmax", "entropy", "percentile")
+FORMATS = ("qdq", "qoperator")
+TYPES = ("uint8", "int8")
+QUANTIZED_OPS = compat.QUANTIZED_OPS  # declared once, beside the runtimes' operator tables
+LAYER_OPS = ("Conv", "Gemm", "MatMul")  # nodes that carry a layer's weights, named in reports
+
+
+@dataclass(frozen=True)
+class QuantConfig:
+    calibration: int = 3000  # training images used to calibrate activation ranges
+    method: str = "minmax"  # minmax | entropy | percentile
+    # The release is portable ONNX: QDQ pairs (QuantizeLinear/DequantizeLinear) around standard
+    # float ops, the standard domain only, so OpenVINO, TensorRT and every ONNX Runtime load it.
+    # int8 activations with zero points of 0 (symmetric) and biases left in float, since TensorRT's
+    # Q/DQ takes int8 with zero point 0 and nothing else (no int32 bias DequantizeLinear).
+    # Per-channel weight scales, chosen by scripts/bench_quant.py (docs/quantization.md): as accurate
+    # as per-tensor, and faster in both ONNX Runtime and OpenVINO on the machine measured.
+    # QOperator (QLinearConv plus com.microsoft.QGemm) is ONNX Runtime-only: an option, never the release.
+    per_channel: bool = True  # True: one weight scale per output channel
+    format: str = "qdq"  # qdq (Q/DQ pairs around float ops) | qoperator (QLinearConv, QGemm; ONNX Runtime only)
+    activation_type: str = "int8"
+    weight_type: str = "int8"
+    symmetric: bool = True  # int8 activations get zero points of 0 (uint8 ones are always asymmetric); weights are symmetric anyway
+    quantize_bias: bool = False  # True: int32 biases behind DequantizeLinear (ONNX Runtime's default; TensorRT refuses them)
+    dynamic: bool = False  # weight-only dynamic quantization instead (no calibration)
+    max_drop: float = C.INT8_MAX_ACCURACY_DROP_PP  # percentage points, on the guard split
+    guard_size: int = DEFAULT_VAL_SIZE
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name, value, allowed in (("method", self.method, METHODS), ("format", self.format, FORMATS),
+                                     ("activation type", self.activation_type, TYPES),
+                                     ("weight type", self.weight_type, TYPES)):
+            if value not in allowed:
+                raise ConfigError(f"unexpected {name} {value!r}: choose one of {', '.join(allowed)}")
+        if self.calibration < 1:
+            raise ConfigError(f"--calibration must be at least 1, got {self.calibration}")
+        if self.max_drop < 0:
+            raise ConfigError(f"--max-drop must be >= 0 percentage points, got {self.max_drop}")
+
+
+def portable_format(cfg: QuantConfig) -> str:
+    """How the model card and the metadata name the int8 format."""
+    if cfg.dynamic:
+        return "dynamic (ConvInteger/MatMulInteger, weights only)"
+    if cfg.format == "qoperator":
+        return "QOperator (QLinearConv + com.microsoft ops: ONNX Runtime only)"
+    zero_points = ", zero points 0" if cfg.symmetric and cfg.activation_type == "int8" else ""
+    zero_points += ", int32 biases" if cfg.quantize_bias else ", float biases"
+    return (f"QDQ, standard ONNX domain only ({'per-channel' if cfg.per_channel else 'per-tensor'} {cfg.weight_type} "
+            f"weights, {cfg.activation_type} activations{zero_points})")
+
+
+# The batch sizes the report times: one image (latency) and a full batch (throughput).
+LATENCY_BATCH, THROUGHPUT_BATCH = 1, 256
+
+
+@dataclass
+class GuardStep:
+    excluded: list[str]  # nodes kept in float in this attempt
+    guard_accuracy: float
+    drop_pp: float
+
+
+@dataclass
+class GuardReport:
+    """The accuracy guard on held-out training images: every attempt, and the one kept."""
+
+    samples: int
+    fp32_accuracy: float
+    int8_accuracy: float
+    drop_pp: float  # percentage points lost by the kept attempt
+    max_drop_pp: float
+    attempts: list[GuardStep] = field(default_factory=list)
+
+
+@dataclass
+class TestComparison:
+    """fp32 against int8 on the MNIST test set."""
+
+    samples: int
+    fp32_accuracy: float
+    int8_accuracy: float
+    top1_agreement: float  # int8 vs fp32 predictions
+
+    json_properties = ("drop_pp",)
+
+    @property
+    def drop_pp(self) -> float:
+        return (self.fp32_accuracy - self.int8_accuracy) * 100
+
+
+@dataclass
+class ModelSpeed:
+    """ONNX Runtime on this machine: batch-1 latency and full-batch throughput."""
+
+    batch_1: Speed
+    batch_256: Speed
+
+
+@dataclass
+class QuantReport:
+    fp32_model: Path
+    int8_model: Path
+    config: QuantConfig  # what made it
+    fp32_bytes: int
+    int8_bytes: int
+    guard: GuardReport
+    test: TestComparison
+    nodes_in_float: dict[str, str]  # node -> why the guard kept it in float
+    # SQNR in dB of each activation of the quantized model against the float model (higher is
+    # better; every 6 dB is a bit). Measured on the QDQ form: for QOperator, the same ranges,
+    # weights and exclusions in QDQ form, since fused operators hide their intermediates.
+    layer_sqnr_db: dict[str, float]
+    fp32_speed: ModelSpeed
+    int8_speed: ModelSpeed
+    machine: str = ""  # where the speeds were measured (a re-quantized release: not where it trained)
+
+    json_properties = ("size_ratio", "throughput_ratio")
+
+    @property
+    def size_ratio(self) -> float:
+        return self.int8_bytes / self.fp32_bytes
+
+    @property
+    def throughput_ratio(self) -> float:
+        """int8 images/s over fp32 images/s at the throughput batch size."""
+        return self.int8_speed.batch_256.images_per_second / self.fp32_speed.batch_256.images_per_second
+
+
+class _Reader:
+    """onnxruntime CalibrationDataReader over uint8 images: a feed dict per batch, then None."""
+
+    def __init__(self, images: np.ndarray, batch_size: int = 64):
+        self.images, self.batch_size, self.pos = images, batch_size, 0
+
+    def get_next(self):
+        import numpy as np
+
+        if self.pos >= len(self.images):
+            return None
+        batch = self.images[self.pos : self.pos + self.batch_size].astype(np.float32)[:, None]
+        self.pos += self.batch_size
+        return {C.INPUT_NAME: batch}
+
+    def __iter__(self):  # qdq_loss_debug iterates readers
+        return iter(self.get_next, None)
+
+
+def drop_unused_opsets(proto) -> None:
+    """ONNX Runtime's quantizer declares every domain it knows (com.microsoft, ai.onnx.ml, ...);
+    keep only those the graph uses, so other runtimes see a standard-domain model as one."""
+    used = {n.domain for n in proto.graph.node} | {""}
+    kept = [o for o in proto.opset_import if o.domain in used or (o.domain == "ai.onnx" and "" in used)]
+    del proto.opset_import[:]
+    proto.opset_import.extend(kept)
+
+
+def is_quantized(proto) -> bool:
+    return any(n.op_type in QUANTIZED_OPS for n in proto.graph.node)
+
+
+def candidates(proto) -> list[str]:
+    """Nodes the guard may keep in float: all of them, since ONNX Runtime also puts Q/DQ pairs
+    around pooling, ReLU and reshapes, and their rounding counts too."""
+    return [n.name for n in proto.graph.node if n.op_type != "Softmax"]
+
+
+def node_labels(proto) -> dict[str, str]:
+    """Node name -> a readable label naming its layer (e.g. 'node_conv2d_1 (conv2)')."""
+    labels = {}
+    for n in proto.graph.node:
+        if n.op_type in LAYER_OPS:
+            weight = next((i for i in n.input if i.endswith(".weight")), "")
+            layer = weight.rsplit(".", 2)[-2] if weight.count(".") >= 1 else ""
+            labels[n.name] = f"{n.name} ({layer})" if layer else n.name
+    return labels
+
+
+def _accuracy(model: OnnxModel, images: np.ndarray, labels: np.ndarray) -> float:
+    probs, _ = model.run_batched(images, 256)
+    return float((probs.argmax(1) == labels).mean())
+
+
+def _quantize_once(pre: Path, out: Path, cfg: QuantConfig, calib: np.ndarray, cache: Path, exclude: list[str]) -> None:
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
+
+    qtype = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
+    if cfg.dynamic:
+        quantize_dynamic(str(pre), str(out), per_channel=cfg.per_channel, weight_type=qtype[cfg.weight_type],
+                         nodes_to_exclude=exclude)
+        return
+    quantize_static(
+        str(pre), str(out), _Reader(calib),
+        quant_format=QuantFormat.QDQ if cfg.format == "qdq" else QuantFormat.QOperator,
+        per_channel=cfg.per_channel, activation_type=qtype[cfg.activation_type], weight_type=qtype[cfg.weight_type],
+        calibrate_method={"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+                          "percentile": CalibrationMethod.Percentile}[cfg.method],
+        nodes_to_exclude=exclude, calibration_cache_path=str(cache),
+        extra_options={"ActivationSymmetric": cfg.symmetric and cfg.activation_type == "int8",
+                       "QuantizeBias": cfg.quantize_bias},
+    )
+
+
+def _calibration_and_guard(train: MnistSplit, cfg: QuantConfig) -> tuple[np.ndarray, MnistSplit]:
+    """Calibration images drawn from outside the guard split, and the guard split itself."""
+    import numpy as np
+
+    from ..training.data import MnistSplit, split_indices
+
+    train_idx, guard_idx = split_indices(len(train), cfg.guard_size)
+    if not cfg.dynamic and cfg.calibration > len(train_idx):
+        raise ConfigError(f"--calibration {cfg.calibration} is larger than the {len(train_idx)} training images "
+                          f"outside the guard split; use at most {len(train_idx)}")
+    rng = np.random.default_rng(cfg.seed)
+    calib = train.images[np.sort(rng.choice(train_idx, min(cfg.calibration, len(train_idx)), replace=False))]
+    return calib, MnistSplit(train.images[guard_idx], train.labels[guard_idx], train.source)
+
+
+class _Attempts:
+    """Quantizes the preprocessed model with some nodes kept in float and measures each result on
+    the guard split. Calibrates once: every retry reuses the cached ranges."""
+
+    def __init__(self, model_path: Path, cfg: QuantConfig, calib: np.ndarray, guard: MnistSplit, fp32_acc: float,
+                 tmp: Path):
+        import onnx
+        from onnxruntime.quantization import quant_pre_process
+
+        self.cfg, self.calib, self.guard, self.fp32_acc, self.tmp = cfg, calib, guard, fp32_acc, tmp
+        self.pre, self.cache = tmp / "pre.onnx", tmp / "calibration.json"
+        quant_pre_process(str(model_path), str(self.pre))
+        self.pre_proto = onnx.load(str(self.pre))
+        # Softmax always runs in float: quantized to 8 bits its probabilities would have a
+        # resolution of 1/255 and near-ties would break top-1. It costs nothing measurable.
+        self.always_float = [n.name for n in self.pre_proto.graph.node if n.op_type == "Softmax"]
+
+    def run(self, exclude: list[str]) -> tuple[Path, GuardStep]:
+        from ..runtime.onnx_model import open_model
+
+        out = self.tmp / f"q{len(exclude)}_{abs(hash(tuple(exclude)))}.onnx"
+        _quantize_once(self.pre, out, self.cfg, self.calib, self.cache, self.always_float + exclude)
+        acc = _accuracy(open_model(out), self.guard.images, self.guard.labels)
+        return out, GuardStep(list(exclude), acc, (self.fp32_acc - acc) * 100)
+
+
+def _guarded_search(attempts: _Attempts, labels: dict[str, str]) -> tuple[Path, GuardStep, list[GuardStep], dict[str, str]]:
+    """Quantize everything; while the drop is above the limit, rank the nodes by the accuracy each
+    one costs when quantized (keep it alone in float, measure), then keep them in float in that
+    order until the drop is within the limit. Returns (kept model, its attempt, every attempt, why each node
+    stayed in float); raises ConfigError when nothing is left to keep in float."""
+    max_drop = attempts.cfg.max_drop
+    best_path, best = attempts.run([])
+    steps, why = [best], {}
+    if best.drop_pp > max_drop:
+        singles = [(n, attempts.run([n])[1]) for n in candidates(attempts.pre_proto)]
+        steps.extend(t for _, t in singles)
+        excluded: list[str] = []
+        for name, single in sorted(singles, key=lambda nt: -nt[1].guard_accuracy):
+            if best.drop_pp <= max_drop:
+                break
+            excluded.append(name)
+            best_path, best = attempts.run(excluded)
+            steps.append(best)
+            why[labels.get(name, name)] = (
+                f"quantizing it alone cost {(single.guard_accuracy - steps[0].guard_accuracy) * 100:.3f} points "
+                f"on the guard split; with it in float the drop is {best.drop_pp:.3f}")
+    if best.drop_pp > max_drop:
+        raise ConfigError(f"int8 model loses {best.drop_pp:.3f} points (> --max-drop {max_drop}) even with "
+                          f"{len(best.excluded)} nodes in float; raise --max-drop or try another --method")
+    return best_path, best, steps, why
+
+
+def measure_speed(model: OnnxModel, seconds: float) -> ModelSpeed:
+    return ModelSpeed(measure(model, LATENCY_BATCH, seconds), measure(model, THROUGHPUT_BATCH, seconds))
+
+
+def _compare_on_test(fp32: OnnxModel, int8: OnnxModel, test: MnistSplit) -> TestComparison:
+    fp32_pred = fp32.run_batched(test.images, 256)[0].argmax(1)
+    int8_pred = int8.run_batched(test.images, 256)[0].argmax(1)
+    return TestComparison(len(test), float((fp32_pred == test.labels).mean()), float((int8_pred == test.labels).mean()),
+                          float((fp32_pred == int8_pred).mean()))
+
+
+def _int8_metadata(fp32_proto, cfg: QuantConfig, test: TestComparison, why: dict[str, str], drop_pp: float) -> dict:
+    """The fp32 model's metadata plus the quantization settings and the int8 model's own accuracy."""
+    props = {p.key: p.value for p in fp32_proto.metadata_props}
+    props[C.META_FP32_TEST_ACCURACY] = f"{test.fp32_accuracy:.6f}"
+    props[C.META_TEST_ACCURACY] = f"{test.int8_accuracy:.6f}"
+    props[C.META_INT8_FORMAT] = portable_format(cfg)
+    props[C.META_QUANTIZATION] = json.dumps({**to_jsonable(cfg), "nodes_in_float": sorted(why),
+                                             "guard_drop_pp": round(drop_pp, 4)}, sort_keys=True)
+    return props
+
+
+def quantize_model(model_path: Path, output: Path, cfg: QuantConfig, train: MnistSplit, test: MnistSplit, *,
+                   speed_seconds: float = 2.0) -> QuantReport:
+    """Quantize `model_path` into `output` (atomically), keeping nodes in float until the accuracy
+    drop on the guard split (held out of `train`, never calibrated on) is within cfg.max_drop;
+    then compare both models on `test` and time them for `speed_seconds` per batch size.
+
+    Raises ConfigError when even that is not enough, ModelFileError for a model that is not a float
+    cnn-edge model."""
+    import onnx
+
+    from ..runtime.onnx_model import open_model
+
+    output = check_writable(Path(output))
+    fp32 = open_model(Path(model_path))
+    proto = onnx.load(str(model_path))
+    if is_quantized(proto):
+        raise ModelFileError(f"{model_path} is already quantized; quantize the fp32 model instead")
+    calib, guard = _calibration_and_guard(train, cfg)
+    fp32_acc = _accuracy(fp32, guard.images, guard.labels)
+    with tempfile.TemporaryDirectory(prefix="cnn-edge-quant.") as tmp:
+        attempts = _Attempts(Path(model_path), cfg, calib, guard, fp32_acc, Path(tmp))
+        best_path, kept, steps, why = _guarded_search(attempts, node_labels(proto))
+        layer_sqnr = _layer_errors(attempts, best_path, kept.excluded, guard.images[:256])
+        int8 = open_model(best_path)
+        comparison = _compare_on_test(fp32, int8, test)
+        qproto = onnx.load(str(best_path))
+    drop_unused_opsets(qproto)
+    onnx.helper.set_model_props(qproto, _int8_metadata(proto, cfg, comparison, why, kept.drop_pp))
+    onnx.checker.check_model(qproto)
+    atomic_write_bytes(output, qproto.SerializeToString())
+    guard_report = GuardReport(len(guard), fp32_acc, kept.guard_accuracy, kept.drop_pp, cfg.max_drop, steps)
+    return QuantReport(Path(model_path), output, cfg, Path(model_path).stat().st_size, output.stat().st_size,
+                       guard_report, comparison, why, layer_sqnr, measure_speed(fp32, speed_seconds),
+                       measure_speed(open_model(output), speed_seconds), machine_description())
+
+
+def _layer_errors(attempts: _Attempts, quantized: Path, excluded: list[str], images: np.ndarray) -> dict[str, float]:
+    """Per-activation SQNR (dB) of the quantized model against the float one, in graph order."""
+    from onnxruntime.quantization.qdq_loss_debug import (
+        collect_activations,
+        compute_activation_error,
+        create_activation_matching,
+        modify_model_output_intermediate_tensors,
+    )
+
+    cfg, pre, tmp = attempts.cfg, attempts.pre, attempts.tmp
+    if cfg.dynamic:
+        return {}  # dynamic models quantize activations at run time: no Q/DQ tensors to compare
+    qdq = quantized
+    if cfg.format != "qdq":
+        qdq = tmp / "qdq_twin.onnx"
+        _quantize_once(pre, qdq, replace(cfg, format="qdq"), attempts.calib, attempts.cache,
+                       attempts.always_float + excluded)
+    aug_f, aug_q = tmp / "aug_float.onnx", tmp / "aug_qdq.onnx"
+    modify_model_output_intermediate_tensors(str(pre), str(aug_f))
+    modify_model_output_intermediate_tensors(str(qdq), str(aug_q))
+    errors = compute_activation_error(create_activation_matching(
+        collect_activations(str(aug_q), _Reader(images)), collect_activations(str(aug_f), _Reader(images))))
+    order = [o for n in attempts.pre_proto.graph.node for o in n.output]
+    return {name: round(float(errors[name]["xmodel_err"]), 2) for name in order if name in errors}
