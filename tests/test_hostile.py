@@ -27,11 +27,14 @@ from cnn_edge.cli.runtime import EXIT_SOME_FAILED
 from cnn_edge.training.data import FILES, load_split, write_idx
 from cnn_edge.core.errors import DataError, ImageError, ModelFileError
 from cnn_edge.runtime import preprocess as preprocess_module
-from cnn_edge.prediction.local import PredictConfig, load_predictor, run_predict
+from cnn_edge.prediction.config import PredictConfig
+from cnn_edge.prediction.job import run_prediction
+from cnn_edge.prediction.local import LocalEngine
+from cnn_edge.prediction.sinks import ResultFile
+from cnn_edge.runtime.predictor import Predictor
 from cnn_edge.runtime.images import open_image
 from cnn_edge.runtime.onnx_model import open_model
 from cnn_edge.runtime.preprocess import preprocess, preprocess_many
-from cnn_edge.prediction.results import ResultWriter
 from cnn_edge.prediction.workers import WORKER_DIED
 from conftest import REPO, assert_one_line_error, write_mnist
 
@@ -117,8 +120,8 @@ def test_a_worker_killed_mid_run_costs_nothing(tmp_path):
             os.kill(children[0].pid, signal.SIGKILL)
             killed.append(children[0].pid)
 
-    summary = run_predict(load_predictor(MODEL, cfg, len(paths)), paths, cfg, on_batch=kill_a_worker)
-    assert killed and summary.worker_restarts >= 1
+    summary = run_prediction(MODEL, paths, cfg, None, LocalEngine(), on_rows=kill_a_worker)
+    assert killed and summary.engine_figures.worker_restarts >= 1
     assert (summary.files, summary.ok, summary.failed) == (600, 600, 0)
 
 
@@ -142,11 +145,9 @@ def test_a_file_that_kills_its_worker_gets_an_error_row(tmp_path, monkeypatch):
     paths = sorted(str(p) for p in folder.iterdir())
     monkeypatch.setattr(preprocess_module, "preprocess_many", _dies_on_poison)  # the forked workers inherit it
     cfg = PredictConfig(batch_size=64, workers=2)
-    writer = ResultWriter(tmp_path / "r.csv", "csv", cfg.top_k)
-    summary = run_predict(load_predictor(MODEL, cfg, len(paths)), paths, cfg, writer)
-    writer.finish()
+    summary = run_prediction(MODEL, paths, cfg, ResultFile(tmp_path / "r.csv", "csv"), LocalEngine())
     rows = rows_of(tmp_path / "r.csv")
-    assert [r["path"] for r in rows] == paths and summary.worker_restarts >= 1
+    assert [r["path"] for r in rows] == paths and summary.engine_figures.worker_restarts >= 1
     assert [r["path"] for r in rows if r["error"]] == [str(folder / "0150poison.png")]
     assert rows[paths.index(str(folder / "0150poison.png"))]["error"] == WORKER_DIED
 
@@ -187,7 +188,7 @@ def test_large_images_are_decoded_reduced(tmp_path):
     for name in ("photo.jpg", "photo.png"):
         img = open_image(tmp_path / name)
         assert max(img.size) < 2048  # never a full-size float copy
-    predictor = load_predictor(MODEL, PredictConfig(), 1)
+    predictor = Predictor(MODEL)
     assert [p.label for p in predictor.predict([str(tmp_path / "photo.jpg"), str(tmp_path / "photo.png")])] == ["1", "1"]
 
 

@@ -18,9 +18,11 @@ from cnn_edge.cli.app import EXIT_BAD_INPUT
 from cnn_edge.cli.runtime import EXIT_SOME_FAILED
 from cnn_edge.core.constants import SPEC_ARCH
 from cnn_edge.training.data import load_split
-from cnn_edge.prediction.local import PredictConfig, load_predictor, run_predict
+from cnn_edge.prediction.config import PredictConfig
+from cnn_edge.prediction.job import run_prediction
+from cnn_edge.prediction.local import LocalEngine
 from cnn_edge.runtime.providers import available
-from cnn_edge.prediction.results import ResultWriter
+from cnn_edge.prediction.sinks import ResultFile
 
 from conftest import REPO, assert_one_line_error, real_mnist
 
@@ -111,10 +113,8 @@ def test_workers_give_the_same_rows_in_the_same_order(tmp_path):
     paths, _ = write_digits(tmp_path / "in", 300)
     results = []
     for workers in (0, 2):
-        writer = ResultWriter(tmp_path / f"w{workers}.csv", "csv", PredictConfig().top_k)
         cfg = PredictConfig(batch_size=64, workers=workers)
-        summary = run_predict(load_predictor(MODEL, cfg, len(paths)), paths, cfg, writer)
-        writer.finish()
+        summary = run_prediction(MODEL, paths, cfg, ResultFile(tmp_path / f"w{workers}.csv", "csv"), LocalEngine())
         assert summary.workers == workers and summary.ok == 300
         results.append((tmp_path / f"w{workers}.csv").read_text())
     assert results[0] == results[1]
@@ -213,9 +213,7 @@ def test_png_accuracy_matches_validate(tmp_path):
     validate reports for the model (its metadata), within 0.1 point."""
     paths, labels = write_digits(tmp_path / "png", 10_000)
     out = tmp_path / "r.csv"
-    writer = ResultWriter(out, "csv", PredictConfig().top_k)
-    summary = run_predict(load_predictor(MODEL, PredictConfig(), len(paths)), paths, PredictConfig(), writer)
-    writer.finish()
+    summary = run_prediction(MODEL, paths, PredictConfig(), ResultFile(out, "csv"), LocalEngine())
     assert summary.ok == 10_000
     predicted = np.array([int(r["prediction"]) for r in read_csv(out)])
     accuracy = float((predicted == labels).mean())

@@ -16,9 +16,10 @@ pytest.importorskip("pyarrow")
 import pyarrow.dataset as pads  # noqa: E402
 from ray.cluster_utils import Cluster  # noqa: E402
 
-from cnn_edge.distributed.config import RayConfig  # noqa: E402
-from cnn_edge.distributed.engine import prepare, run_ray_predict  # noqa: E402
-from cnn_edge.distributed.outputs import OutputDir  # noqa: E402
+from cnn_edge.distributed.engine import RayEngine  # noqa: E402
+from cnn_edge.prediction.config import PredictConfig  # noqa: E402
+from cnn_edge.prediction.job import run_prediction  # noqa: E402
+from cnn_edge.prediction.sinks import PartFolder  # noqa: E402
 from conftest import REPO  # noqa: E402
 
 import sys  # noqa: E402
@@ -55,9 +56,9 @@ def paths(tmp_path_factory):
 
 def run(paths, out_dir, on_rows=None, **cfg):
     # Small batches: 24 of them for 600 files, so no actor can take all the work before another one asks.
-    cfg = RayConfig(rows_per_file=100, batch_size=25, **cfg)
-    out = OutputDir(str(out_dir), cfg.fmt, cfg.top_k)
-    summary = run_ray_predict(prepare(MODEL, cfg), paths, cfg, out, on_rows)
+    out = PartFolder(str(out_dir), "parquet", rows_per_file=100)
+    summary = run_prediction(MODEL, paths, PredictConfig(batch_size=25, **cfg), out, RayEngine(),
+                             on_rows=on_rows or (lambda batch: None))
     manifest = json.loads((out_dir / "_SUCCESS").read_text())
     rows = pads.dataset(str(out_dir), format="parquet").to_table()["path"].to_pylist()
     return summary, manifest, rows
@@ -76,8 +77,8 @@ def test_a_node_killed_mid_run_costs_no_row(cluster, paths, tmp_path):
     victim = workers[-1]
     seen = {"rows": 0, "killed_at": None}
 
-    def on_rows(new, failed):
-        seen["rows"] += new
+    def on_rows(batch):
+        seen["rows"] += len(batch)
         if seen["killed_at"] is None:  # the first rows are back: the rest are in flight
             seen["killed_at"] = seen["rows"]
             c.remove_node(victim, allow_graceful=False)

@@ -15,9 +15,10 @@ pytest.importorskip("pyarrow")
 
 import pyarrow.csv as pacsv  # noqa: E402
 
-from cnn_edge.distributed.config import RayConfig  # noqa: E402
-from cnn_edge.distributed.engine import prepare, run_ray_predict  # noqa: E402
-from cnn_edge.distributed.outputs import OutputDir  # noqa: E402
+from cnn_edge.distributed.engine import RayEngine  # noqa: E402
+from cnn_edge.prediction.config import PredictConfig  # noqa: E402
+from cnn_edge.prediction.job import run_prediction  # noqa: E402
+from cnn_edge.prediction.sinks import PartFolder  # noqa: E402
 from cnn_edge.prediction.workers import WORKER_DIED  # noqa: E402
 from conftest import REPO  # noqa: E402
 
@@ -48,14 +49,13 @@ def test_a_file_that_kills_its_decoder_gets_an_error_row_and_the_run_ends(tmp_pa
     poison = folder / "020poison.png"
     poison.write_bytes((folder / "000.png").read_bytes() + b"POISON")  # a valid PNG with trailing bytes
     paths.append(str(poison))
-    cfg = RayConfig(batch_size=8, fmt="csv")
-    out = OutputDir(str(tmp_path / "out"), cfg.fmt, cfg.top_k)
-    summary = run_ray_predict(prepare(MODEL, cfg), sorted(paths), cfg, out)
+    out = PartFolder(str(tmp_path / "out"), "csv")
+    summary = run_prediction(MODEL, sorted(paths), PredictConfig(batch_size=8), out, RayEngine())
     table = {}
     for part in (tmp_path / "out").glob("part-*.csv"):
         t = pacsv.read_csv(part).to_pylist()
         table.update({r["path"]: r["error"] for r in t})
-    assert sorted(table) == sorted(paths) and summary.passes >= 2
+    assert sorted(table) == sorted(paths) and summary.engine_figures.passes >= 2
     assert table[str(poison)] == WORKER_DIED
     assert [p for p, error in table.items() if error] == [str(poison)]
     assert (summary.ok, summary.failed) == (40, 1) and (tmp_path / "out" / "_SUCCESS").is_file()

@@ -9,14 +9,14 @@
 """
 from __future__ import annotations
 
-# Each module registers its commands on `app`; this order is the order of `cnn-edge --help`.
-from . import (
-    compare,  # noqa: F401,E402
-    onnx_files,  # noqa: F401,E402
-    runtime,  # noqa: F401,E402
-    training,  # noqa: F401,E402,I001
-)
+# isort: skip_file
 from .app import app
+
+# Each module registers its commands on `app`; this order is the order of `cnn-edge --help`.
+from . import training  # noqa: F401,E402
+from . import onnx_files  # noqa: F401,E402
+from . import compare  # noqa: F401,E402
+from . import runtime  # noqa: F401,E402
 
 
 def main() -> None:

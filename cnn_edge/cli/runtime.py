@@ -11,13 +11,13 @@ import typer
 from ..core import artifacts
 from ..core.errors import ConfigError
 from ..prediction.config import PredictConfig
-from ..prediction.row_format import FORMATS
+from ..prediction.rows import FILE_FORMATS
 from ..runtime.demo import DEFAULT_HOST, DEFAULT_PORT
 from ..tools.bench import BenchConfig
 from .app import JsonOpt, Precision, PrecisionOpt, Provider, QuietOpt, app, choices, handle_errors, plural, print_json
 from .summary import EXIT_SOME_FAILED, print_summary  # noqa: F401  (EXIT_SOME_FAILED: tests import it here)
 
-ResultFormat = choices("ResultFormat", (*FORMATS, "parquet"))  # parquet: --engine ray only
+ResultFormat = choices("ResultFormat", (*FILE_FORMATS, "parquet"))  # parquet: --engine ray only
 Engine = choices("Engine", ("local", "ray"))
 PREDICT = PredictConfig()  # the library's defaults are the CLI's
 BENCH = BenchConfig()
@@ -61,41 +61,43 @@ def predict(
     Exit codes: 0 every input classified; 3 finished, but some inputs failed (their rows say why);
     2 bad options, model or output path; 130 interrupted (rerun with --resume); 141 the reader of the
     output went away."""
-    if engine.value == "ray":
-        from ..distributed.config import RayConfig
-        from .ray_predict import predict_on_ray
-
-        cfg = RayConfig(address=ray_address, batch_size=batch_size, actors=actors, decode_tasks=workers,
-                        gpus_per_worker=gpus_per_worker, threads=threads, provider=provider.value,
-                        precision=precision.value, top_k=top_k, max_pixels=max_pixels, fmt=fmt.value if fmt else "parquet")
-        return predict_on_ray(model, inputs, output, cfg, recursive=recursive, resume=resume, quiet=quiet, as_json=as_json)
-    if ray_address is not None or actors is not None or gpus_per_worker:
-        raise ConfigError("--ray-address, --actors and --gpus-per-worker go with --engine ray")
-    if fmt is not None and fmt.value == "parquet":
-        raise ConfigError("--format parquet is written by --engine ray (a directory of Parquet files); "
-                          "the local engine writes csv or jsonl")
     from ..prediction.inputs import collect_inputs
-    from ..prediction.local import load_predictor
-    from ..prediction.row_format import format_for
 
-    output = Path(output) if output is not None else None
+    started = time.perf_counter()
+    to_stdout = output is None or str(output) == "-"
     cfg = PredictConfig(batch_size=batch_size, workers=workers, top_k=top_k, max_pixels=max_pixels,
                         provider=provider.value, threads=threads, precision=precision.value)
-    if resume and (output is None or str(output) == "-"):
-        raise ConfigError("--resume needs -o FILE: it continues a results file")
-    paths = collect_inputs(inputs, recursive=recursive)
-    to_stdout = output is None or str(output) == "-"
-    out_format = format_for(output, fmt.value if fmt else None) if output is not None else "jsonl"
-    if not to_stdout:
-        _check_output(output, [str(model), *paths])
-    # Every argument is checked (the model too) before a results file is touched.
-    predictor = load_predictor(model, cfg, len(paths))
-    writer = _writer(output, out_format, top_k, resume=resume, as_json=as_json, labels=predictor.labels)
-    if not quiet:  # with rows on stdout, only a warning: the provider is in the summary line
-        _say_provider(predictor.model.choice, chosen=not (as_json or to_stdout))
+    if engine.value == "ray":
+        from ..distributed.config import RayOptions
+        from ..distributed.engine import RayEngine
+        from ..distributed.sources import collect
+
+        if to_stdout:
+            raise ConfigError("--engine ray writes a directory of part files: give -o DIR (a folder or s3://bucket/prefix/)")
+        from ..prediction.sinks import PartFolder
+
+        runner = RayEngine(RayOptions(address=ray_address, actors=actors, gpus_per_worker=gpus_per_worker), started)
+        paths = collect(inputs, recursive=recursive)
+        sink = PartFolder(output, fmt.value if fmt else "parquet", resume=resume)
+    else:
+        from ..prediction.local import LocalEngine
+
+        if ray_address is not None or actors is not None or gpus_per_worker:
+            raise ConfigError("--ray-address, --actors and --gpus-per-worker go with --engine ray")
+        if fmt is not None and fmt.value == "parquet":
+            raise ConfigError("--format parquet is written by --engine ray (a directory of Parquet files); "
+                              "the local engine writes csv or jsonl")
+        if resume and to_stdout:
+            raise ConfigError("--resume needs -o FILE: it continues a results file")
+        runner = LocalEngine()
+        paths = collect_inputs(inputs, recursive=recursive)
+        sink = _local_sink(output, fmt.value if fmt else None, resume=resume, as_json=as_json,
+                           protected=[str(model), *paths])
     table = output is None and not as_json  # rows on screen, one line each
-    summary = _run_with_progress(predictor, paths, cfg, writer, show_rows=table, bar=not quiet and not to_stdout)
-    print_summary(summary, None if output is None else str(output), as_json=as_json, rows_on_stdout=to_stdout)
+    bar = not quiet and not to_stdout
+    summary = _run_with_progress(model, paths, cfg, sink, runner, show_rows=table, bar=bar,
+                                 say_provider=not quiet and engine.value == "local", chosen=not (as_json or to_stdout))
+    print_summary(summary, None if output is None else sink.where, as_json=as_json, rows_on_stdout=to_stdout)
     if summary.failed:
         raise typer.Exit(EXIT_SOME_FAILED)
 
@@ -110,56 +112,61 @@ def _say_provider(choice, *, chosen: bool = True) -> None:
                    f"{choice.provider}: {', '.join(choice.cpu_fallback[:8])}", err=True)
 
 
-def _check_output(output: Path, protected: list[str]) -> None:
-    """-o FILE: its folder exists, and it is none of the files this run reads."""
-    from ..prediction.results import refuse_overwriting
-
-    parent = output.parent if str(output.parent) else Path(".")
-    if not parent.is_dir():
-        raise ConfigError(f"folder {parent} for -o {output} does not exist; create it first (mkdir -p {parent})")
-    refuse_overwriting(output, protected)
-
-
-def _writer(output: Optional[Path], fmt: str, top_k: int, *, resume: bool, as_json: bool, labels):
-    """Where rows go: a results file (-o FILE), stdout (-o -, or --json without -o: JSONL), or
-    nowhere but the on-screen table."""
-    from ..prediction.results import ResultWriter, StreamWriter
+def _local_sink(output: Optional[str], fmt: Optional[str], *, resume: bool, as_json: bool, protected: list[str]):
+    """Where the local engine's rows go: a results file (-o FILE, which must be none of the files the
+    run reads), stdout (-o -, or --json without -o: JSONL), or nowhere but the on-screen table."""
+    from ..prediction.rows import format_for
+    from ..prediction.sinks import ResultFile, Stream
 
     if output is None:
-        return StreamWriter(sys.stdout, fmt, top_k) if as_json else None
-    if str(output) == "-":
-        return StreamWriter(sys.stdout, fmt, top_k)
-    return ResultWriter(output, fmt, top_k, resume=resume, labels=labels)
+        return Stream(sys.stdout, "jsonl") if as_json else None
+    if output == "-":
+        return Stream(sys.stdout, format_for(Path(output), fmt))
+    return ResultFile(Path(output), format_for(Path(output), fmt), resume=resume, protected=protected)
 
 
-def _run_with_progress(predictor, paths: list[str], cfg: PredictConfig, writer, *, show_rows: bool, bar: bool):
-    """run_predict with a progress bar for long runs (or the rows on screen). Whatever stops it,
-    the rows written so far stay in the partial file, and the user is told how to resume."""
-    from ..prediction.local import run_predict
+def _print_rows(batch, labels, top_k: int) -> None:
+    for row in batch.rows(labels):
+        if row.label is None:
+            typer.echo(f"{row.path}\t-\terror: {row.error}")
+            continue
+        tops = "  ".join(f"{label}:{p:.3f}" for label, p in row.top[:top_k])
+        typer.echo(f"{row.path}\t{row.label}\t{row.confidence:.4f}\t{tops}")
+
+
+def _run_with_progress(model: Path, paths: list[str], cfg: PredictConfig, sink, runner, *, show_rows: bool, bar: bool,
+                       say_provider: bool, chosen: bool):
+    """run_prediction with a progress bar for long runs (or the rows on screen). Whatever stops it,
+    the rows written so far stay, and the user is told how to resume."""
+    import contextlib
+
+    from ..prediction.job import run_prediction
     from .progress import count_bar
 
-    todo = len(paths) - (len(writer.done & set(paths)) if writer is not None else 0)
     started, counts = time.perf_counter(), {"done": 0, "failed": 0}
-    try:
-        with count_bar(todo, "predict", enabled=bar and todo >= 1000) as advance:
-            def on_batch(rows):
-                counts["done"] += len(rows)
-                counts["failed"] += sum(r.prediction is None for r in rows)
-                advance(len(rows), failed=counts["failed"], ips=counts["done"] / max(time.perf_counter() - started, 1e-9))
-                if show_rows:
-                    for row in rows:
-                        _print_row(row, cfg.top_k)
+    with contextlib.ExitStack() as stack:
+        advance, labels = None, ()
 
-            summary = run_predict(predictor, paths, cfg, writer, on_batch)
-    except BaseException:
-        if writer is not None:
-            writer.abort()
-            if counts["done"] and writer.partial is not None:
-                typer.echo(f"{counts['done']:,} rows kept in {writer.partial}; rerun with --resume to continue", err=True)
-        raise
-    if writer is not None:
-        writer.finish()
-    return summary
+        def on_start(schema, todo: int) -> None:
+            nonlocal advance, labels
+            labels = schema.labels
+            if say_provider:  # with rows on stdout, only a warning: the provider is in the summary line
+                _say_provider(runner.choice, chosen=chosen)
+            advance = stack.enter_context(count_bar(todo, "predict", enabled=bar and todo >= 1000))
+
+        def on_rows(batch) -> None:
+            counts["done"] += len(batch)
+            counts["failed"] += batch.failures
+            advance(len(batch), failed=counts["failed"], ips=counts["done"] / max(time.perf_counter() - started, 1e-9))
+            if show_rows:
+                _print_rows(batch, labels, cfg.top_k)
+
+        try:
+            return run_prediction(model, paths, cfg, sink, runner, on_start=on_start, on_rows=on_rows)
+        except BaseException:
+            if sink is not None and sink.kept_in is not None:
+                typer.echo(f"{sink.written:,} rows kept in {sink.kept_in}; rerun with --resume to continue", err=True)
+            raise
 
 
 def _print_bench(report) -> None:

@@ -44,6 +44,9 @@ class ParityError(CnnEdgeError):
         self.failures = failures
         super().__init__("parity failed: " + "; ".join(failures))
 
+    def __reduce__(self):  # picklable as itself (it crosses Ray, as every error here does)
+        return type(self), (self.failures,)
+
 
 class ImageError(ValueError):
     """An input that cannot be turned into a digit: unreadable, not an image, blank, too large.

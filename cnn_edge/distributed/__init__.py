@@ -1,13 +1,11 @@
-"""Batch prediction past one machine: `cnn-edge predict --engine ray` on Ray Data.
+"""The Ray engine: `cnn-edge predict --engine ray` on Ray Data.
 
-Outside cnn_edge/runtime/ (it imports Ray, pyarrow and fsspec, the `ray` extra), torch-free and
-onnx-free all the same, and built from the runtime's own functions: the same decoding and
-preprocessing (fed bytes), the same Predictor, the same rows. Ray is imported inside functions
-only, so nothing here loads it until a run on Ray starts.
+Imports Ray, pyarrow and fsspec (the `ray` extra), inside functions only; torch-free and onnx-free.
+May import core, runtime and prediction: it only makes rows (prediction.rows.RowBatch) from the
+runtime's own decoding and Predictor; the job, the sinks and the row schema are prediction's.
 
-    config    RayConfig and the plan (batch size, actors, decode tasks) derived from the cluster
+    config    RayOptions (what only Ray takes) and the plan derived from the cluster's resources
     sources   inputs: local paths and object-store URIs; reading their bytes
     stages    what runs on the cluster: decode+preprocess tasks, the ONNX Runtime actor
-    outputs   the output directory: part files, the _SUCCESS manifest, --resume
-    engine    connect or start a cluster, run the pipeline, write, summarise
+    engine    RayEngine: join or start a cluster, run the pipeline, yield rows
 """

@@ -1,8 +1,8 @@
-"""Run `predict` on a Ray cluster: connect (or start one), stream the pipeline, write, summarise.
+"""The Ray engine: rows made on a Ray cluster (the job, prediction/job.py, writes them).
 
     paths ─ from_arrow (blocks of PATHS_PER_BLOCK) ─ map_batches(decode_batch)    CPU tasks
           ─ map_batches(InferActor)      actor pool: one ONNX Runtime session per actor, SPREAD
-          ─ iter_batches on the driver   OutputDir: part files, then _SUCCESS
+          ─ iter_batches on the driver   RowBatch after RowBatch, to the job and its sink
 
 The driver writes: rows are ~150 bytes (10^9 a day is under 2 MB/s), and one writer makes
 "exactly one row per input" a set lookup. Ray retries the tasks and actors of a node that died;
@@ -15,17 +15,19 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Iterator, Optional
 
 from ..core.errors import CnnEdgeError, ConfigError, first_line
-from ..prediction.local import PredictSummary
-from .config import Plan, RayConfig, plan
-from .outputs import OutputDir
+from ..prediction.config import PredictConfig
+from ..prediction.job import EngineReport
+from ..prediction.rows import RowBatch
+from .config import Plan, RayOptions, plan
+
+RAY_EXTRA_HINT = "pip install 'cnn-edge[ray]'"
 
 
 class RayRunError(CnnEdgeError):
@@ -86,14 +88,10 @@ def _quiet_data() -> None:
     warnings.filterwarnings("ignore", category=UserWarning, module=r"ray\.data\..*")
 
 
-_OURS = re.compile(r"cnn_edge\.errors\.(\w+): ([^\n]+)")
-
-
 def user_error(exc: BaseException) -> Optional[CnnEdgeError]:
     """Our typed error behind a Ray error (an actor on some node that could not start its
-    provider), if any: found in the exception chain, or named in the remote traceback Ray quotes."""
-    from ..core import errors
-
+    provider), if any. Our errors are picklable and cross Ray as themselves: Ray raises them as a
+    subclass of both its error and ours, or holds them as the `cause` of the error it raises."""
     seen, todo = set(), [exc]
     while todo:
         e = todo.pop()
@@ -101,12 +99,21 @@ def user_error(exc: BaseException) -> Optional[CnnEdgeError]:
             continue
         seen.add(id(e))
         if isinstance(e, CnnEdgeError):
-            return ConfigError(first_line(e, 1000)) if not type(e).__module__.startswith("cnn_edge") else e
-        if (m := _OURS.search(str(e))) and isinstance(kind := getattr(errors, m.group(1), None), type) \
-                and issubclass(kind, CnnEdgeError) and kind is not errors.ParityError:
-            return kind(m.group(2).strip())
+            return _unwrapped(e)
         todo += [getattr(e, "cause", None), e.__cause__, e.__context__]
     return None
+
+
+def _unwrapped(e: CnnEdgeError) -> CnnEdgeError:
+    """Ours as itself: Ray's wrapper class (RayTaskError(ConfigError)) prints the remote traceback
+    too, so the ConfigError it holds is taken out of it."""
+    if type(e).__module__.startswith("cnn_edge"):
+        return e
+    cause = getattr(e, "cause", None)
+    if isinstance(cause, CnnEdgeError):
+        return cause
+    kind = next(k for k in type(e).__mro__ if issubclass(k, CnnEdgeError) and k.__module__.startswith("cnn_edge"))
+    return kind(first_line(e, 1000))
 
 
 def check_provider(model, model_path: str, p: Plan, precision: str = "f32") -> str:
@@ -114,14 +121,15 @@ def check_provider(model, model_path: str, p: Plan, precision: str = "f32") -> s
     an explicit provider that cannot start there fails the run at once, with ONNX Runtime's reason."""
     import ray
 
-    from ..core import errors
     from .stages import probe
 
-    kind, text = ray.get(ray.remote(probe).options(num_cpus=0, num_gpus=p.actor_gpus or None, max_retries=1)
-                         .remote([model], model_path, p.provider, p.threads, precision))
-    if kind:
-        raise getattr(errors, kind, ConfigError)(text)
-    return text
+    try:
+        return ray.get(ray.remote(probe).options(num_cpus=0, num_gpus=p.actor_gpus or None, max_retries=0)
+                       .remote([model], model_path, p.provider, p.threads, precision))
+    except Exception as exc:
+        if (mine := user_error(exc)) is not None:
+            raise mine from None
+        raise
 
 
 # A decoding task whose process dies is run again this many times (Ray Data's default is forever:
@@ -143,16 +151,17 @@ def _lost_blocks_allowed(allowed: bool):
         ctx.max_errored_blocks = saved
 
 
-def _dataset(paths: list[str], model, model_path: str, cfg: RayConfig, p: Plan, isolate: bool = False):
+def _dataset(paths: list[str], model, model_path: str, cfg: PredictConfig, opts: RayOptions, p: Plan,
+             isolate: bool = False):
     import pyarrow as pa
     import ray.data
 
     from .stages import InferActor, decode_batch
 
-    # Enough blocks for every decoding task to have two, at most PATHS_PER_BLOCK paths each; the
+    # Enough blocks for every decoding task to have two, at most paths_per_block paths each; the
     # first block of each task holds a single batch, so the first rows come back early.
     # With `isolate`, one path per block and per decoding task: a file that kills its task costs only itself.
-    step = 1 if isolate else max(1, min(cfg.paths_per_block, -(-len(paths) // (2 * p.decode_tasks))))
+    step = 1 if isolate else max(1, min(opts.paths_per_block, -(-len(paths) // (2 * p.decode_tasks))))
     cuts, i = [], 0
     while i < len(paths):
         size = min(step, cfg.batch_size) if len(cuts) < p.decode_tasks else step
@@ -161,10 +170,10 @@ def _dataset(paths: list[str], model, model_path: str, cfg: RayConfig, p: Plan, 
     blocks = [pa.table({"path": pa.array(paths[a:b], pa.string())}) for a, b in cuts]
     ds = ray.data.from_arrow(blocks)
     # Ray Data fuses a task stage into the actor stage after it when both reserve the same
-    # resources: decoding then runs inside the actors. Unless cfg.fuse, the decoding tasks reserve
+    # resources: decoding then runs inside the actors. Unless opts.fuse, the decoding tasks reserve
     # a hair less CPU, which keeps them separate tasks (what a GPU node needs: the GPU actors infer
     # while the CPUs decode).
-    decode_cpus = p.decode_cpus if cfg.fuse else p.decode_cpus * 0.999
+    decode_cpus = p.decode_cpus if opts.fuse else p.decode_cpus * 0.999
     ds = ds.map_batches(decode_batch, fn_kwargs={"max_pixels": cfg.max_pixels}, batch_size=1 if isolate else cfg.batch_size,
                         batch_format="numpy", num_cpus=decode_cpus, concurrency=p.decode_tasks,
                         max_retries=DECODE_RETRIES)
@@ -176,98 +185,118 @@ def _dataset(paths: list[str], model, model_path: str, cfg: RayConfig, p: Plan, 
                           num_gpus=p.actor_gpus or None, concurrency=(p.actors, p.actors))  # a fixed pool
 
 
-@dataclass(frozen=True)
-class Job:
-    """A run's cluster-side set-up, made before any row: the model in the object store, the
-    layout, and the provider its actors run on (checked)."""
+@dataclass
+class RayFigures:
+    """What only the Ray engine measures (the summary's `engine_figures`)."""
 
-    model: object  # ObjectRef to the model's bytes
-    model_path: str
-    plan: Plan
-    provider: str
+    first_row_seconds: Optional[float] = None  # from the command's start to the first row back
+    passes: int = 1  # pipeline runs it took (more when Ray gave up on one)
+    steady_images_per_second: Optional[float] = None  # the rate between 10% and 90% of the rows
 
 
-def prepare(model_path: Path, cfg: RayConfig) -> Job:
-    """Plan the run on the connected cluster and check that the model starts on the requested
-    provider where the actors will run. Raises ConfigError (provider), ModelFileError."""
-    import ray
+class RayEngine:
+    """Rows for a list of local paths and object-store URIs, made on a Ray cluster: `address` (or
+    RAY_ADDRESS), else a local cluster started for the run and shut down at its end.
 
-    from ..runtime.model_file import read_model_bytes
+    `started`: the command's start (time.perf_counter()), from which first_row_seconds counts."""
 
-    model = ray.put(read_model_bytes(Path(model_path)))
-    resources = ray.cluster_resources()
-    p = plan(cfg, resources.get("CPU", 1.0), resources.get("GPU", 0.0))
-    _quiet_data()
-    # auto and cpu always start (the driver opened the model on the CPU): no probe, a faster first row.
-    explicit = p.provider not in ("auto", "cpu")
-    return Job(model, str(model_path), p, check_provider(model, str(model_path), p, cfg.precision) if explicit else p.provider)
+    name = "ray"
 
+    def __init__(self, opts: RayOptions = RayOptions(), started: Optional[float] = None):
+        for name in ("ray", "ray.data", "pyarrow"):
+            try:
+                __import__(name)
+            except ImportError:
+                raise ConfigError(f"--engine ray needs {name}, which the base install leaves out: {RAY_EXTRA_HINT}") from None
+        self.opts, self.started = opts, started or time.perf_counter()
+        self.started_here = False
+        self.providers: set[str] = set()
+        self.figures = RayFigures()
+        self.plan: Optional[Plan] = None
 
-def run_ray_predict(job: Job, paths: list[str], cfg: RayConfig, out: OutputDir,
-                    on_rows: Optional[Callable[[int, int], None]] = None, started: Optional[float] = None) -> PredictSummary:
-    """Classify `paths` on the cluster; rows go to `out`, and paths it holds already (--resume)
-    are skipped. `on_rows(new rows, of which failed)` follows progress. `started`: the command's
-    start (time.perf_counter()), from which first_row_seconds counts (default: this call's)."""
-    p = job.plan
-    wanted = set(paths)
-    skipped = len(wanted & out.done)
-    start = time.perf_counter()
-    first_row: Optional[float] = None  # perf_counter() when the first row came back
-    marks: dict[float, tuple[float, int]] = {}  # share of the rows done -> (when, rows): the steady state
-    expected = max(1, len(wanted - out.done))
-    ok = failed = passes = 0
-    isolate = False  # after a failed pass: one file per decoding task, lost blocks allowed
+    def open(self, model: Path, cfg: PredictConfig, n_inputs: int) -> tuple[str, ...]:
+        """The model read once and checked here, on the CPU, before anything is started or written;
+        the actors open the same bytes on the requested provider."""
+        from ..runtime.predictor import Predictor
 
-    def take(table) -> None:
-        nonlocal ok, failed, first_row
-        new, bad = out.add(table)
-        ok, failed = ok + new - bad, failed + bad
-        now = time.perf_counter()
-        first_row = now if first_row is None and new else first_row
-        for share in (0.1, 0.9):
-            if share not in marks and ok + failed >= share * expected:
-                marks[share] = (now, ok + failed)
-        if out.due(cfg.rows_per_file, cfg.seconds_per_file):
-            out.flush()
-        if on_rows is not None and new:
-            on_rows(new, bad)
+        self.opts.check(cfg)
+        self.cfg, self.model_path = cfg, str(model)
+        checked = Predictor(model, provider="cpu", threads=1, max_pixels=cfg.max_pixels)
+        self.data = checked.model.data
+        return tuple(checked.labels)
 
-    while todo := [x for x in paths if x not in out.done]:
-        passes += 1
-        try:
-            with _lost_blocks_allowed(isolate):
-                for table in _dataset(todo, job.model, job.model_path, cfg, p, isolate).iter_batches(
-                        batch_size=None, batch_format="pyarrow"):
-                    take(table)
-            if isolate:  # what still has no row killed its own decoding task on every retry
-                from ..prediction.workers import WORKER_DIED
-                from .stages import error_rows
+    def _start(self) -> None:
+        """Join or start the cluster, plan the run on it, and check the provider where actors run."""
+        import ray
 
-                if lost := [x for x in todo if x not in out.done]:
-                    take(error_rows(lost, WORKER_DIED, cfg.top_k, job.provider))
-        except Exception as exc:
-            if (mine := user_error(exc)) is not None:
-                raise mine from None
-            isolate = True
-            if passes == cfg.passes:
-                out.flush()  # what is done is kept for --resume
-                raise RayRunError(f"the Ray cluster failed the run {cfg.passes} times, last with: {first_line(exc)}; "
-                                  f"the rows so far are kept in {out.output}: rerun with --resume") from None
-    end = time.perf_counter()
-    seconds = end - start
-    # The steady state: the rate between the 10% and 90% marks, clear of the start (cluster, actors)
-    # and of the tail (the last batches draining).
-    (t1, n1), (t2, n2) = marks.get(0.1, (start, 0)), marks.get(0.9, (end, ok + failed))
-    steady = (n2 - n1) / (t2 - t1) if t2 > t1 else 0.0
-    missing = wanted - out.done
-    if missing:  # cannot happen while Ray returns every batch; never committed as finished
-        out.flush()
-        raise RayRunError(f"{len(missing):,} inputs got no row (e.g. {sorted(missing)[0]}); rerun with --resume")
-    summary = PredictSummary(files=len(paths), ok=ok, failed=failed, skipped=skipped, seconds=seconds,
-                             images_per_second=(ok + failed) / seconds if seconds > 0 else 0.0,
-                             provider=",".join(sorted(out.providers)) or job.provider, workers=p.actors,
-                             model=job.model_path, output=out.output,
-                             engine="ray", passes=passes, steady_images_per_second=steady,
-                             first_row_seconds=first_row - (started or start) if first_row is not None else None)
-    out.commit({"model": job.model_path, "ok": ok, "failed": failed, "skipped": skipped})
-    return summary
+        self.started_here = connect(self.opts.address)
+        self.model = ray.put(self.data)
+        resources = ray.cluster_resources()
+        self.plan = plan(self.cfg, self.opts, resources.get("CPU", 1.0), resources.get("GPU", 0.0))
+        _quiet_data()
+        # auto and cpu always start (the driver opened the model on the CPU): no probe, a faster first row.
+        if self.plan.provider not in ("auto", "cpu"):
+            self.providers.add(check_provider(self.model, self.model_path, self.plan, self.cfg.precision))
+
+    def rows(self, paths: list[str]) -> Iterator[RowBatch]:
+        """Each path's row, in the order the cluster finishes them. When Ray gives up on a pass, what
+        has no row yet runs again, each file in a decoding task of its own (opts.passes in all); a file
+        whose task dies on every retry gets the local engine's WORKER_DIED row."""
+        from ..prediction.workers import WORKER_DIED
+        from .stages import from_columns
+
+        self._start()
+        start = time.perf_counter()
+        made: set[str] = set()
+        marks: dict[float, tuple[float, int]] = {}  # share of the rows made -> (when, rows): the steady state
+        expected = max(1, len(paths))
+        isolate = False  # after a failed pass: one file per decoding task, lost blocks allowed
+        passes = 0
+
+        def note(batch: RowBatch) -> RowBatch:
+            now = time.perf_counter()
+            if self.figures.first_row_seconds is None and len(batch):
+                self.figures.first_row_seconds = now - self.started
+            made.update(batch.paths)
+            self.providers.update(batch.side.get("provider", ()))
+            for share in (0.1, 0.9):
+                if share not in marks and len(made) >= share * expected:
+                    marks[share] = (now, len(made))
+            return batch
+
+        while todo := [x for x in paths if x not in made]:
+            passes += 1
+            try:
+                with _lost_blocks_allowed(isolate):
+                    for columns in _dataset(todo, self.model, self.model_path, self.cfg, self.opts, self.plan,
+                                            isolate).iter_batches(batch_size=None, batch_format="numpy"):
+                        yield note(from_columns(columns))
+                if isolate and (lost := [x for x in todo if x not in made]):
+                    yield note(RowBatch.failed(lost, WORKER_DIED))  # each killed its own task on every retry
+            except Exception as exc:
+                if (mine := user_error(exc)) is not None:
+                    raise mine from None
+                isolate = True
+                if passes == self.opts.passes:
+                    raise RayRunError(f"the Ray cluster failed the run {self.opts.passes} times, last with: "
+                                      f"{first_line(exc)}; the rows so far are kept: rerun with --resume") from None
+        end = time.perf_counter()
+        # The steady state: the rate between the 10% and 90% marks, clear of the start (cluster, actors)
+        # and of the tail (the last batches draining).
+        (t1, n1), (t2, n2) = marks.get(0.1, (start, 0)), marks.get(0.9, (end, len(made)))
+        self.figures.passes = passes
+        self.figures.steady_images_per_second = (n2 - n1) / (t2 - t1) if t2 > t1 else 0.0
+
+    def close(self) -> None:
+        """Stop the local cluster this engine started (a cluster it joined keeps running)."""
+        if self.started_here:
+            import ray
+
+            ray.shutdown()
+            self.started_here = False
+
+    def report(self) -> EngineReport:
+        p = self.plan
+        provider = ",".join(sorted(self.providers)) or (p.provider if p else self.cfg.provider)
+        return EngineReport(provider=provider, provider_reason="", precision=None, cpu_fallback=[],
+                            workers=p.actors if p else 0, model=self.model_path, figures=self.figures)

@@ -15,13 +15,9 @@ from typing import Iterable
 
 from ..core.errors import ConfigError, ImageError, first_line
 from ..core.files import NOT_FOUND
+from ..prediction.inputs import is_uri
 
 _FILESYSTEMS: dict[str, object] = {}  # scheme://netloc -> its pyarrow filesystem, per process
-
-
-def is_uri(path: str) -> bool:
-    scheme, sep, _ = str(path).partition("://")
-    return bool(sep) and scheme.isidentifier() and scheme != "file"
 
 
 def _root(uri: str) -> str:

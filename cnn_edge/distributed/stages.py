@@ -1,8 +1,9 @@
 """What runs on the Ray cluster: decoding tasks and ONNX Runtime actors. Torch-free.
 
 Both work on plain numpy batches (Ray Data's "numpy" batch format), so they can be tested and
-timed without Ray. Columns whose names start with "_" are side data: the driver takes them out of
-the rows and into the manifest (which node and which process inferred each row).
+timed without Ray. What an actor returns is a RowBatch as columns (to_columns; the driver reads it
+back with from_columns): the same rows the local engine makes, plus the side columns node, worker
+and provider (which node and which process inferred each row, on what).
 """
 from __future__ import annotations
 
@@ -16,10 +17,12 @@ import numpy as np
 
 from ..core.constants import IMAGE_SIZE
 from ..core.errors import ImageError, first_line
+from ..core.files import atomic_write_bytes
+from ..prediction.rows import RowBatch
 from .sources import is_uri, read_bytes
 
 Batch = dict[str, np.ndarray]
-NODE, WORKER, PROVIDER = "_node", "_worker", "_provider"
+SIDE = ("node", "worker", "provider")  # RowBatch.side columns an actor adds
 # Object-store reads in flight at once per decoding task: a GET waits tens of milliseconds on S3,
 # so one at a time would bound a task to a few dozen images per second (docs/scale.md).
 READS_IN_FLIGHT = 32
@@ -76,9 +79,7 @@ def model_file(model: bytes, original: str) -> Path:
         pass
     copy = Path(tempfile.gettempdir()) / f"cnn-edge-model-{digest[:16]}.onnx"
     if not copy.exists():
-        tmp = copy.with_name(f".{copy.name}.{os.getpid()}")
-        tmp.write_bytes(model)
-        os.replace(tmp, copy)
+        atomic_write_bytes(copy, model)  # actors of one node may write it at once: each renames a whole file
     return copy
 
 
@@ -96,40 +97,25 @@ class InferActor:
         self.predictor = Predictor(model_file(data, original), provider=provider, threads=threads, spin=False,
                                    precision=precision)
         self.top_k = top_k
-        self.node = _node_id()
-        self.worker = f"{socket.gethostname()}:{os.getpid()}"
+        self.side = {"node": _node_id(), "worker": f"{socket.gethostname()}:{os.getpid()}",
+                     "provider": self.predictor.provider}
 
     def __call__(self, batch: Batch) -> Batch:
-        return classify(self.predictor, batch, self.top_k, self.node, self.worker)
+        return to_columns(score(self.predictor, batch, self.top_k, self.side))
 
 
-def probe(model: list, original: str, provider: str, threads: int, precision: str = "f32") -> tuple[str, str]:
-    """Open the model as an actor will, on a node with the actors' resources: ("", provider that
-    ran) or (error class name, its message). Returned, not raised: the driver turns it into the
-    one-line error, before any actor starts (an actor's failed start is reported by Ray as pages
-    of nested tracebacks)."""
-    from ..core.errors import CnnEdgeError
-
-    try:
-        return "", InferActor(model, original, provider, threads, 1, precision).predictor.provider
-    except CnnEdgeError as exc:
-        return type(exc).__name__, str(exc)
+def probe(model: list, original: str, provider: str, threads: int, precision: str = "f32") -> str:
+    """Open the model as an actor will, on a node with the actors' resources, and return the
+    provider that ran. Raises the typed error (ConfigError, ModelFileError), which crosses Ray as
+    itself: the driver gets it before any actor starts (an actor's failed start is reported by Ray
+    as pages of nested tracebacks)."""
+    return InferActor(model, original, provider, threads, 1, precision).predictor.provider
 
 
 def _get(ref) -> bytes:
     import ray
 
     return ray.get(ref)
-
-
-def error_rows(paths: list[str], error: str, top_k: int, provider: str):
-    """Rows for inputs that reached no model (the process decoding them died): classify's rows,
-    every one failed with `error`, so no model runs."""
-    from types import SimpleNamespace
-
-    batch = {"path": np.array(paths, dtype=object), "pixels": np.zeros((len(paths), IMAGE_SIZE, IMAGE_SIZE), np.float32),
-             "error": np.array([error] * len(paths), dtype=object)}
-    return classify(SimpleNamespace(labels=(), provider=provider), batch, top_k)
 
 
 def _node_id() -> str:
@@ -141,35 +127,26 @@ def _node_id() -> str:
         return socket.gethostname()
 
 
-def classify(predictor, batch: Batch, top_k: int, node: str = "", worker: str = ""):
-    """Decoded batch -> a pyarrow Table of rows: path, prediction, confidence, top1,
-    top1_probability, ..., error (null where not applicable), then the side columns.
-    Probabilities are ONNX Runtime's float32 values as float64, unrounded (the writer rounds them
-    as the local engine's formats do)."""
-    import pyarrow as pa
-
+def score(predictor, batch: Batch, top_k: int, side: dict[str, str]) -> RowBatch:
+    """A decoded batch ({"path", "pixels", "error"}) -> its rows, as the local engine makes them,
+    with `side` (node, worker, provider) on every row."""
     errors = [str(e) for e in batch["error"]]
-    n = len(errors)
-    failed = np.array([bool(e) for e in errors], dtype=bool)
-    ok = np.flatnonzero(~failed)
-    k = top_k  # fewer when the model has fewer classes (only rows with a prediction have any)
-    tops = np.full((n, top_k), None, dtype=object)
-    probs = np.zeros((n, top_k))
-    if len(ok):
-        k = min(top_k, len(predictor.labels))
-        labels = np.array(predictor.labels, dtype=object)
-        p = predictor.probabilities(np.asarray(batch["pixels"], np.float32)[ok])
-        order = np.argsort(-p, axis=1, kind="stable")[:, :k]  # as Predictor.to_predictions
-        tops[ok[:, None], np.arange(k)] = labels[order]
-        probs[ok[:, None], np.arange(k)] = np.take_along_axis(p, order, axis=1).astype(np.float64)
-    columns = {"path": pa.array([str(x) for x in batch["path"]], pa.string()),
-               "prediction": pa.array(tops[:, 0], pa.string()),
-               "confidence": pa.array(probs[:, 0], pa.float64(), mask=failed)}
-    for j in range(top_k):
-        columns[f"top{j + 1}"] = pa.array(tops[:, j], pa.string())
-        columns[f"top{j + 1}_probability"] = pa.array(probs[:, j], pa.float64(), mask=failed | (j >= k))
-    columns["error"] = pa.array([e or None for e in errors], pa.string())
-    columns[NODE] = pa.array([node] * n, pa.string())
-    columns[WORKER] = pa.array([worker] * n, pa.string())
-    columns[PROVIDER] = pa.array([predictor.provider] * n, pa.string())
-    return pa.table(columns)
+    ok = [i for i, e in enumerate(errors) if not e]
+    probabilities = predictor.probabilities(np.asarray(batch["pixels"], np.float32)[ok])
+    rows = RowBatch.scored([str(p) for p in batch["path"]], errors, probabilities, top_k)
+    rows.side = {name: [value] * len(rows) for name, value in side.items()}
+    return rows
+
+
+def to_columns(rows: RowBatch) -> Batch:
+    """A RowBatch as Ray Data's numpy columns (the top-k as (N, k) tensor columns)."""
+    columns = {"path": np.array(rows.paths, dtype=object), "error": np.array(rows.errors, dtype=object),
+               "top_index": rows.top_index, "top_probability": rows.top_probability}
+    columns.update({name: np.array(values, dtype=object) for name, values in rows.side.items()})
+    return columns
+
+
+def from_columns(columns: Batch) -> RowBatch:
+    return RowBatch([str(p) for p in columns["path"]], [str(e) for e in columns["error"]],
+                    np.asarray(columns["top_index"]), np.asarray(columns["top_probability"]),
+                    {name: [str(v) for v in columns[name]] for name in SIDE if name in columns})

@@ -22,6 +22,12 @@ IMAGE_EXTENSIONS = frozenset({
 _GLOB_CHARS = frozenset("*?[")
 
 
+def is_uri(path: str) -> bool:
+    """An object-store or other fsspec URI (s3://bucket/key, gs://...), not a local path."""
+    scheme, sep, _ = str(path).partition("://")
+    return bool(sep) and scheme.isidentifier() and scheme != "file"
+
+
 def is_image_name(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 

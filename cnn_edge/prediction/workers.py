@@ -21,7 +21,7 @@ import signal
 import sys
 import threading
 from collections import deque
-from typing import Iterable, Iterator, Optional
+from typing import Iterable, Iterator, NamedTuple, Optional
 
 import numpy as np
 
@@ -35,11 +35,21 @@ WORKER_DIED = ("the process decoding this file died (killed by a signal, or out 
                "the file was skipped, and the run went on")
 PARENT_CHECK_S = 1.0  # how often an idle worker checks that the run it serves is still alive
 
-# (N, 28, 28) model inputs, or (N, classes) probabilities when the workers infer; the error of each ('' when fine)
-Prepared = tuple[np.ndarray, list[str]]
+class Decoded(NamedTuple):
+    """What a decoding worker returns for a chunk: the model inputs and each file's error."""
+
+    pixels: np.ndarray  # (N, 28, 28) float32, zero where a file failed
+    errors: list[str]  # '' when the file was decoded
 
 
-# What a worker needs to infer: the model's bytes as the main process checked them, its class count.
+class Scored(NamedTuple):
+    """What a scoring worker (decode, then infer) returns for a chunk."""
+
+    probabilities: np.ndarray  # (N, classes) float32, zero where a file failed
+    errors: list[str]
+
+
+# What a scoring worker needs: the model's bytes as the main process checked them, its class count.
 Model = Optional[tuple[bytes, int]]
 
 
@@ -53,12 +63,12 @@ def _session(model: bytes):
     return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
 
 
-def _work(chunk: list[str], max_pixels: int, model: Model, sessions: list) -> Prepared:
-    """Decode and preprocess a chunk; with a model, its (N, classes) probabilities, zero where a file failed."""
+def _work(chunk: list[str], max_pixels: int, model: Model, sessions: list) -> Decoded | Scored:
+    """Decode and preprocess a chunk; with a model, score it too."""
     # Looked up at each call (not bound at import): the preprocessing module's current function.
     prepared, errors = preprocess.preprocess_many(chunk, max_pixels)
     if model is None:
-        return prepared, errors
+        return Decoded(prepared, errors)
     probs = np.zeros((len(chunk), model[1]), np.float32)
     ok = [i for i, e in enumerate(errors) if not e]
     if ok:
@@ -66,7 +76,7 @@ def _work(chunk: list[str], max_pixels: int, model: Model, sessions: list) -> Pr
             sessions.append(_session(model[0]))
         x = np.ascontiguousarray(prepared[ok])[:, None]  # (B, 1, 28, 28), as Predictor.probabilities
         probs[ok] = sessions[0].run([C.OUTPUT_PROBABILITIES], {C.INPUT_NAME: x})[0]
-    return probs, errors
+    return Scored(probs, errors)
 
 
 def _serve(tasks, results, max_pixels: int, parent: int, model: Model = None) -> None:
@@ -127,7 +137,7 @@ class _Worker:
     def send(self, chunk: list[str]) -> None:
         self._outbox.put(chunk)
 
-    def receive(self) -> Prepared | None:
+    def receive(self) -> Decoded | Scored | None:
         """The next result, or None when the worker died."""
         try:
             return self.results.recv()
@@ -145,8 +155,9 @@ class _Worker:
 
 
 class DecodePool:
-    """`workers` processes that decode and preprocess chunks of files, replaced when one dies; with
-    `model` (bytes, classes), they also infer, and give probabilities instead of model inputs."""
+    """`workers` processes that decode and preprocess chunks of files, replaced when one dies. Each
+    chunk comes back as Decoded; with `model` (bytes, classes) the workers also infer, and each
+    chunk comes back as Scored."""
 
     def __init__(self, workers: int, max_pixels: int, model: Model = None):
         self.workers, self.max_pixels, self.model = workers, max_pixels, model
@@ -163,10 +174,10 @@ class DecodePool:
         self._slots[slot] = _Worker(self.max_pixels, self.model)
         self.restarts += 1
 
-    def _one_by_one(self, chunk: list[str]) -> Prepared:
+    def _one_by_one(self, chunk: list[str]) -> Decoded | Scored:
         """Decode each file of a chunk alone, in a fresh process, so that a file that kills its
         process is found; the process is replaced after each death."""
-        shape = (self.model[1],) if self.model else (IMAGE_SIZE, IMAGE_SIZE)
+        kind, shape = (Scored, (self.model[1],)) if self.model else (Decoded, (IMAGE_SIZE, IMAGE_SIZE))
         out = np.zeros((len(chunk), *shape), np.float32)
         errors = [""] * len(chunk)
         worker = _Worker(self.max_pixels, self.model)
@@ -183,10 +194,10 @@ class DecodePool:
                 out[i], errors[i] = result[0][0], result[1][0]
         finally:
             worker.stop()
-        return out, errors
+        return kind(out, errors)
 
-    def prepared(self, chunks: Iterable[list[str]]) -> Iterator[tuple[list[str], np.ndarray, list[str]]]:
-        """(chunk, model inputs, errors) for each chunk, in order, with at most CHUNKS_PER_WORKER
+    def results(self, chunks: Iterable[list[str]]) -> Iterator[tuple[list[str], Decoded | Scored]]:
+        """(chunk, its Decoded or Scored) for each chunk, in order, with at most CHUNKS_PER_WORKER
         chunks per worker in flight."""
         self._slots = self._slots or [_Worker(self.max_pixels, self.model) for _ in range(self.workers)]
         todo = iter(chunks)
@@ -213,5 +224,5 @@ class DecodePool:
                 for queued, queued_slot in pending:
                     if queued_slot == slot:
                         self._slots[slot].send(queued)
-            yield (chunk, *result)
+            yield chunk, result
             top_up()

@@ -90,8 +90,16 @@ class Predictor:
         return list(self.to_predictions(self.probabilities(prepared), top_k))
 
     def to_predictions(self, probs: np.ndarray, top_k: int) -> Iterable[Prediction]:
-        k = min(top_k, probs.shape[1])
-        order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
-        for row, idx in zip(probs, order):
-            top = tuple((self.labels[j], float(row[j])) for j in idx)
+        order, values = top_classes(probs, top_k)
+        for row, idx, p in zip(probs, order, values):
+            top = tuple((self.labels[j], float(v)) for j, v in zip(idx, p))
             yield Prediction(top[0][0], int(idx[0]), top[0][1], top, row)
+
+
+def top_classes(probs: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(N, C) probabilities -> the k = min(top_k, C) most likely classes of each row, best first:
+    their indices (N, k) and probabilities (N, k, the input's dtype). Ties keep the lower index.
+    The one ranking behind the Python API and every engine's rows."""
+    k = min(top_k, probs.shape[1])
+    order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+    return order, np.take_along_axis(probs, order, axis=1)
