@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cnn_edge.distributed import engine
+from cnn_edge.prediction import job, local
 from cnn_edge.tools import compare
 from cnn_edge.release import publish
 from cnn_edge.core.artifacts import RELEASE_DIR, SUMMARY_FILE
@@ -37,14 +39,15 @@ def field_names(cls, seen=None) -> set[str]:
     return names
 
 
-@pytest.mark.parametrize("report", [publish.PipelineSummary, compare.CompareReport])
+@pytest.mark.parametrize("report", [publish.PipelineSummary, compare.CompareReport, job.PredictSummary,
+                                    local.LocalFigures, engine.RayFigures])
 def test_every_field_is_documented(report):
     documented = set(re.findall(r"`([a-z_0-9]+)`", DOC))
     assert field_names(report) - documented == set()
 
 
 def test_schemas_are_named_in_the_doc():
-    assert publish.SCHEMA in DOC and compare.SCHEMA in DOC
+    assert publish.SCHEMA in DOC and compare.SCHEMA in DOC and job.SCHEMA in DOC
 
 
 def test_released_summary_follows_the_schema():
