@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
-from cnn_edge import contract as C  # noqa: E402
+from cnn_edge.core import contract as C  # noqa: E402
 from cnn_edge.core.artifacts import RELEASE_DIR, released_models  # noqa: E402
 from cnn_edge.training.data import load_split  # noqa: E402
 from cnn_edge.core.machine import machine_description  # noqa: E402

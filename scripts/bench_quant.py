@@ -22,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cnn_edge import contract as C  # noqa: E402
+from cnn_edge.core import contract as C  # noqa: E402
 from cnn_edge.training.data import load_mnist  # noqa: E402
 from cnn_edge.core.errors import ModelFileError  # noqa: E402
 from cnn_edge.core.machine import machine_description  # noqa: E402
