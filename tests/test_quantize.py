@@ -10,7 +10,8 @@ from cnn_edge.core.constants import SPEC_ARCH
 from cnn_edge.training.data import load_mnist
 from cnn_edge.core.errors import ConfigError, ModelFileError
 from cnn_edge.release.quantize import QuantConfig
-from cnn_edge.release.quantize import is_quantized, quantize_model
+from cnn_edge.release.quantize import quantize_model
+from cnn_edge.runtime.compat import is_int8_model
 from cnn_edge.release.validate import validate_model
 from conftest import REPO, real_mnist
 
@@ -68,7 +69,7 @@ def test_qoperator_option_gives_qlinear_ops(tiny_onnx, tiny_data, tmp_path):
 def test_dynamic_quantization(tiny_onnx, tiny_data, tmp_path):
     res = quantize_model(tiny_onnx, tmp_path / "d.onnx", QuantConfig(dynamic=True, guard_size=128, weight_type="uint8"),
                          tiny_data.train, tiny_data.test, speed_seconds=0.05)
-    assert is_quantized(onnx.load(str(res.int8_model)))
+    assert is_int8_model(res.int8_model)
     assert res.test.top1_agreement >= 0.97
 
 

@@ -21,7 +21,6 @@ from ..core.errors import ConfigError, ModelFileError
 from ..core.files import atomic_write_bytes, check_writable
 from ..core.machine import machine_description
 from ..core.reports import to_jsonable
-from ..runtime import compat
 from ..runtime.timing import Speed, measure
 
 if TYPE_CHECKING:
@@ -33,7 +32,6 @@ if TYPE_CHECKING:
 METHODS = ("minmax", "entropy", "percentile")
 FORMATS = ("qdq", "qoperator")
 TYPES = ("uint8", "int8")
-QUANTIZED_OPS = compat.QUANTIZED_OPS  # declared once, beside the runtimes' operator tables
 LAYER_OPS = ("Conv", "Gemm", "MatMul")  # nodes that carry a layer's weights, named in reports
 
 
@@ -188,10 +186,6 @@ def drop_unused_opsets(proto) -> None:
     proto.opset_import.extend(kept)
 
 
-def is_quantized(proto) -> bool:
-    return any(n.op_type in QUANTIZED_OPS for n in proto.graph.node)
-
-
 def candidates(proto) -> list[str]:
     """Nodes the guard may keep in float: all of them, since ONNX Runtime also puts Q/DQ pairs
     around pooling, ReLU and reshapes, and their rounding counts too."""
@@ -338,9 +332,9 @@ def quantize_model(model_path: Path, output: Path, cfg: QuantConfig, train: Mnis
 
     output = check_writable(Path(output))
     fp32 = open_model(Path(model_path))
-    proto = onnx.load(str(model_path))
-    if is_quantized(proto):
+    if fp32.is_int8:
         raise ModelFileError(f"{model_path} is already quantized; quantize the fp32 model instead")
+    proto = onnx.load(str(model_path))
     calib, guard = _calibration_and_guard(train, cfg)
     fp32_acc = _accuracy(fp32, guard.images, guard.labels)
     with tempfile.TemporaryDirectory(prefix="cnn-edge-quant.") as tmp:
