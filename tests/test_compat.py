@@ -46,8 +46,8 @@ def _quantized(tiny_onnx, tiny_data, path, **settings):
     from cnn_edge.release.quantize import QuantConfig
     from cnn_edge.release.quantize import quantize_model
 
-    cfg = QuantConfig(calibration=64, guard_size=128, max_drop=100.0, **settings)
-    return quantize_model(tiny_onnx, path, cfg, tiny_data.train, tiny_data.test, speed_seconds=0.01).int8_model
+    cfg = QuantConfig(calibration=64, guard_size=128, max_drop=100.0, speed_seconds=0, **settings)
+    return quantize_model(tiny_onnx, path, cfg, tiny_data.train, tiny_data.test).int8_model
 
 
 @pytest.mark.parametrize("settings, refused_by, names", [
