@@ -126,3 +126,9 @@ def test_unknown_method_names_the_choices():
 def test_negative_speed_seconds_is_named():
     with pytest.raises(ConfigError, match="--speed-seconds .*got -1"):
         QuantConfig(speed_seconds=-1)
+
+
+def test_a_guard_larger_than_the_data_names_guard_size(tiny_onnx, tiny_data, tmp_path):
+    with pytest.raises(ConfigError, match="--guard-size 5000 .* 640 .*e.g. 64"):  # not --val-size: quantize has none
+        quantize_model(tiny_onnx, tmp_path / "q.onnx", QuantConfig(speed_seconds=0), tiny_data.train, tiny_data.test)
+    assert not (tmp_path / "q.onnx").exists()

@@ -241,7 +241,11 @@ def _calibration_and_guard(train: MnistSplit, cfg: QuantConfig) -> tuple[np.ndar
     import numpy as np
 
     from ..training.data import MnistSplit, split_indices
+    from ..training.recipes import held_out_size
 
+    if cfg.guard_size >= len(train):  # split_indices would blame --val-size, which quantize does not have
+        raise ConfigError(f"--guard-size {cfg.guard_size} leaves no training images to calibrate on: only {len(train)} "
+                          f"are given; choose a smaller --guard-size (e.g. {held_out_size(len(train), cfg.guard_size).size})")
     train_idx, guard_idx = split_indices(len(train), cfg.guard_size)
     if not cfg.dynamic and cfg.calibration > len(train_idx):
         raise ConfigError(f"--calibration {cfg.calibration} is larger than the {len(train_idx)} training images "
