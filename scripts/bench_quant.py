@@ -88,9 +88,9 @@ def main() -> None:
     data = load_mnist(args.data_dir)
     with tempfile.TemporaryDirectory() as tmp:
         for i, v in enumerate(variants):
-            cfg = QuantConfig(calibration=args.calibration, max_drop=100.0, **v)  # guard off: raw variants
-            res = quantize_model(Path(args.model), Path(tmp) / f"v{i}.onnx", cfg, data.train, data.test,
-                                 speed_seconds=args.seconds)
+            cfg = QuantConfig(calibration=args.calibration, max_drop=100.0, speed_seconds=args.seconds,
+                              **v)  # guard off: raw variants
+            res = quantize_model(Path(args.model), Path(tmp) / f"v{i}.onnx", cfg, data.train, data.test)
             speed = res.int8_speed.batch_256
             rows.append({"variant": v, "size_ratio": res.size_ratio,
                          "test_accuracy": res.test.int8_accuracy, "fp32_test_accuracy": res.test.fp32_accuracy,

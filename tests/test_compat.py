@@ -46,8 +46,8 @@ def _quantized(tiny_onnx, tiny_data, path, **settings):
     from cnn_edge.release.quantize import QuantConfig
     from cnn_edge.release.quantize import quantize_model
 
-    cfg = QuantConfig(calibration=64, guard_size=128, max_drop=100.0, **settings)
-    return quantize_model(tiny_onnx, path, cfg, tiny_data.train, tiny_data.test, speed_seconds=0.01).int8_model
+    cfg = QuantConfig(calibration=64, guard_size=128, max_drop=100.0, speed_seconds=0, **settings)
+    return quantize_model(tiny_onnx, path, cfg, tiny_data.train, tiny_data.test).int8_model
 
 
 @pytest.mark.parametrize("settings, refused_by, names", [
@@ -64,3 +64,77 @@ def test_operators_are_checked_against_each_runtime(tiny_onnx, tiny_data, tmp_pa
     assert {t for t, c in by_target.items() if not c.ok} == refused_by
     for target in refused_by:
         assert any(n in by_target[target].message for n in names)
+
+
+# "Is this model int8?": one answer (compat.is_int8_model), read from the graph's nodes.
+
+INT8_MODEL = REPO / "exports" / "mnist_cnn.int8.onnx"
+TRAP = "QuantizeLinear"  # an op type's name where the old scan of the bytes looked for it
+
+
+def _float_model_named_like_int8(path, *, custom_node: bool = False):
+    """A float model of the contract (Flatten, Gemm, Softmax) whose graph, node, tensor names and
+    metadata say QuantizeLinear, and, with `custom_node`, a node of that type in a custom domain:
+    no quantized node at all."""
+    onnx = pytest.importorskip("onnx")
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.zeros((784, 10), np.float32), f"{TRAP}_weight")
+    nodes = [helper.make_node("Flatten", [C.INPUT_NAME], ["flat"], name=f"{TRAP}_flatten"),
+             helper.make_node("Gemm", ["flat", weight.name], [C.OUTPUT_LOGITS], name=f"{TRAP}_0"),
+             helper.make_node("Softmax", [C.OUTPUT_LOGITS], [C.OUTPUT_PROBABILITIES], name="softmax")]
+    opsets = [helper.make_opsetid("", C.OPSET)]
+    if custom_node:
+        nodes.append(helper.make_node(TRAP, ["flat"], ["unused"], name="custom", domain="example.custom"))
+        opsets.append(helper.make_opsetid("example.custom", 1))
+    graph = helper.make_graph(
+        nodes, f"{TRAP}_graph",
+        [helper.make_tensor_value_info(C.INPUT_NAME, TensorProto.FLOAT, ["batch", 1, 28, 28])],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["batch", 10]) for n in C.OUTPUT_NAMES],
+        [weight])
+    model = helper.make_model(graph, opset_imports=opsets, ir_version=10)
+    helper.set_model_props(model, {"note": f"no {TRAP} here", TRAP: "DequantizeLinear QLinearConv"})
+    onnx.save(model, path)
+    return path
+
+
+def test_is_int8_is_read_from_the_graph_of_the_released_models():
+    from cnn_edge.runtime.compat import is_int8_model
+
+    assert is_int8_model(INT8_MODEL) and is_int8_model(INT8_MODEL.read_bytes())
+    assert not is_int8_model(MODEL) and not is_int8_model(MODEL.read_bytes())
+
+
+@pytest.mark.parametrize("custom_node", [False, True])
+def test_a_name_or_metadata_saying_quantizelinear_is_no_int8_model(tmp_path, custom_node):
+    from cnn_edge.runtime.compat import is_int8_model, read_model_ops
+
+    trap = _float_model_named_like_int8(tmp_path / "trap.onnx", custom_node=custom_node)
+    data = trap.read_bytes()
+    assert TRAP.encode() in data  # the old substring scan of the bytes said int8 here
+    if custom_node:  # a node of that type, but in a custom domain that merely reuses the name
+        assert ("example.custom", TRAP) in read_model_ops(trap).ops
+    assert not is_int8_model(trap) and not is_int8_model(data)
+
+
+def test_every_caller_asks_the_one_answer(tmp_path, monkeypatch):
+    """The loaded model, auto's provider order, demo's model info and bench's precision column all
+    take is_int8_model's answer: int8 for the released int8 model, fp32 for the trap."""
+    from cnn_edge.runtime import providers
+    from cnn_edge.runtime.demo import model_info
+    from cnn_edge.runtime.onnx_model import open_model
+    from cnn_edge.tools.bench import BenchConfig, bench_onnx
+
+    trap = _float_model_named_like_int8(tmp_path / "trap.onnx")
+    steered = []
+    real_create = providers.create_session
+    monkeypatch.setattr(providers, "create_session",
+                        lambda *a, **kw: steered.append(kw["is_int8"]) or real_create(*a, **kw))
+    for path, int8 in ((INT8_MODEL, True), (MODEL, False), (trap, False)):
+        steered.clear()
+        model = open_model(path, provider="auto")
+        assert model.is_int8 is int8 and steered == [int8]
+        assert model_info(path)["int8"] is int8
+        rows = bench_onnx(path, BenchConfig(batch_sizes=(1,), seconds=0.0, provider="cpu"))
+        assert {r.precision for r in rows} == {"int8" if int8 else "fp32"}

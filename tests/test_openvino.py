@@ -53,13 +53,13 @@ def test_the_contrib_op_form_is_refused_naming_the_operator(tiny_onnx, tiny_data
     from cnn_edge.release.quantize import quantize_model
     from cnn_edge.runtime.compat import check_targets
 
-    cfg = QuantConfig(calibration=64, guard_size=128, max_drop=100.0, format="qoperator", activation_type="uint8")
-    qop = quantize_model(tiny_onnx, tmp_path / "qop.onnx", cfg, tiny_data.train, tiny_data.test,
-                         speed_seconds=0.01).int8_model
+    cfg = QuantConfig(calibration=64, guard_size=128, max_drop=100.0, format="qoperator", activation_type="uint8",
+                      speed_seconds=0)
+    qop = quantize_model(tiny_onnx, tmp_path / "qop.onnx", cfg, tiny_data.train, tiny_data.test).int8_model
     with pytest.raises(ModelFileError, match="QGemm|QLinearConv"):
         open_openvino(qop)
     assert not check_targets(qop, ("openvino",))[0].ok
     portable = quantize_model(tiny_onnx, tmp_path / "qdq.onnx", QuantConfig(calibration=64, guard_size=128,
-                              max_drop=100.0), tiny_data.train, tiny_data.test, speed_seconds=0.01).int8_model
+                              max_drop=100.0, speed_seconds=0), tiny_data.train, tiny_data.test).int8_model
     assert check_targets(portable, ("openvino",))[0].ok and open_openvino(portable).run(
         np.zeros((2, 1, 28, 28), np.float32))[0].shape == (2, 10)

@@ -91,3 +91,26 @@ def test_nodes_left_to_another_provider_are_listed():
     listed = _cpu_fallback(session, PROVIDERS["openvino"])
     assert listed and any(entry.startswith("Conv ") for entry in listed)
     assert _cpu_fallback(session, PROVIDERS["cpu"]) == []
+
+
+def test_native_stderr_is_captured_then_restored(capfd, tmp_path, monkeypatch):
+    """core.files.captured_stderr, as providers uses it for ONNX Runtime's reasons: what is written
+    to file descriptor 2 inside goes to a file (read back as .text), not the terminal; after, fd 2
+    is the terminal again. With a log prefix the log file stays, for Ray's start-up lines."""
+    import os
+    import tempfile
+
+    from cnn_edge.core.files import captured_stderr
+
+    with captured_stderr() as log:
+        os.write(2, b"native: provider failed\n")
+    os.write(2, b"after\n")
+    assert log.path is None and log.text == "native: provider failed\n"
+    assert capfd.readouterr().err == "after\n"
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    with captured_stderr(log_prefix="cnn-edge-test-") as log:
+        os.write(2, b"kept\n")
+    assert log.path.parent == tmp_path and log.path.name.startswith("cnn-edge-test-") and log.path.suffix == ".log"
+    assert log.path.read_text() == log.text == "kept\n"
+    assert capfd.readouterr().err == ""

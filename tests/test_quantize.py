@@ -10,17 +10,18 @@ from cnn_edge.core.constants import SPEC_ARCH
 from cnn_edge.training.data import load_mnist
 from cnn_edge.core.errors import ConfigError, ModelFileError
 from cnn_edge.release.quantize import QuantConfig
-from cnn_edge.release.quantize import is_quantized, quantize_model
+from cnn_edge.release.quantize import quantize_model
+from cnn_edge.runtime.compat import is_int8_model
 from cnn_edge.release.validate import validate_model
 from conftest import REPO, real_mnist
 
-QDQ_SMALL = QuantConfig(calibration=200, guard_size=128)  # the release's defaults: portable QDQ
+QDQ_SMALL = QuantConfig(calibration=200, guard_size=128, speed_seconds=0.2)  # the release's defaults: portable QDQ
 
 
 @pytest.fixture(scope="module")
 def int8_model(tiny_onnx, tiny_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("int8") / "model.int8.onnx"
-    return quantize_model(tiny_onnx, out, QDQ_SMALL, tiny_data.train, tiny_data.test, speed_seconds=0.2)
+    return quantize_model(tiny_onnx, out, QDQ_SMALL, tiny_data.train, tiny_data.test)
 
 
 def ops(path):
@@ -56,19 +57,24 @@ def test_metadata_carries_fp32_contract_and_settings(int8_model, tiny_onnx):
     assert json.loads(props[C.META_QUANTIZATION])["format"] == "qdq"
     assert props[C.META_INT8_FORMAT].startswith("QDQ")
     assert float(props[C.META_TEST_ACCURACY]) == pytest.approx(int8_model.test.int8_accuracy, abs=1e-6)
+    assert "speed_seconds" not in json.loads(props[C.META_QUANTIZATION])  # how long it was timed: not the model's
 
 
 def test_qoperator_option_gives_qlinear_ops(tiny_onnx, tiny_data, tmp_path):
-    cfg = QuantConfig(calibration=100, guard_size=128, format="qoperator", per_channel=False, activation_type="uint8")
-    res = quantize_model(tiny_onnx, tmp_path / "q.onnx", cfg, tiny_data.train, tiny_data.test, speed_seconds=0.05)
+    cfg = QuantConfig(calibration=100, guard_size=128, format="qoperator", per_channel=False, activation_type="uint8",
+                      speed_seconds=0)
+    res = quantize_model(tiny_onnx, tmp_path / "q.onnx", cfg, tiny_data.train, tiny_data.test)
     assert "QLinearConv" in ops(res.int8_model) and "QGemm" in ops(res.int8_model)
     assert res.layer_sqnr_db  # measured on the QDQ twin
+    # speed_seconds 0: not timed, and the report says so rather than inventing figures.
+    assert res.fp32_speed is None and res.int8_speed is None and res.throughput_ratio is None
 
 
 def test_dynamic_quantization(tiny_onnx, tiny_data, tmp_path):
-    res = quantize_model(tiny_onnx, tmp_path / "d.onnx", QuantConfig(dynamic=True, guard_size=128, weight_type="uint8"),
-                         tiny_data.train, tiny_data.test, speed_seconds=0.05)
-    assert is_quantized(onnx.load(str(res.int8_model)))
+    res = quantize_model(tiny_onnx, tmp_path / "d.onnx",
+                         QuantConfig(dynamic=True, guard_size=128, weight_type="uint8", speed_seconds=0),
+                         tiny_data.train, tiny_data.test)
+    assert is_int8_model(res.int8_model)
     assert res.test.top1_agreement >= 0.97
 
 
@@ -80,7 +86,7 @@ def test_guard_keeps_nodes_in_float_and_says_why(tmp_path):
     # with an impossible limit of 0 points, must keep nodes in float until nothing is lost.
     data = load_mnist(real_mnist())
     res = quantize_model(REPO / RELEASE_DIR / fp32_file(SPEC_ARCH), tmp_path / "g.onnx",
-                         QuantConfig(calibration=1, guard_size=1000, max_drop=0), data.train, data.test, speed_seconds=0.05)
+                         QuantConfig(calibration=1, guard_size=1000, max_drop=0, speed_seconds=0), data.train, data.test)
     assert res.guard.attempts[0].drop_pp > 0
     assert res.nodes_in_float and res.guard.drop_pp <= 0
     # Each node kept in float comes with the accuracy its quantization cost, in points.
@@ -115,3 +121,14 @@ def test_calibration_larger_than_the_data(tiny_onnx, tiny_data, tmp_path):
 def test_unknown_method_names_the_choices():
     with pytest.raises(ConfigError, match="'fast'.*minmax"):
         QuantConfig(method="fast")
+
+
+def test_negative_speed_seconds_is_named():
+    with pytest.raises(ConfigError, match="--speed-seconds .*got -1"):
+        QuantConfig(speed_seconds=-1)
+
+
+def test_a_guard_larger_than_the_data_names_guard_size(tiny_onnx, tiny_data, tmp_path):
+    with pytest.raises(ConfigError, match="--guard-size 5000 .* 640 .*e.g. 64"):  # not --val-size: quantize has none
+        quantize_model(tiny_onnx, tmp_path / "q.onnx", QuantConfig(speed_seconds=0), tiny_data.train, tiny_data.test)
+    assert not (tmp_path / "q.onnx").exists()

@@ -5,7 +5,7 @@ import torch
 from safetensors.torch import load_file
 
 from cnn_edge.core.errors import CheckpointError, ConfigError
-from cnn_edge.training.recipes import TrainConfig, lr_at, make_config
+from cnn_edge.training.recipes import TrainConfig, held_out_size, lr_at, make_config, sized_for
 from cnn_edge.training.train import train
 
 SMALL = dict(epochs=2, batch_size=64, val_size=64, limit_train=320)
@@ -17,6 +17,26 @@ def test_smoke_run_learns_and_writes_checkpoints(tiny_data, tiny_run):
     assert meta["train"]["recipe"] == "default" and meta["selected_epoch"] == 1
     for name in ("last.safetensors", "last.json", "resume.safetensors"):
         assert (tiny_run.parent / name).is_file()
+
+
+def test_held_out_splits_are_sized_for_the_data_once():
+    """One rule for the validation split and the int8 guard: as asked while it leaves at least half
+    of the images to train on, else a tenth of them, with a note naming where the count comes from."""
+    assert held_out_size(60_000, 5_000) == held_out_size(60_000, 5_000, what="x") and held_out_size(60_000, 5_000).size == 5_000
+    assert held_out_size(640, 0).size == 0 and held_out_size(640, 64).note is None
+    small = held_out_size(640, 5_000, what="the int8 accuracy guard", option=None)
+    assert small.size == 64 and small.note == "640 training images: holding out 64 images for the int8 accuracy guard instead of 5,000"
+    cfg, note = sized_for(make_config("default", limit_train=2_000), 60_000)
+    assert cfg.val_size == 200 and note == "--limit-train 2000: holding out 200 images for validation instead of 5,000 (set --val-size to choose)"
+    assert sized_for(cfg, 60_000) == (cfg, None)  # its own answer stands
+    assert sized_for(make_config("seed", limit_train=100), 640)[0].val_size == 0  # none asked, none taken
+
+
+def test_a_library_call_takes_a_smoke_runs_data(tiny_data, tmp_path):
+    """train() on --limit-train-like data with the recipe's 5,000-image split: shrunk, not refused."""
+    result = train(make_config("default", epochs=1, batch_size=64, limit_train=200), tmp_path, tiny_data, device="cpu")
+    meta = json.loads(result.checkpoint.with_suffix(".json").read_text())
+    assert meta["train"]["val_size"] == 20 and result.best_val_accuracy is not None
 
 
 def test_same_seed_same_weights(tiny_data, tmp_path):

@@ -115,9 +115,12 @@ def _print_quant_report(r) -> None:
     typer.echo(f"{'':<28} {'fp32':>12} {'int8':>12}")
     typer.echo(f"{'file size (bytes)':<28} {r.fp32_bytes:>12,} {r.int8_bytes:>12,}   int8 = {r.size_ratio:.1%} of fp32")
     typer.echo(f"{'test accuracy':<28} {r.test.fp32_accuracy:>12.2%} {r.test.int8_accuracy:>12.2%}   drop {r.test.drop_pp:.3f} points")
-    typer.echo(f"{'latency batch 1, p50 (ms)':<28} {fp.batch_1.p50_ms:>12.3f} {i8.batch_1.p50_ms:>12.3f}")
-    typer.echo(f"{'throughput batch 256 (img/s)':<28} {fp.batch_256.images_per_second:>12,.0f} "
-               f"{i8.batch_256.images_per_second:>12,.0f}   int8 = {r.throughput_ratio:.2f}x fp32")
+    if fp is None or i8 is None:
+        typer.echo(f"{'speed':<28} {'not measured':>12} {'not measured':>12}   (--speed-seconds 0)")
+    else:
+        typer.echo(f"{'latency batch 1, p50 (ms)':<28} {fp.batch_1.p50_ms:>12.3f} {i8.batch_1.p50_ms:>12.3f}")
+        typer.echo(f"{'throughput batch 256 (img/s)':<28} {fp.batch_256.images_per_second:>12,.0f} "
+                   f"{i8.batch_256.images_per_second:>12,.0f}   int8 = {r.throughput_ratio:.2f}x fp32")
     typer.echo(f"top-1 agreement int8 vs fp32 on {r.test.samples:,} test images: {r.test.top1_agreement:.2%}")
     g = r.guard
     typer.echo(f"guard ({g.samples:,} held-out training images): drop {g.drop_pp:.3f} points, limit {g.max_drop_pp:g}, "
@@ -145,6 +148,7 @@ def quantize(
     dynamic: bool = typer.Option(QUANT.dynamic, "--dynamic", help="Weight-only dynamic quantization instead of static."),
     max_drop: float = typer.Option(QUANT.max_drop, help="Largest accuracy drop allowed on the guard split, in percentage points."),
     guard_size: int = typer.Option(QUANT.guard_size, help="Training images held out for the guard (the split training validated on)."),
+    speed_seconds: float = typer.Option(QUANT.speed_seconds, "--speed-seconds", help="Seconds each model is timed per batch size for the report (0: not timed)."),
     data_dir: Optional[str] = DataDirOpt,
     as_json: bool = JsonOpt,
 ):
@@ -156,7 +160,7 @@ def quantize(
     cfg = QuantConfig(calibration=calibration, method=method.value, per_channel=per_channel, format=fmt.value,
                       activation_type=activation_type.value, weight_type=weight_type.value, symmetric=symmetric,
                       quantize_bias=quantize_bias, dynamic=dynamic,
-                      max_drop=max_drop, guard_size=guard_size)
+                      max_drop=max_drop, guard_size=guard_size, speed_seconds=speed_seconds)
     data = load_mnist(data_dir)
     with status("quantizing", enabled=not as_json):
         report = quantize_model(model, output, cfg, data.train, data.test)

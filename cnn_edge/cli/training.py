@@ -28,18 +28,11 @@ ValOpt = typer.Option(None, "--val-size", help="Images held out of the training 
 ResumeOpt = typer.Option(False, "--resume", help="Continue the run in --out from its last finished epoch.")
 
 
-def train_config(recipe: Recipe, **overrides) -> TrainConfig:
-    """The recipe with the options given on the command line (None keeps the recipe's). A smoke
-    run (--limit-train N) too small for the recipe's validation split gets a tenth of its images
-    for validation instead, and says so."""
-    from ..training.recipes import RECIPES, make_config
-
-    limit, held_out = overrides.get("limit_train"), RECIPES[recipe.value].val_size
-    if limit and overrides.get("val_size") is None and held_out and held_out >= limit // 2:
-        overrides["val_size"] = max(1, limit // 10)
-        typer.echo(f"note: --limit-train {limit}: holding out {overrides['val_size']:,} images for validation "
-                   f"instead of the recipe's {held_out:,} (set --val-size to choose)", err=True)
-    return make_config(recipe.value, **overrides)
+def say_notes(notes) -> None:
+    """The library's notes on what it sized for the data (held-out splits), on stderr."""
+    for note in notes:
+        if note:
+            typer.echo(f"note: {note}", err=True)
 
 
 @app.command()
@@ -73,13 +66,16 @@ def train_cmd(
     """Train a network (--arch); writes OUT/model.safetensors (+ .json) and OUT/last.* each epoch."""
     from ..training.data import load_mnist
     from ..training.model import ModelConfig
+    from ..training.recipes import make_config, sized_for
     from ..training.train import train
     from .progress import training_progress
 
     model_config = ModelConfig(arch.value)
-    cfg = train_config(recipe, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, limit_train=limit_train,
-                       val_size=val_size)
+    cfg = make_config(recipe.value, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, limit_train=limit_train,
+                      val_size=val_size)
     data = load_mnist(data_dir)
+    cfg, note = sized_for(cfg, len(data.train))  # train() would size it alike: here, to say so
+    say_notes([note])
     with training_progress(epochs=cfg.epochs, enabled=not quiet) as tp:
         result = train(cfg, out, data, device=device.value, model_config=model_config, resume=resume,
                        progress=tp and tp.step, on_epoch_end=tp and tp.epoch_end)
@@ -101,8 +97,9 @@ def pipeline(
     requantize: bool = typer.Option(False, "--requantize", help="Train nothing: quantize the fp32 model released in --out-dir again with the current int8 settings, check int8 parity, then replace its int8 model, pipeline.json and model card."),
 ):
     """Train, export, validate, quantize; release into --out-dir only when parity holds."""
-    from ..release.pipeline import PipelineConfig, run_pipeline
+    from ..release.pipeline import PipelineConfig, run_pipeline, sized_for_data
     from ..training.data import load_mnist
+    from ..training.recipes import make_config
     from .progress import ESTIMATE_AFTER_STEPS, status, training_progress
 
     if requantize:
@@ -121,11 +118,14 @@ def pipeline(
                        f"{q.size_ratio:.1%} of the fp32 size; pipeline.json and the model card rewritten")
         return
 
-    train_cfg = train_config(recipe, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, limit_train=limit_train,
-                             val_size=val_size)
+    train_cfg = make_config(recipe.value, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                            limit_train=limit_train, val_size=val_size)
     out_dir = out_dir if out_dir is not None else run_dir / "release"
     cfg = PipelineConfig(train_cfg, run_dir, out_dir, arch=arch.value, device=device.value, resume=resume)
     data = load_mnist(data_dir)  # the one read of MNIST: every stage gets these arrays
+    cfg, notes = sized_for_data(cfg, len(data.train))  # run_pipeline would size it alike: here, to say so
+    say_notes(notes)
+    train_cfg = cfg.train
     if not (as_json or quiet):
         images = (train_cfg.limit_train or len(data.train)) - train_cfg.val_size
         typer.echo(f"plan: train {arch.value} for {plural(train_cfg.epochs, 'epoch')} on {images:,} images (recipe "

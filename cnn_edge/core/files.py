@@ -1,14 +1,18 @@
-"""Files in and out: open an input only when it is a regular, non-empty file (never blocking), and
-write outputs atomically after checking their path. Torch-free."""
+"""Files in and out: open an input only when it is a regular, non-empty file (never blocking),
+write outputs atomically after checking their path, and send what native code writes to stderr
+into a file. Torch-free."""
 from __future__ import annotations
 
 import hashlib
 import json
 import os
 import stat
+import sys
 import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Union
+from typing import BinaryIO, Iterator, Union
 
 from .errors import ImageError, OutputPathError
 
@@ -108,3 +112,42 @@ def open_regular_file(path: Union[str, Path]) -> BinaryIO:
     except BaseException:
         os.close(fd)
         raise
+
+
+CAPTURED_TAIL_BYTES = 64 * 1024  # what CapturedStderr.text keeps: the end, where the reason is
+
+
+@dataclass
+class CapturedStderr:
+    """What was written to file descriptor 2 inside captured_stderr."""
+
+    path: Path | None = None  # the log file kept, when captured_stderr was given a log_prefix
+    text: str = ""  # its last CAPTURED_TAIL_BYTES, decoded; filled in when the block ends
+
+
+@contextmanager
+def captured_stderr(log_prefix: str | None = None) -> Iterator[CapturedStderr]:
+    """Send what is written to file descriptor 2 meanwhile (native code's logs: ONNX Runtime's
+    reason for a provider that did not start, Ray's start-up lines) into a file instead of the
+    terminal. Without `log_prefix` the file is anonymous and gone afterwards; with it, it is a
+    `<log_prefix>*.log` file in the temporary folder, kept (its path in .path). Either way .text
+    holds the end of what was written once the block ends. Works at the descriptor level, so
+    C++ writes are caught, which redirecting sys.stderr alone would miss."""
+    captured = CapturedStderr()
+    if log_prefix is None:
+        log = tempfile.TemporaryFile(mode="w+b")
+    else:
+        fd, name = tempfile.mkstemp(prefix=log_prefix, suffix=".log")
+        log, captured.path = os.fdopen(fd, "w+b"), Path(name)
+    with log:
+        sys.stderr.flush()  # Python's own buffered text still goes where it was meant to
+        saved = os.dup(2)
+        os.dup2(log.fileno(), 2)
+        try:
+            yield captured
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            log.seek(max(0, os.fstat(log.fileno()).st_size - CAPTURED_TAIL_BYTES))
+            captured.text = log.read().decode("utf-8", "replace")

@@ -21,7 +21,7 @@ from ..core.machine import machine_description
 from ..training.checkpoint import config_path
 from ..training.data import MnistData
 from ..training.model import ModelConfig
-from ..training.recipes import TrainConfig
+from ..training.recipes import TrainConfig, held_out_size, sized_for
 from ..training.train import ProgressFn, train
 from .publish import SCHEMA, PipelineSummary, copy_in, publish
 from .export import export_onnx, tool_versions
@@ -56,18 +56,30 @@ def reproduce_command(cfg: PipelineConfig, data_source: str) -> str:
     return " ".join(args)
 
 
-def _quant_config(cfg: PipelineConfig, data: MnistData) -> QuantConfig:
-    """The guard holds out the split training used for model selection; calibration draws from
-    the rest, at most what a small (smoke) data set has."""
-    guard = cfg.train.val_size or cfg.quant.guard_size
-    return replace(cfg.quant, guard_size=guard, calibration=min(cfg.quant.calibration, len(data.train) - guard))
+def sized_for_data(cfg: PipelineConfig, train_images: int) -> tuple[PipelineConfig, list[str]]:
+    """`cfg` with its held-out splits sized for `train_images` (recipes.held_out_size decides), and
+    a note for each it shrank, for the caller to print. Training's validation split as
+    recipes.sized_for makes it; the int8 guard holds out that split (the one training selected
+    on), or its own when there is none; calibration draws from the rest, at most what a small
+    (smoke) data set has. run_pipeline applies it too, so a library call takes what the CLI takes;
+    applied twice it changes nothing."""
+    train_cfg, note = sized_for(cfg.train, train_images)
+    notes = [note] if note else []
+    guard = train_cfg.val_size
+    if not guard:
+        held = held_out_size(train_images, cfg.quant.guard_size, what="the int8 accuracy guard", option=None)
+        guard, notes = held.size, notes + ([held.note] if held.note else [])
+    quant = replace(cfg.quant, guard_size=guard, calibration=min(cfg.quant.calibration, train_images - guard))
+    return replace(cfg, train=train_cfg, quant=quant), notes
 
 
 def run_pipeline(cfg: PipelineConfig, data: MnistData, *, progress: ProgressFn | None = None,
                  on_epoch: Callable | None = None, on_stage: Callable[[str], None] = lambda stage: None) -> PipelineSummary:
     """Train, export, validate, quantize, write test vectors, release. Raises ParityError (and
     releases nothing) when the exported model does not match PyTorch, or the int8 model misses the
-    int8 tolerances (unless cfg.require_int8_parity is off)."""
+    int8 tolerances (unless cfg.require_int8_parity is off). Held-out splits too large for
+    data.train are shrunk first (sized_for_data); the summary records the sizes used."""
+    cfg, _ = sized_for_data(cfg, len(data.train))
     arch, run_dir, out_dir = cfg.arch, cfg.run_dir, cfg.out_dir
     check_writable(out_dir / artifacts.fp32_file(arch))  # fail before an hour of training, not after
     on_stage("train")
@@ -81,7 +93,7 @@ def run_pipeline(cfg: PipelineConfig, data: MnistData, *, progress: ProgressFn |
     validation.raise_for_failures()
     staged_vectors = write_test_vectors(trained.checkpoint, run_dir / artifacts.VECTORS_FILE, data.test)
     on_stage("quantize")
-    quant = quantize_model(staged_fp32, staged_int8, _quant_config(cfg, data), data.train, data.test)
+    quant = quantize_model(staged_fp32, staged_int8, cfg.quant, data.train, data.test)
     int8_validation = validate_model(staged_int8, data.test, checkpoint=trained.checkpoint)
     if cfg.require_int8_parity:
         int8_validation.raise_for_failures()

@@ -118,11 +118,9 @@ def _int8_section(s: PipelineSummary) -> list[str]:
         f"| test accuracy | {q.test.fp32_accuracy:.2%} | {q.test.int8_accuracy:.2%} (drop {q.test.drop_pp:.2f} points) |",
         f"| top-1 agreement with fp32 (test set) | | {q.test.top1_agreement:.2%} |",
         f"| top-1 agreement with PyTorch (batch 1, 7, 256) | 100% required | {par.top1_agreement:.2%} (≥ {par.min_top1_agreement:.2%} required) |",
-        f"| latency batch 1, p50 | {q.fp32_speed.batch_1.p50_ms:.3f} ms | {q.int8_speed.batch_1.p50_ms:.3f} ms |",
-        f"| throughput batch 256 | {q.fp32_speed.batch_256.images_per_second:,.0f} img/s | "
-        f"{q.int8_speed.batch_256.images_per_second:,.0f} img/s ({q.throughput_ratio:.2f}x) |",
+        *_speed_rows(q),
         "",
-        f"Speeds measured with ONNX Runtime on {q.machine or s.machine}. Runtimes this model loads in "
+        _speed_sentence(q, s.machine) + " Runtimes this model loads in "
         "(`cnn-edge validate --target`): " + ", ".join(
             f"{c.runtime} {'yes' if c.ok else 'no'}" for c in s.int8_validation.compatibility) + ".",
         "",
@@ -130,6 +128,25 @@ def _int8_section(s: PipelineSummary) -> list[str]:
         + ", ".join(f"{k} {val:.1f}" for k, val in q.layer_sqnr_db.items()) + ".",
         "",
     ]
+
+
+def _speed_rows(q: QuantReport) -> list[str]:
+    """The card's latency and throughput rows; a release quantized without timing says so in them
+    rather than leaving them out, so every card has the same table."""
+    if q.fp32_speed is None or q.int8_speed is None:
+        return ["| latency batch 1, p50 | not measured | not measured |",
+                "| throughput batch 256 | not measured | not measured |"]
+    return [
+        f"| latency batch 1, p50 | {q.fp32_speed.batch_1.p50_ms:.3f} ms | {q.int8_speed.batch_1.p50_ms:.3f} ms |",
+        f"| throughput batch 256 | {q.fp32_speed.batch_256.images_per_second:,.0f} img/s | "
+        f"{q.int8_speed.batch_256.images_per_second:,.0f} img/s ({q.throughput_ratio:.2f}x) |",
+    ]
+
+
+def _speed_sentence(q: QuantReport, machine: str) -> str:
+    if q.fp32_speed is None or q.int8_speed is None:
+        return "Speeds not measured (quantized with speed_seconds 0)."
+    return f"Speeds measured with ONNX Runtime on {q.machine or machine}."
 
 
 def _figures(s: PipelineSummary) -> list[str]:

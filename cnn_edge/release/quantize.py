@@ -21,7 +21,6 @@ from ..core.errors import ConfigError, ModelFileError
 from ..core.files import atomic_write_bytes, check_writable
 from ..core.machine import machine_description
 from ..core.reports import to_jsonable
-from ..runtime import compat
 from ..runtime.timing import Speed, measure
 
 if TYPE_CHECKING:
@@ -33,7 +32,6 @@ if TYPE_CHECKING:
 METHODS = ("minmax", "entropy", "percentile")
 FORMATS = ("qdq", "qoperator")
 TYPES = ("uint8", "int8")
-QUANTIZED_OPS = compat.QUANTIZED_OPS  # declared once, beside the runtimes' operator tables
 LAYER_OPS = ("Conv", "Gemm", "MatMul")  # nodes that carry a layer's weights, named in reports
 
 
@@ -58,6 +56,10 @@ class QuantConfig:
     max_drop: float = C.INT8_MAX_ACCURACY_DROP_PP  # percentage points, on the guard split
     guard_size: int = DEFAULT_VAL_SIZE
     seed: int = 0
+    # Seconds each model is timed per batch size for the report's speeds (4 timings in all); 0
+    # times nothing and the report says so (speeds None). Not part of how the model is made, so
+    # the int8 model's metadata leaves it out.
+    speed_seconds: float = 2.0
 
     def __post_init__(self) -> None:
         for name, value, allowed in (("method", self.method, METHODS), ("format", self.format, FORMATS),
@@ -69,6 +71,8 @@ class QuantConfig:
             raise ConfigError(f"--calibration must be at least 1, got {self.calibration}")
         if self.max_drop < 0:
             raise ConfigError(f"--max-drop must be >= 0 percentage points, got {self.max_drop}")
+        if not self.speed_seconds >= 0:  # NaN too
+            raise ConfigError(f"--speed-seconds must be >= 0 (0: no timing), got {self.speed_seconds}")
 
 
 def portable_format(cfg: QuantConfig) -> str:
@@ -144,8 +148,8 @@ class QuantReport:
     # better; every 6 dB is a bit). Measured on the QDQ form: for QOperator, the same ranges,
     # weights and exclusions in QDQ form, since fused operators hide their intermediates.
     layer_sqnr_db: dict[str, float]
-    fp32_speed: ModelSpeed
-    int8_speed: ModelSpeed
+    fp32_speed: ModelSpeed | None  # None: not measured (config.speed_seconds 0)
+    int8_speed: ModelSpeed | None
     machine: str = ""  # where the speeds were measured (a re-quantized release: not where it trained)
 
     json_properties = ("size_ratio", "throughput_ratio")
@@ -155,8 +159,10 @@ class QuantReport:
         return self.int8_bytes / self.fp32_bytes
 
     @property
-    def throughput_ratio(self) -> float:
-        """int8 images/s over fp32 images/s at the throughput batch size."""
+    def throughput_ratio(self) -> float | None:
+        """int8 images/s over fp32 images/s at the throughput batch size; None when not measured."""
+        if self.fp32_speed is None or self.int8_speed is None:
+            return None
         return self.int8_speed.batch_256.images_per_second / self.fp32_speed.batch_256.images_per_second
 
 
@@ -186,10 +192,6 @@ def drop_unused_opsets(proto) -> None:
     kept = [o for o in proto.opset_import if o.domain in used or (o.domain == "ai.onnx" and "" in used)]
     del proto.opset_import[:]
     proto.opset_import.extend(kept)
-
-
-def is_quantized(proto) -> bool:
-    return any(n.op_type in QUANTIZED_OPS for n in proto.graph.node)
 
 
 def candidates(proto) -> list[str]:
@@ -239,7 +241,11 @@ def _calibration_and_guard(train: MnistSplit, cfg: QuantConfig) -> tuple[np.ndar
     import numpy as np
 
     from ..training.data import MnistSplit, split_indices
+    from ..training.recipes import held_out_size
 
+    if cfg.guard_size >= len(train):  # split_indices would blame --val-size, which quantize does not have
+        raise ConfigError(f"--guard-size {cfg.guard_size} leaves no training images to calibrate on: only {len(train)} "
+                          f"are given; choose a smaller --guard-size (e.g. {held_out_size(len(train), cfg.guard_size).size})")
     train_idx, guard_idx = split_indices(len(train), cfg.guard_size)
     if not cfg.dynamic and cfg.calibration > len(train_idx):
         raise ConfigError(f"--calibration {cfg.calibration} is larger than the {len(train_idx)} training images "
@@ -302,7 +308,10 @@ def _guarded_search(attempts: _Attempts, labels: dict[str, str]) -> tuple[Path, 
     return best_path, best, steps, why
 
 
-def measure_speed(model: OnnxModel, seconds: float) -> ModelSpeed:
+def measure_speed(model: OnnxModel, seconds: float) -> ModelSpeed | None:
+    """Latency and throughput, each timed for `seconds`; None (not measured) when `seconds` is 0."""
+    if not seconds:
+        return None
     return ModelSpeed(measure(model, LATENCY_BATCH, seconds), measure(model, THROUGHPUT_BATCH, seconds))
 
 
@@ -319,16 +328,17 @@ def _int8_metadata(fp32_proto, cfg: QuantConfig, test: TestComparison, why: dict
     props[C.META_FP32_TEST_ACCURACY] = f"{test.fp32_accuracy:.6f}"
     props[C.META_TEST_ACCURACY] = f"{test.int8_accuracy:.6f}"
     props[C.META_INT8_FORMAT] = portable_format(cfg)
-    props[C.META_QUANTIZATION] = json.dumps({**to_jsonable(cfg), "nodes_in_float": sorted(why),
+    settings = {k: v for k, v in to_jsonable(cfg).items() if k != "speed_seconds"}  # how long the report timed: not the model's
+    props[C.META_QUANTIZATION] = json.dumps({**settings, "nodes_in_float": sorted(why),
                                              "guard_drop_pp": round(drop_pp, 4)}, sort_keys=True)
     return props
 
 
-def quantize_model(model_path: Path, output: Path, cfg: QuantConfig, train: MnistSplit, test: MnistSplit, *,
-                   speed_seconds: float = 2.0) -> QuantReport:
+def quantize_model(model_path: Path, output: Path, cfg: QuantConfig, train: MnistSplit, test: MnistSplit) -> QuantReport:
     """Quantize `model_path` into `output` (atomically), keeping nodes in float until the accuracy
     drop on the guard split (held out of `train`, never calibrated on) is within cfg.max_drop;
-    then compare both models on `test` and time them for `speed_seconds` per batch size.
+    then compare both models on `test` and time them for cfg.speed_seconds per batch size (0: not
+    timed).
 
     Raises ConfigError when even that is not enough, ModelFileError for a model that is not a float
     cnn-edge model."""
@@ -338,9 +348,9 @@ def quantize_model(model_path: Path, output: Path, cfg: QuantConfig, train: Mnis
 
     output = check_writable(Path(output))
     fp32 = open_model(Path(model_path))
-    proto = onnx.load(str(model_path))
-    if is_quantized(proto):
+    if fp32.is_int8:
         raise ModelFileError(f"{model_path} is already quantized; quantize the fp32 model instead")
+    proto = onnx.load(str(model_path))
     calib, guard = _calibration_and_guard(train, cfg)
     fp32_acc = _accuracy(fp32, guard.images, guard.labels)
     with tempfile.TemporaryDirectory(prefix="cnn-edge-quant.") as tmp:
@@ -356,8 +366,8 @@ def quantize_model(model_path: Path, output: Path, cfg: QuantConfig, train: Mnis
     atomic_write_bytes(output, qproto.SerializeToString())
     guard_report = GuardReport(len(guard), fp32_acc, kept.guard_accuracy, kept.drop_pp, cfg.max_drop, steps)
     return QuantReport(Path(model_path), output, cfg, Path(model_path).stat().st_size, output.stat().st_size,
-                       guard_report, comparison, why, layer_sqnr, measure_speed(fp32, speed_seconds),
-                       measure_speed(open_model(output), speed_seconds), machine_description())
+                       guard_report, comparison, why, layer_sqnr, measure_speed(fp32, cfg.speed_seconds),
+                       measure_speed(open_model(output), cfg.speed_seconds), machine_description())
 
 
 def _layer_errors(attempts: _Attempts, quantized: Path, excluded: list[str], images: np.ndarray) -> dict[str, float]:

@@ -22,8 +22,11 @@ MS_DOMAIN = "com.microsoft"  # ONNX Runtime's contrib operators (QGemm, QLinearA
 # Conv, Gemm, Relu, MaxPool, Reshape, Softmax, Q/DQ, is supported everywhere checked here).
 INTEGER_OPS = frozenset({"QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger", "DynamicQuantizeLinear"})
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
-# What makes a model quantized, in any of ONNX Runtime's forms (QDQ, QOperator, dynamic).
+# What makes a model quantized, in any of ONNX Runtime's forms (QDQ, QOperator, dynamic): a node
+# of one of these types in the standard domain or ONNX Runtime's (QGemm; its contrib Q/DQ), never
+# in a custom domain that happens to reuse a name.
 QUANTIZED_OPS = INTEGER_OPS | set(QDQ_OPS) | {"QGemm"}
+QUANTIZED_DOMAINS = frozenset({ONNX_DOMAIN, MS_DOMAIN})
 INT8_NAMES = {3: "int8", 2: "uint8", 6: "int32"}  # TensorProto.DataType
 INT8 = 3
 
@@ -85,6 +88,11 @@ class ModelOps:
     ops: frozenset  # (domain, op type) of the main graph's nodes
     qdq_zero_point_types: frozenset  # TensorProto data types of the Q/DQ zero points held as initializers
 
+    @property
+    def is_int8(self) -> bool:
+        """Whether the graph is quantized: cnn-edge's one answer (see is_int8_model)."""
+        return any(op in QUANTIZED_OPS and domain in QUANTIZED_DOMAINS for domain, op in self.ops)
+
 
 def _text(value) -> str:
     return bytes(value).decode()
@@ -109,12 +117,21 @@ def _graph_ops(graph) -> tuple[set, set]:
     return ops, {init_types[z] for z in zero_points if z in init_types}
 
 
-def read_model_ops(path: Path) -> ModelOps:
-    """IR version, opsets (ModelProto fields 1 and 8) and the graph's operators (field 7) of an ONNX file."""
+def _read(path: Path) -> bytes:
     try:
-        data = Path(path).read_bytes()
+        return Path(path).read_bytes()
     except OSError as exc:
         raise ModelFileError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def read_model_ops(path: Path) -> ModelOps:
+    """IR version, opsets and the graph's operators of an ONNX file (see model_ops)."""
+    return model_ops(_read(path), path)
+
+
+def model_ops(data: bytes, path: Path | str = "the model") -> ModelOps:
+    """IR version, opsets (ModelProto fields 1 and 8) and the graph's operators (field 7) of an
+    ONNX model's bytes; `path` names it in errors."""
     ir, opsets, ops, zero_point_types = None, {}, set(), set()
     try:
         for number, wire, value in fields(data):
@@ -130,6 +147,20 @@ def read_model_ops(path: Path) -> ModelOps:
     if ir is None:
         raise ModelFileError(f"{path} is not an ONNX model (no IR version)")
     return ModelOps(ir, opsets, frozenset(ops), frozenset(zero_point_types))
+
+
+def is_int8_model(model: bytes | str | Path, path: str | Path | None = None) -> bool:
+    """Is this model int8? cnn-edge's one answer, for an ONNX file or its bytes: yes when a node of
+    its main graph is a quantized operator (QUANTIZED_OPS, in the standard or ONNX Runtime's domain).
+
+    Decided from the graph, read with the protobuf reader above: not from the metadata (a foreign
+    quantized model has none of ours, and metadata can be copied onto anything), and not from the
+    op types' names anywhere in the bytes (a graph, node or tensor named "QuantizeLinear" is no
+    quantized node). Cheap: the nodes are read, the weights are skipped over. `path` names bytes
+    in errors. Raises ModelFileError for a file that cannot be read or is not ONNX."""
+    if isinstance(model, (str, Path)):
+        return model_ops(_read(Path(model)), model).is_int8
+    return model_ops(model, path or "the model").is_int8
 
 
 def model_versions(path: Path) -> tuple[int, dict[str, int]]:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ import numpy as np
 from ..core import contract as C
 from ..core.constants import CLASS_LABELS
 from ..core.errors import ModelFileError
-from .compat import QUANTIZED_OPS
+from .compat import is_int8_model
 from .model_file import read_model_bytes
 from .providers import Choice
 
@@ -50,10 +51,10 @@ class OnnxModel:
         """uint8 or float images (N, 28, 28) -> (probabilities, logits) (N, 10), in batches."""
         return run_in_batches(self.run, images, batch_size)
 
-    @property
+    @cached_property
     def is_int8(self) -> bool:
-        """A cnn-edge int8 model says so in its metadata (written by `cnn-edge quantize`)."""
-        return C.META_QUANTIZATION in self.metadata
+        """Whether its graph is quantized (compat.is_int8_model: the one answer), read when asked."""
+        return is_int8_model(self.data, self.path)
 
     @property
     def class_labels(self) -> list[str]:
@@ -116,8 +117,8 @@ def open_model(path: Path, *, provider: str = "cpu", threads: int | None = None,
             opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         return opts
 
-    # Steers auto only: an op type's name in the bytes (the metadata that says int8 is read once the session exists).
-    is_int8 = provider == "auto" and any(op.encode() in data for op in QUANTIZED_OPS)
+    # Steers auto only, so the graph is read only then (under a millisecond for the released models).
+    is_int8 = provider == "auto" and is_int8_model(data, path)
     session, ran_on = create_session(str(path), data, options, provider, precision=precision, is_int8=is_int8)
     inputs = session.get_inputs()
     if len(inputs) != 1:

@@ -16,12 +16,10 @@ ONNX Runtime's CPU kernels on an Intel Xeon, issue 14; docs/prediction.md), then
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from ..core.errors import ConfigError, ModelFileError, first_line
+from ..core.files import captured_stderr
 from ..core.machine import cpu_vendor
 
 # Names users type -> ONNX Runtime's provider names, best first for `auto`.
@@ -126,22 +124,6 @@ def auto_order(is_int8: bool) -> tuple[list[str], list[str]]:
     return order + ["cpu"], skipped
 
 
-@contextmanager
-def _captured_stderr():
-    """Collect what native code writes to fd 2 (ONNX Runtime's reason for a failed provider)."""
-    captured = {"text": ""}
-    with tempfile.TemporaryFile(mode="w+b") as tmp:
-        saved = os.dup(2)
-        os.dup2(tmp.fileno(), 2)
-        try:
-            yield captured
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            tmp.seek(0)
-            captured["text"] = tmp.read().decode("utf-8", "replace")
-
-
 def _reason(log: str) -> str:
     lines = [l.strip() for l in log.splitlines() if l.strip()]
     errors = [l for l in lines if "error" in l.lower() or "fail" in l.lower()] or lines
@@ -161,9 +143,9 @@ def _session(ort, path: str, model: bytes, options_factory, name: str, precision
             session = ort.InferenceSession(model, options)
             # A plugin provider runs what it took; the rest ran on the CPU provider (listed as fallback).
             return session, wanted if wanted in session.get_providers() else session.get_providers()[0], ""
-        with _captured_stderr() as log:
+        with captured_stderr() as log:  # ONNX Runtime says why a provider did not start on fd 2 only
             session = ort.InferenceSession(model, options, providers=[wanted, PROVIDERS["cpu"]])
-        return session, session.get_providers()[0], _reason(log["text"])
+        return session, session.get_providers()[0], _reason(log.text)
     except ConfigError:
         raise
     except Exception as exc:  # ORT's Fail/InvalidProtobuf/InvalidGraph types

@@ -7,7 +7,7 @@ from each pipeline's own summary, so nothing here is measured differently from a
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional
 
@@ -96,19 +96,18 @@ def run_compare(cfg: CompareConfig, data: "MnistData", run_dir: Path, *, progres
     also writes run_dir/compare.json."""
     from ..core.machine import machine_description
     from ..release.pipeline import PipelineConfig, run_pipeline
-    from ..release.quantize import QuantConfig
-    from ..training.recipes import make_config
+    from ..training.recipes import make_config, sized_for
 
     run_dir = Path(run_dir)
-    train_cfg = make_config(cfg.recipe, epochs=1 if cfg.quick else cfg.epochs, seed=cfg.seed,
-                            limit_train=QUICK_TRAIN_IMAGES if cfg.quick else None)
-    # The int8 guard holds out training images; small (quick, test) sets get a proportional one.
-    quant_cfg = replace(QuantConfig(), guard_size=min(QuantConfig().guard_size, len(data.train) // 5))
+    # Held-out splits too large for a small (quick, test) set are shrunk as every pipeline does
+    # (run_pipeline sizes the int8 guard too); the report records what training used.
+    train_cfg, _ = sized_for(make_config(cfg.recipe, epochs=1 if cfg.quick else cfg.epochs, seed=cfg.seed,
+                                         limit_train=QUICK_TRAIN_IMAGES if cfg.quick else None), len(data.train))
     report = CompareReport(SCHEMA, cfg, train_cfg, machine_description())
     for arch in cfg.archs:
         on_stage(f"{arch}: {DESCRIPTIONS[arch]}")
         pipeline_cfg = PipelineConfig(train_cfg, run_dir / arch, run_dir / arch / "release", arch=arch,
-                                      device=cfg.device, quant=quant_cfg, resume=cfg.resume, require_int8_parity=False)
+                                      device=cfg.device, resume=cfg.resume, require_int8_parity=False)
         report.results.append(_result(run_pipeline(pipeline_cfg, data, progress=progress, on_epoch=on_epoch)))
     write_json(run_dir / COMPARE_FILE, report)
     return report

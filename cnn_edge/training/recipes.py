@@ -62,6 +62,39 @@ def make_config(recipe: str = DEFAULT_RECIPE, **overrides) -> TrainConfig:
     return cfg
 
 
+@dataclass(frozen=True)
+class HeldOut:
+    """A held-out split sized for the images there are."""
+
+    size: int  # images to hold out (0: none)
+    note: str | None = None  # for the caller to print when `size` is not what was asked; None when it is
+
+
+def held_out_size(available: int, requested: int, *, what: str = "validation", images: str | None = None,
+                  option: str | None = "--val-size") -> HeldOut:
+    """The split to hold out of `available` training images when `requested` were asked for (0:
+    none): as asked, unless that leaves fewer than half of them to train or calibrate on (a smoke
+    run, a small data set), then a tenth of them (at least 1), with a note for the caller to
+    print: `images` names where the count comes from (default: the count), `option` what sets it.
+
+    Decided here once, for training's validation split and the int8 accuracy guard alike, so the
+    library takes whatever the CLI takes; applied to its own answer it changes nothing."""
+    if requested <= 0 or requested < available // 2:
+        return HeldOut(max(requested, 0))
+    size = max(1, available // 10)
+    return HeldOut(size, f"{images or f'{available:,} training images'}: holding out {size:,} images for {what} "
+                         f"instead of {requested:,}" + (f" (set {option} to choose)" if option else ""))
+
+
+def sized_for(cfg: TrainConfig, train_images: int) -> tuple[TrainConfig, str | None]:
+    """`cfg` with its validation split sized (held_out_size) for the images it trains on: the first
+    cfg.limit_train of `train_images`; and the note to print when that changed it, else None."""
+    limited = bool(cfg.limit_train) and cfg.limit_train < train_images
+    available = cfg.limit_train if limited else train_images
+    held = held_out_size(available, cfg.val_size, images=f"--limit-train {cfg.limit_train}" if limited else None)
+    return replace(cfg, val_size=held.size), held.note
+
+
 def lr_at(cfg: TrainConfig, step: int, total_steps: int) -> float:
     """Learning rate of a step: linear warm-up from lr/25, then cosine down to ~0."""
     if cfg.schedule == "constant":

@@ -23,7 +23,7 @@ from ..core.reports import to_jsonable
 from .checkpoint import load_checkpoint, load_training_state, save_checkpoint, training_state
 from .data import MnistData, MnistSplit, split_indices
 from .model import MnistNet, ModelConfig
-from .recipes import DEVICES, TrainConfig, lr_at
+from .recipes import DEVICES, TrainConfig, lr_at, sized_for
 
 
 class WeightAverage:
@@ -245,7 +245,10 @@ def train(
     on_epoch_end: Callable[[MnistNet, EpochResult], None] | None = None,
 ) -> TrainResult:
     """Train on data.train, writing `out_dir/last.*` each epoch and `out_dir/model.*` for the
-    selected model, whose accuracy on data.test is measured once, at the end."""
+    selected model, whose accuracy on data.test is measured once, at the end. A validation split
+    too large for the images there are is shrunk (recipes.sized_for, whose note the CLI prints;
+    the checkpoint records the size used)."""
+    cfg, _ = sized_for(cfg, len(data.train))
     dev = pick_device(device)
     out_dir = Path(out_dir)
     check_writable(out_dir / "last.json")  # before training, not after an epoch
