@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Iterator, Optional
 
 from ..core.errors import CnnEdgeError, ConfigError, first_line
+from ..core.files import captured_stderr
 from ..prediction.config import PredictConfig
 from ..prediction.job import EngineReport
 from ..prediction.rows import RowBatch
@@ -49,27 +50,12 @@ def connect(address: Optional[str]) -> bool:
     # arguments live in the object store: ray-project/ray#53727); it stays in the session's logs.
     os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
     try:
-        with _stderr_to_log():  # Ray's core announces the log level it read from the environment
+        with captured_stderr():  # Ray's core announces the log level it read from the environment
             ray.init(address=address or "local", **quiet)
     except (ConnectionError, ValueError, RuntimeError) as exc:
         raise ConfigError(f"cannot connect to the Ray cluster at {address!r} (--ray-address / RAY_ADDRESS): "
                           f"{first_line(exc)}") from None
     return address is None
-
-
-@contextlib.contextmanager
-def _stderr_to_log():
-    """What native code writes to fd 2 meanwhile goes to a file in the temporary folder, not the terminal."""
-    import tempfile
-
-    with tempfile.NamedTemporaryFile(prefix="cnn-edge-ray-init-", suffix=".log", delete=False) as log:
-        saved = os.dup(2)
-        os.dup2(log.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
 
 
 def _quiet_data() -> None:
