@@ -59,8 +59,9 @@ def predict(
     """Classify images: one row per input, in order, with prediction, confidence, top-k and error.
 
     Exit codes: 0 every input classified; 3 finished, but some inputs failed (their rows say why);
-    2 bad options, model or output path; 130 interrupted (rerun with --resume); 141 the reader of the
-    output went away."""
+    2 bad options, model or output path; 1 the engine failed the run (Ray: the cluster, past its
+    retries), the rows so far kept (rerun with --resume); 130 interrupted (rerun with --resume);
+    141 the reader of the output went away."""
     from ..prediction.inputs import collect_inputs
 
     started = time.perf_counter()
