@@ -71,7 +71,7 @@ def mixed_folder(tmp_path):
 
 def test_predict_folder_to_csv_with_broken_files(mixed_folder, tmp_path):
     out = tmp_path / "r.csv"
-    result = invoke("predict", MODEL, mixed_folder, "-o", out, "--json")
+    result = invoke("predict", MODEL, mixed_folder, "-o", out, "--json", "--provider", "cpu")
     assert result.exit_code == EXIT_SOME_FAILED, result.output
     summary = json.loads(result.stdout)
     assert (summary["files"], summary["ok"], summary["failed"]) == (10, 6, 4)
@@ -90,7 +90,7 @@ def test_predict_folder_to_csv_with_broken_files(mixed_folder, tmp_path):
 def test_all_fine_exits_0_and_jsonl_by_extension(tmp_path):
     paths, labels = write_digits(tmp_path / "in", 5)
     out = tmp_path / "r.jsonl"
-    result = invoke("predict", INT8, *paths, "-o", out, "--top-k", "2", "-q")
+    result = invoke("predict", INT8, *paths, "-o", out, "--top-k", "2", "-q", "--provider", "cpu")
     assert result.exit_code == 0, result.output
     summary = result.output.strip().splitlines()[-1]
     assert "5 ok" in summary and "0 failed" in summary and "cpu" in summary
