@@ -266,5 +266,6 @@ def test_the_demo_stops_at_once(tmp_path):
         t0 = time.perf_counter()
         proc.send_signal(sig)
         proc.wait(timeout=10)
-        assert time.perf_counter() - t0 < 1.0, sig
+        # Not waiting on its idle connections (10 s) or a request: well under that even on a loaded machine.
+        assert time.perf_counter() - t0 < 5.0, sig
         assert "Traceback" not in proc.stderr.read()
