@@ -47,7 +47,7 @@ def test_int8_release_is_portable_and_agrees_in_openvino(test_images):
     assert (float(open_model(FP32).metadata[C.META_TEST_ACCURACY]) - ov_accuracy) * 100 <= C.INT8_MAX_ACCURACY_DROP_PP
 
 
-def test_the_contrib_op_form_is_refused_naming_the_operator(tiny_onnx, tiny_data, tmp_path):
+def test_the_contrib_op_form_is_refused_naming_the_operator(tiny_onnx, tiny_data, tiny_int8, tmp_path):
     """What validate's OpenVINO row predicts, OpenVINO itself does: QOperator's QGemm is refused."""
     from cnn_edge.release.quantize import QuantConfig
     from cnn_edge.release.quantize import quantize_model
@@ -59,7 +59,6 @@ def test_the_contrib_op_form_is_refused_naming_the_operator(tiny_onnx, tiny_data
     with pytest.raises(ModelFileError, match="QGemm|QLinearConv"):
         open_openvino(qop)
     assert not check_targets(qop, ("openvino",))[0].ok
-    portable = quantize_model(tiny_onnx, tmp_path / "qdq.onnx", QuantConfig(calibration=64, guard_size=128,
-                              max_drop=100.0), tiny_data.train, tiny_data.test, speed_seconds=0.01).int8_model
+    portable = tiny_int8  # the release's portable QDQ form
     assert check_targets(portable, ("openvino",))[0].ok and open_openvino(portable).run(
         np.zeros((2, 1, 28, 28), np.float32))[0].shape == (2, 10)
