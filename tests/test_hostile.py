@@ -65,6 +65,7 @@ def rows_of(path: Path) -> list[dict]:
 
 # --- 1. Decoding never escapes --------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_fuzzed_files_of_every_format_never_escape(tmp_path):
     """1,000 seeded mutations of valid files of every supported format (scripts/fuzz_predict.py
     runs 10,000+): one row per file, exit 3, no traceback."""
@@ -539,6 +540,7 @@ def test_demo_warns_loudly_on_a_public_address():
 
 # --- 8. The Node.js example -----------------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.skipif(not ON_CI and not (REPO / "examples" / "node" / "node_modules" / "pngjs").is_dir(),
                     reason="needs `npm ci --ignore-scripts` in examples/node")
 def test_node_example_applies_the_pixel_limit(tmp_path):

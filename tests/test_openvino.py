@@ -30,6 +30,7 @@ def test_images():
     return load_split("test", real_mnist())
 
 
+@pytest.mark.slow
 def test_fp32_release_in_openvino_matches_onnx_runtime_within_the_fp32_tolerance(test_images):
     ov = open_openvino(FP32)
     assert ov.precision == "f32"  # asked for, not OpenVINO's bf16 default on CPUs that have it
@@ -39,6 +40,7 @@ def test_fp32_release_in_openvino_matches_onnx_runtime_within_the_fp32_tolerance
     assert (ov_probs.argmax(1) == ort_probs.argmax(1)).all()
 
 
+@pytest.mark.slow
 def test_int8_release_is_portable_and_agrees_in_openvino(test_images):
     ov_pred = open_openvino(INT8).run_batched(test_images.images)[0].argmax(1)
     ort_pred = open_model(INT8).run_batched(test_images.images)[0].argmax(1)

@@ -207,6 +207,7 @@ def test_predictor_takes_paths_pil_images_and_arrays(tmp_path):
         predictor.predict([paths[0], np.zeros((28, 28), np.uint8)])
 
 
+@pytest.mark.slow
 @needs_mnist
 def test_png_accuracy_matches_validate(tmp_path):
     """MNIST's 10,000 test images saved as PNG and run through predict: the accuracy that
@@ -223,6 +224,7 @@ def test_png_accuracy_matches_validate(tmp_path):
     assert abs(accuracy - validated) <= 0.001, (accuracy, validated)
 
 
+@pytest.mark.slow
 @needs_mnist
 def test_user_style_digits_close_to_mnist_accuracy(tmp_path):
     """Scans, photos, coloured, RGBA, 16-bit, palette, tiny and typed digits: each variant within
