@@ -66,6 +66,47 @@ def tiny_onnx(tiny_run, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def tiny_quant(tiny_onnx, tiny_data, tmp_path_factory):
+    """tiny_onnx quantized once with the release's settings, portable QDQ (a smaller calibration set
+    and guard, timed briefly): the QuantReport. Its int8 model is model.int8.onnx in a folder of its own."""
+    from cnn_edge.release.quantize import QuantConfig, quantize_model
+
+    out = tmp_path_factory.mktemp("int8") / "model.int8.onnx"
+    cfg = QuantConfig(calibration=200, guard_size=128, speed_seconds=0.05)
+    return quantize_model(tiny_onnx, out, cfg, tiny_data.train, tiny_data.test)
+
+
+@pytest.fixture(scope="session")
+def tiny_int8(tiny_quant) -> Path:
+    """The int8 model of tiny_quant."""
+    return tiny_quant.int8_model
+
+
+@pytest.fixture(scope="session")
+def tiny_dynamic(tiny_onnx, tiny_data, tmp_path_factory) -> Path:
+    """tiny_onnx quantized dynamically (weights only, uint8): ConvInteger and MatMulInteger."""
+    from cnn_edge.release.quantize import QuantConfig, quantize_model
+
+    out = tmp_path_factory.mktemp("dynamic") / "model.int8.onnx"
+    cfg = QuantConfig(dynamic=True, weight_type="uint8", guard_size=128, speed_seconds=0)
+    return quantize_model(tiny_onnx, out, cfg, tiny_data.train, tiny_data.test).int8_model
+
+
+def openvino_plugin_devices() -> list:
+    """The devices ONNX Runtime's OpenVINO plugin serves on this machine, as providers.py asks for
+    them: an Intel CPU where the plugin is installed; none elsewhere (not installed, another vendor)."""
+    import onnxruntime as ort
+
+    from cnn_edge.core.errors import ConfigError
+    from cnn_edge.runtime.providers import openvino_devices
+
+    try:
+        return openvino_devices(ort)
+    except ConfigError:
+        return []
+
+
 @pytest.fixture
 def no_env_data(monkeypatch):
     monkeypatch.delenv("CNN_EDGE_DATA", raising=False)

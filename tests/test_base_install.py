@@ -1,5 +1,6 @@
 """Every command on the base install (no torch, torchvision, onnx, onnxscript, safetensors): it
-works, or it says in one line which install it needs and exits 2. Never a traceback."""
+works, or it says in one line which install it needs and exits 2. Never a traceback. On the tiny
+model (conftest): what is tested is the install, not the release."""
 from __future__ import annotations
 
 import subprocess
@@ -11,7 +12,6 @@ from PIL import Image
 from cnn_edge.cli.app import EXIT_BAD_INPUT, TRAIN_EXTRA, TRAIN_EXTRA_HINT
 from conftest import REPO
 
-MODEL = REPO / "exports" / "mnist_cnn.onnx"
 BASE_ONLY = f"""
 import sys
 class Block:
@@ -31,24 +31,24 @@ def run_base_only(*args) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory, tiny_mnist, tiny_run):
+def files(tmp_path_factory, tiny_mnist, tiny_run, tiny_onnx):
     tmp = tmp_path_factory.mktemp("base")
     Image.new("L", (28, 28)).save(tmp / "blank.png")
-    return {"tmp": tmp, "data": tiny_mnist, "ckpt": tiny_run, "png": tmp / "blank.png"}
+    return {"tmp": tmp, "data": tiny_mnist, "ckpt": tiny_run, "png": tmp / "blank.png", "model": tiny_onnx}
 
 
 NEEDS_TRAIN = [
     ["train", "--data-dir", "{data}", "--out", "{tmp}/t", "-q"],
     ["export", "{ckpt}", "-o", "{tmp}/m.onnx"],
     ["vectors", "{ckpt}", "-o", "{tmp}/v.json", "--data-dir", "{data}"],
-    ["validate", MODEL, "--checkpoint", "{ckpt}", "--data-dir", "{data}"],
-    ["quantize", MODEL, "-o", "{tmp}/q.onnx", "--data-dir", "{data}"],
+    ["validate", "{model}", "--checkpoint", "{ckpt}", "--data-dir", "{data}"],
+    ["quantize", "{model}", "-o", "{tmp}/q.onnx", "--data-dir", "{data}"],
     ["pipeline", "--data-dir", "{data}", "--run-dir", "{tmp}/p", "-q"],
     ["compare", "--quick", "--data-dir", "{data}", "--run-dir", "{tmp}/c", "-q"],
 ]
 WORKS = [
-    (["--version"], 0), (["info"], 0), (["validate", MODEL, "--data-dir", "{data}", "--limit", "20"], 0),
-    (["predict", MODEL, "{png}"], 3), (["bench", MODEL, "--seconds", "0.02", "--batch-sizes", "1"], 0),
+    (["--version"], 0), (["info"], 0), (["validate", "{model}", "--data-dir", "{data}", "--limit", "20"], 0),
+    (["predict", "{model}", "{png}"], 3), (["bench", "{model}", "--seconds", "0.02", "--batch-sizes", "1"], 0),
     (["demo", "--model", "{tmp}/missing.onnx"], EXIT_BAD_INPUT),
 ]
 

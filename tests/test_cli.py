@@ -1,15 +1,21 @@
 """The CLI end to end on the tiny data set, through typer's CliRunner and real subprocesses."""
 import json
+import shutil
 import subprocess
 import sys
 
+import onnx
 import pytest
 from typer.testing import CliRunner
 
 from cnn_edge.core import contract as C
 from cnn_edge.core.arch import total_params
+from cnn_edge.core.files import sha256_file
+from cnn_edge.core.reports import from_jsonable
 from cnn_edge.cli import app
 from cnn_edge.cli.app import EXIT_BAD_INPUT, EXIT_PARITY_FAILED
+from cnn_edge.release.publish import PipelineSummary, render_card
+from cnn_edge.release.quantize import is_quantized
 from cnn_edge.release.vectors import PER_CLASS
 from conftest import assert_one_line_error
 
@@ -56,11 +62,19 @@ def test_train_export_validate_pipeline(tiny_mnist, tmp_path):
     assert len([line for line in result.output.splitlines() if line.startswith("  ")]) >= 10  # the matrix rows
 
 
-def test_pipeline_releases_everything(tiny_mnist, tmp_path):
-    out = tmp_path / "exports"
-    result = invoke("pipeline", "--data-dir", tiny_mnist, "--run-dir", tmp_path / "run", "--out-dir", out,
+@pytest.fixture(scope="module")
+def tiny_release(tiny_mnist, tmp_path_factory):
+    """One pipeline run on the tiny set: (its run folder, its release folder)."""
+    tmp = tmp_path_factory.mktemp("pipeline")
+    result = invoke("pipeline", "--data-dir", tiny_mnist, "--run-dir", tmp / "run", "--out-dir", tmp / "exports",
                     "--epochs", "1", "--batch-size", "64", "--val-size", "64", "-q")
     assert result.exit_code == 0, result.output
+    return tmp / "run", tmp / "exports"
+
+
+@pytest.mark.slow
+def test_pipeline_releases_everything(tiny_release, tiny_mnist):
+    run, out = tiny_release
     names = {p.name for p in out.iterdir()}
     assert {"mnist_cnn.onnx", "mnist_cnn.int8.onnx", "mnist_cnn.safetensors", "mnist_cnn.json", "MODEL_CARD.md",
             "pipeline.json"} <= names
@@ -72,10 +86,46 @@ def test_pipeline_releases_everything(tiny_mnist, tmp_path):
     assert f"{summary['quantization']['test']['int8_accuracy']:.2%}" in card  # the int8 section
     assert {f["name"] for f in summary["files"]} <= {p.name for p in out.iterdir()}
     # Resuming a finished run releases again without training more.
-    again = invoke("pipeline", "--data-dir", tiny_mnist, "--run-dir", tmp_path / "run", "--out-dir", out,
+    again = invoke("pipeline", "--data-dir", tiny_mnist, "--run-dir", run, "--out-dir", out,
                    "--epochs", "1", "--batch-size", "64", "--val-size", "64", "-q", "--resume", "--json")
     assert again.exit_code == 0, again.output
     assert len(json.loads(again.stdout)["training"]["history"]) == 1
+
+
+@pytest.mark.slow
+def test_requantize_replaces_the_int8_model_and_its_record(tiny_release, tiny_mnist, tmp_path):
+    """`pipeline --requantize`: the int8 model is made again from the released fp32 one; the fp32
+    model, checkpoint and vectors stay as they were; pipeline.json lists the files as they now are on
+    disk, and the card is the one its record renders."""
+    release = tmp_path / "release"
+    shutil.copytree(tiny_release[1], release)
+    kept = {n: (release / n).read_bytes() for n in ("mnist_cnn.onnx", "mnist_cnn.safetensors", "test_vectors.json")}
+    (release / "mnist_cnn.int8.onnx").write_bytes(b"an old int8 model")
+    result = invoke("pipeline", "--requantize", "--out-dir", release, "--data-dir", tiny_mnist, "--json")
+    assert result.exit_code == 0, result.output
+    assert {n: (release / n).read_bytes() for n in kept} == kept
+    assert is_quantized(onnx.load(str(release / "mnist_cnn.int8.onnx")))
+    record = json.loads((release / "pipeline.json").read_text())
+    assert record == json.loads(result.stdout) and record["int8_validation"]["passed"]
+    assert {f["name"]: f["sha256"] for f in record["files"]} == {f["name"]: sha256_file(release / f["name"])
+                                                                   for f in record["files"]}
+    assert render_card(from_jsonable(PipelineSummary, record)) == (release / "MODEL_CARD.md").read_text()
+
+
+def test_pipeline_refuses_an_unwritable_release_folder_before_training(tiny_mnist, tmp_path):
+    blocker = tmp_path / "f"
+    blocker.write_text("keep")
+    assert_one_line_error(invoke("pipeline", "--data-dir", tiny_mnist, "--run-dir", tmp_path / "run", "--out-dir",
+                                 blocker / "out", "-q"), EXIT_BAD_INPUT, blocker)
+    assert blocker.read_text() == "keep" and not (tmp_path / "run").exists()  # nothing trained
+
+
+def test_requantize_needs_a_release_folder(tiny_mnist, tmp_path):
+    result = invoke("pipeline", "--requantize", "--data-dir", tiny_mnist)  # a usage error, as typer words them
+    assert result.exit_code == EXIT_BAD_INPUT and "--out-dir" in result.output and "Traceback" not in result.output
+    (tmp_path / "empty").mkdir()
+    assert_one_line_error(invoke("pipeline", "--requantize", "--out-dir", tmp_path / "empty", "--data-dir", tiny_mnist),
+                          EXIT_BAD_INPUT, tmp_path / "empty", "pipeline.json")
 
 
 def test_bad_data_dir(tmp_path):
@@ -141,12 +191,18 @@ def test_resume_without_a_run(tmp_path, tiny_mnist):
                           EXIT_BAD_INPUT, tmp_path / "new" / "resume.safetensors", "--resume")
 
 
-def test_quantize_cli_report_and_bad_input(tiny_onnx, tiny_mnist, tmp_path):
+@pytest.mark.slow
+def test_quantize_cli_report(tiny_onnx, tiny_mnist, tmp_path):
     out = tmp_path / "q.onnx"
     result = invoke("quantize", tiny_onnx, "-o", out, "--calibration", "100", "--guard-size", "128", "--data-dir", tiny_mnist, "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["size_ratio"] < 0.3 and report["test"]["samples"] == 200
+    assert is_quantized(onnx.load(str(out)))
+
+
+def test_quantize_cli_bad_input(tiny_onnx, tiny_int8, tiny_mnist, tmp_path):
+    out = tiny_int8  # already quantized
     bad = tmp_path / "bad.onnx"
     bad.write_text("not onnx")
     assert_one_line_error(invoke("quantize", bad, "-o", tmp_path / "b.onnx", "--data-dir", tiny_mnist), EXIT_BAD_INPUT, bad)
@@ -157,6 +213,7 @@ def test_quantize_cli_report_and_bad_input(tiny_onnx, tiny_mnist, tmp_path):
     assert not any((tmp_path / n).exists() for n in ("b.onnx", "c.onnx", "d.onnx"))
 
 
+@pytest.mark.slow
 def test_the_main_job_talks_and_releases_into_its_run_folder(tiny_mnist, tmp_path, monkeypatch):
     """Off a terminal (CliRunner's streams are not one): the plan, an estimate, one line per epoch
     with validation accuracy and ETA, a line per stage. A smoke run too small for the recipe's

@@ -27,6 +27,7 @@ def test_info_for_every_architecture(arch):
     assert f"{total_params(arch):,}" in text and "(n+1)*m" in text
 
 
+@pytest.mark.slow
 def test_a_baseline_releases_under_its_own_name(tiny_mnist, tmp_path):
     out = tmp_path / "exports"
     result = invoke("pipeline", "--arch", "logreg", "--data-dir", tiny_mnist, "--run-dir", tmp_path / "run",
@@ -45,6 +46,7 @@ def test_a_baseline_releases_under_its_own_name(tiny_mnist, tmp_path):
     assert invoke("validate", out / "mnist_logreg.onnx", "--data-dir", tiny_mnist).exit_code == 0
 
 
+@pytest.mark.slow
 def test_quick_compare_end_to_end(tiny_mnist, tmp_path):
     pytest.importorskip("matplotlib")
     png = tmp_path / "compare.png"

@@ -51,15 +51,18 @@ def _quantized(tiny_onnx, tiny_data, path, **settings):
 
 
 @pytest.mark.parametrize("settings, refused_by, names", [
-    ({}, set(), ()),  # the release's portable QDQ
+    ("tiny_int8", set(), ()),  # the release's portable QDQ (conftest's fixture)
     (dict(format="qoperator", activation_type="uint8"), {"openvino", "tensorrt"}, ("com.microsoft.QGemm", "QLinearConv")),
     (dict(activation_type="uint8"), {"tensorrt"}, ("uint8",)),
     (dict(quantize_bias=True), {"tensorrt"}, ("int32",)),
-    (dict(dynamic=True, weight_type="uint8"), {"tensorrt"}, ("ConvInteger", "MatMulInteger")),
+    ("tiny_dynamic", {"tensorrt"}, ("ConvInteger", "MatMulInteger")),  # dynamic, uint8 weights (conftest's fixture)
 ])
-def test_operators_are_checked_against_each_runtime(tiny_onnx, tiny_data, tmp_path, settings, refused_by, names):
+def test_operators_are_checked_against_each_runtime(request, tiny_onnx, tiny_data, tmp_path, settings, refused_by, names):
     pytest.importorskip("onnx")
-    model = _quantized(tiny_onnx, tiny_data, tmp_path / "q.onnx", **settings)
+    if isinstance(settings, str):  # a model conftest makes once for the session
+        model = request.getfixturevalue(settings)
+    else:
+        model = _quantized(tiny_onnx, tiny_data, tmp_path / "q.onnx", **settings)
     by_target = {c.target: c for c in check_targets(model, ("ort", "node", "web", "openvino", "tensorrt"))}
     assert {t for t, c in by_target.items() if not c.ok} == refused_by
     for target in refused_by:

@@ -76,6 +76,7 @@ def test_vectors_fail_when_outputs_drift():
     assert not check_vectors(vectors, np.roll(ref, 1, axis=1), int8=True)[2]
 
 
+@pytest.mark.slow
 @needs_node
 def test_node_suite():
     proc = subprocess.run(["node", "--test", "test/"], cwd=NODE_DIR, capture_output=True, text=True, timeout=300)
@@ -119,6 +120,7 @@ def user_images(folder: Path) -> list[Path]:
     return files
 
 
+@pytest.mark.slow
 @needs_node
 def test_javascript_preprocessing_matches_python(tmp_path):
     files = user_images(tmp_path / "imgs")
@@ -135,6 +137,7 @@ def test_javascript_preprocessing_matches_python(tmp_path):
     print(f"max |JS - Python| over {len(files)} images: {worst:.2e} grey levels")
 
 
+@pytest.mark.slow
 @needs_node
 def test_javascript_applies_exif_orientation_like_python(tmp_path):
     """All eight EXIF orientations of an asymmetric digit, in PNG eXIf chunks: Node.js turns each
@@ -179,6 +182,7 @@ def mixed_format_images(folder: Path) -> list[Path]:
     return files
 
 
+@pytest.mark.slow
 @needs_node
 def test_node_and_python_agree_on_every_row_of_mixed_formats(tmp_path):
     """The same 40 files in six formats (and one broken file) through Node.js (classify.js --json:
@@ -247,6 +251,7 @@ def test_vendored_runtime_is_the_pinned_version():
     assert re.search(r"ONNX Runtime Web v([\d.]+)", header).group(1) == pinned
 
 
+@pytest.mark.slow
 @needs_node
 @needs_chromium
 @pytest.mark.parametrize("name", ["mnist_cnn.onnx", "mnist_cnn.int8.onnx"])

@@ -117,6 +117,7 @@ def test_varied_grey_pngs_and_others_give_what_the_full_path_gives(tmp_path):
     assert taken >= 30  # the fast path is used for the plain grey ones, not skipped for all
 
 
+@pytest.mark.slow
 def test_corrupted_pngs_give_the_same_pixels_or_the_same_error(tmp_path):
     rng = np.random.default_rng(1)
     src = tmp_path / "src"
@@ -153,6 +154,7 @@ def test_lying_extensions_decode_or_fail_as_before(tmp_path):
     assert checked == len(files) * len(EXTENSION_FORMATS)
 
 
+@pytest.mark.slow
 def test_every_mnist_test_png_decodes_bit_identical(tmp_path):
     root = real_mnist()
     if root is None:

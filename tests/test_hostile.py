@@ -68,6 +68,7 @@ def rows_of(path: Path) -> list[dict]:
 
 # --- 1. Decoding never escapes --------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_fuzzed_files_of_every_format_never_escape(tmp_path):
     """1,000 seeded mutations of valid files of every supported format (scripts/fuzz_predict.py
     runs 10,000+): one row per file, exit 3, no traceback."""
@@ -166,7 +167,12 @@ def _png_header_only(path: Path, width: int, height: int) -> Path:
     return path
 
 
-def test_pixel_limit_applies_before_decoding_for_every_container(tmp_path):
+def test_pixel_limit_applies_before_decoding_for_every_container(tmp_path, monkeypatch):
+    from PIL import IcoImagePlugin, ImageFile
+
+    decoded = []  # every image whose pixels Pillow was asked to decode
+    for cls in (ImageFile.ImageFile, IcoImagePlugin.IcoImageFile):
+        monkeypatch.setattr(cls, "load", lambda self, real=cls.load: decoded.append(self) or real(self))
     big = _png_header_only(tmp_path / "bomb.png", 50_000, 50_000)
     embedded = io.BytesIO()
     Image.new("L", (16, 16)).save(embedded, "PNG")
@@ -174,10 +180,11 @@ def test_pixel_limit_applies_before_decoding_for_every_container(tmp_path):
     ico = tmp_path / "bomb.ico"  # an ICO whose directory says 16x16 but whose PNG says 30,000 x 30,000
     ico.write_bytes(struct.pack("<HHH", 0, 1, 1) + struct.pack("<BBBBHHII", 16, 16, 0, 0, 1, 32, len(inner), 22) + inner)
     for path in (big, ico):
-        t0 = time.perf_counter()
         with pytest.raises(ImageError, match="--max-pixels"):
             open_image(path)
-        assert time.perf_counter() - t0 < 1.0  # refused from the header, nothing decoded
+        assert decoded == [], path  # refused from the header, nothing decoded
+    open_image(png(tmp_path / "fine.png"))
+    assert len(decoded) == 1  # the check above would see a decode
 
 
 def test_large_images_are_decoded_reduced(tmp_path):
@@ -193,19 +200,27 @@ def test_large_images_are_decoded_reduced(tmp_path):
 
 
 def test_peak_memory_of_a_folder_of_16_megapixel_images(tmp_path):
-    """Measured with the kernel's own count (ru_maxrss of the finished child); scripts/bench_memory.py
-    measures every target of the issue with /usr/bin/time -v."""
-    import resource
-
+    """Measured with the kernel's own count for this one run: a small wrapper process runs the
+    command and reports its RUSAGE_CHILDREN ru_maxrss, the peak of its only child (or of a decoding
+    worker of it). Read in pytest instead, RUSAGE_CHILDREN is the largest of every child pytest ever
+    waited for, and even os.wait4's figure for one child counts pytest's own resident memory, which
+    exec records as the child's high-water mark. scripts/bench_memory.py measures every target of
+    the issue with /usr/bin/time -v."""
+    images = tmp_path / "in"
+    images.mkdir()
     page = np.zeros((4000, 4000), np.uint8)
     page[1000:3000, 1900:2100] = 255
     for i in range(4):
-        Image.fromarray(page).save(tmp_path / f"{i}.png")
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    proc = cli("predict", MODEL, tmp_path, "-o", tmp_path / "r.csv", "-q")
-    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        Image.fromarray(page).save(images / f"{i}.png")
+    wrapper = ("import resource, subprocess, sys; code = subprocess.call(sys.argv[1:]); "
+               "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(code)")
+    proc = subprocess.run([sys.executable, "-c", wrapper, sys.executable, "-m", "cnn_edge", "predict", str(MODEL),
+                           str(images), "-o", str(tmp_path / "r.csv"), "-q"], capture_output=True, text=True, cwd=REPO,
+                          timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert peak_mb < 700 or before / 1024 >= 700, peak_mb
+    assert len(rows_of(tmp_path / "r.csv")) == 4
+    peak_mb = int(proc.stdout.split()[-1]) / 1024
+    assert 50 < peak_mb < 700, peak_mb  # above 50 MB: the figure is the predicting process's, not the wrapper's
 
 
 # --- 3. The file system ---------------------------------------------------------------------------
@@ -341,14 +356,43 @@ def test_a_write_error_keeps_the_rows_and_says_how_to_resume(tmp_path):
     assert out.read_bytes() == reference.read_bytes()
 
 
+@pytest.mark.slow
 def test_kill_and_resume_twenty_times_ends_equal_to_one_run(tmp_path):
-    from kill_resume import kill_and_resume, write_inputs
+    """scripts/kill_resume.py's runs, killed on events rather than on a clock: each run (main process
+    and decoding workers, SIGKILL to the group) dies once it has written a random number of new rows,
+    so every kill lands mid-run however loaded the machine is, and the 20 kills leave at least 1,000
+    of the 6,000 rows to the last, uninterrupted run."""
+    from kill_resume import predict, write_inputs
 
     write_inputs(tmp_path / "in", 6000)
-    result = kill_and_resume(tmp_path / "in", tmp_path / "r.csv", kills=20, seed=5)
-    # Every kill lands mid-run on a quiet machine; under load some runs finish first, which proves less.
-    assert result["killed"] >= 10 and result["rows"] == 6001
-    assert result["equal"], result
+    reference, out = tmp_path / "reference.csv", tmp_path / "r.csv"
+    partial = out.with_name(out.name + ".partial")
+    ref = predict([str(tmp_path / "in")], reference, resume=False)
+    assert ref.wait(timeout=600) == EXIT_SOME_FAILED, ref.stderr.read().decode()[-2000:]  # every 97th file is broken
+    rng = np.random.default_rng(5)
+
+    def lines() -> int:
+        return partial.read_bytes().count(b"\n") if partial.exists() else 0
+
+    killed_at = []
+    for _ in range(20):
+        target = lines() + int(rng.integers(1, 250))
+        proc = predict([str(tmp_path / "in")], out, resume=True)
+        deadline = time.monotonic() + 300
+        while proc.poll() is None and lines() < target and time.monotonic() < deadline:
+            time.sleep(0.005)
+        running = proc.poll() is None
+        if running:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        assert running and lines() >= target, (proc.returncode, lines(), target, proc.stderr.read().decode()[-2000:])
+        proc.stderr.close()
+        killed_at.append(lines())
+    assert killed_at[-1] < 6000, killed_at  # rows were left for the last run
+    last = predict([str(tmp_path / "in")], out, resume=True)
+    assert last.wait(timeout=600) in (0, EXIT_SOME_FAILED), last.stderr.read().decode()[-2000:]
+    assert out.read_bytes().count(b"\n") == 6001
+    assert out.read_bytes() == reference.read_bytes(), killed_at
 
 
 # --- 4. Images ------------------------------------------------------------------------------------
@@ -497,6 +541,7 @@ def test_demo_warns_loudly_on_a_public_address():
 
 # --- 8. The Node.js example -----------------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.skipif(not ON_CI and not (REPO / "examples" / "node" / "node_modules" / "pngjs").is_dir(),
                     reason="needs `npm ci --ignore-scripts` in examples/node")
 def test_node_example_applies_the_pixel_limit(tmp_path):

@@ -249,6 +249,7 @@ print(len({names!r}))
     assert int(out.stdout) == len(names)
 
 
+@pytest.mark.slow
 def test_the_wheel_carries_every_subpackage_and_the_web_assets(tmp_path):
     src = tmp_path / "src"
     src.mkdir()
@@ -270,6 +271,7 @@ def test_the_wheel_carries_every_subpackage_and_the_web_assets(tmp_path):
     assert web <= names
 
 
+@pytest.mark.slow
 def test_a_pipeline_run_reads_mnist_once(tiny_mnist, tmp_path, monkeypatch):
     """The CLI reads the four IDX files once; every stage gets the arrays."""
     from cnn_edge.training import data

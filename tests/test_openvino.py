@@ -30,6 +30,7 @@ def test_images():
     return load_split("test", real_mnist())
 
 
+@pytest.mark.slow
 def test_fp32_release_in_openvino_matches_onnx_runtime_within_the_fp32_tolerance(test_images):
     ov = open_openvino(FP32)
     assert ov.precision == "f32"  # asked for, not OpenVINO's bf16 default on CPUs that have it
@@ -39,6 +40,7 @@ def test_fp32_release_in_openvino_matches_onnx_runtime_within_the_fp32_tolerance
     assert (ov_probs.argmax(1) == ort_probs.argmax(1)).all()
 
 
+@pytest.mark.slow
 def test_int8_release_is_portable_and_agrees_in_openvino(test_images):
     ov_pred = open_openvino(INT8).run_batched(test_images.images)[0].argmax(1)
     ort_pred = open_model(INT8).run_batched(test_images.images)[0].argmax(1)
@@ -47,7 +49,7 @@ def test_int8_release_is_portable_and_agrees_in_openvino(test_images):
     assert (float(open_model(FP32).metadata[C.META_TEST_ACCURACY]) - ov_accuracy) * 100 <= C.INT8_MAX_ACCURACY_DROP_PP
 
 
-def test_the_contrib_op_form_is_refused_naming_the_operator(tiny_onnx, tiny_data, tmp_path):
+def test_the_contrib_op_form_is_refused_naming_the_operator(tiny_onnx, tiny_data, tiny_int8, tmp_path):
     """What validate's OpenVINO row predicts, OpenVINO itself does: QOperator's QGemm is refused."""
     from cnn_edge.release.quantize import QuantConfig
     from cnn_edge.release.quantize import quantize_model
@@ -59,7 +61,6 @@ def test_the_contrib_op_form_is_refused_naming_the_operator(tiny_onnx, tiny_data
     with pytest.raises(ModelFileError, match="QGemm|QLinearConv"):
         open_openvino(qop)
     assert not check_targets(qop, ("openvino",))[0].ok
-    portable = quantize_model(tiny_onnx, tmp_path / "qdq.onnx", QuantConfig(calibration=64, guard_size=128,
-                              max_drop=100.0, speed_seconds=0), tiny_data.train, tiny_data.test).int8_model
+    portable = tiny_int8  # the release's portable QDQ form
     assert check_targets(portable, ("openvino",))[0].ok and open_openvino(portable).run(
         np.zeros((2, 1, 28, 28), np.float32))[0].shape == (2, 10)

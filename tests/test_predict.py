@@ -73,7 +73,7 @@ def mixed_folder(tmp_path):
 
 def test_predict_folder_to_csv_with_broken_files(mixed_folder, tmp_path):
     out = tmp_path / "r.csv"
-    result = invoke("predict", MODEL, mixed_folder, "-o", out, "--json")
+    result = invoke("predict", MODEL, mixed_folder, "-o", out, "--json", "--provider", "cpu")
     assert result.exit_code == EXIT_SOME_FAILED, result.output
     summary = json.loads(result.stdout)
     assert (summary["files"], summary["ok"], summary["failed"]) == (10, 6, 4)
@@ -92,7 +92,7 @@ def test_predict_folder_to_csv_with_broken_files(mixed_folder, tmp_path):
 def test_all_fine_exits_0_and_jsonl_by_extension(tmp_path):
     paths, labels = write_digits(tmp_path / "in", 5)
     out = tmp_path / "r.jsonl"
-    result = invoke("predict", INT8, *paths, "-o", out, "--top-k", "2", "-q")
+    result = invoke("predict", INT8, *paths, "-o", out, "--top-k", "2", "-q", "--provider", "cpu")
     assert result.exit_code == 0, result.output
     summary = result.output.strip().splitlines()[-1]
     assert "5 ok" in summary and "0 failed" in summary and "cpu" in summary
@@ -207,6 +207,7 @@ def test_predictor_takes_paths_pil_images_and_arrays(tmp_path):
         predictor.predict([paths[0], np.zeros((28, 28), np.uint8)])
 
 
+@pytest.mark.slow
 @needs_mnist
 def test_png_accuracy_matches_validate(tmp_path):
     """MNIST's 10,000 test images saved as PNG and run through predict: the accuracy that
@@ -221,6 +222,7 @@ def test_png_accuracy_matches_validate(tmp_path):
     assert abs(accuracy - validated) <= 0.001, (accuracy, validated)
 
 
+@pytest.mark.slow
 @needs_mnist
 def test_user_style_digits_close_to_mnist_accuracy(tmp_path):
     """Scans, photos, coloured, RGBA, 16-bit, palette, tiny and typed digits: each variant within
@@ -264,5 +266,6 @@ def test_the_demo_stops_at_once(tmp_path):
         t0 = time.perf_counter()
         proc.send_signal(sig)
         proc.wait(timeout=10)
-        assert time.perf_counter() - t0 < 1.0, sig
+        # Not waiting on its idle connections (10 s) or a request: well under that even on a loaded machine.
+        assert time.perf_counter() - t0 < 5.0, sig
         assert "Traceback" not in proc.stderr.read()

@@ -9,6 +9,7 @@ import json
 import pytest
 from PIL import Image
 
+pytestmark = pytest.mark.slow  # a Ray cluster per module
 ray = pytest.importorskip("ray")
 pytest.importorskip("ray.data")
 pytest.importorskip("pyarrow")

@@ -10,6 +10,7 @@ import sys
 import pytest
 from PIL import Image
 
+pytestmark = pytest.mark.slow  # a Ray cluster per module
 ray = pytest.importorskip("ray")
 pytest.importorskip("pyarrow")
 

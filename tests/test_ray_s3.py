@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+pytestmark = pytest.mark.slow  # a Ray cluster per module
 ray = pytest.importorskip("ray")
 pytest.importorskip("pyarrow")
 boto3 = pytest.importorskip("boto3")

@@ -49,7 +49,13 @@ def test_the_readme_is_short_and_names_the_three_commands():
         assert (REPO / page).is_file(), page
 
 
-@pytest.mark.parametrize("command", [c for c in readme_commands() if c.split()[1] not in LONG_OR_INTERACTIVE])
+def slow_if_long(command: str):
+    """The commands that read the real MNIST set or time for seconds are in the slow tier."""
+    slow = "--data-dir" in command or command.split()[1] == "bench"
+    return pytest.param(command, marks=[pytest.mark.slow] if slow else [])
+
+
+@pytest.mark.parametrize("command", [slow_if_long(c) for c in readme_commands() if c.split()[1] not in LONG_OR_INTERACTIVE])
 def test_each_cheap_readme_command_runs_as_pasted(command, checkout):
     args = shlex.split(command)[1:]
     if "--data-dir" in args and not (checkout.parent / "shared").is_dir():

@@ -78,7 +78,10 @@ def test_to_jsonable_writes_plain_json_and_never_nan():
     assert to_jsonable(obj) == {"path": "a/b.onnx", "ratio": None, "sizes": [1, 2], "counts": {"x": 0.5, "3": 4},
                                 "double": None}
     assert "NaN" not in dumps(obj) and json.loads(dumps(Sample(Path("p"), 0.25, (), {})))["double"] == 0.5
-    assert not any(isinstance(v, float) and math.isnan(v) for v in to_jsonable([float("inf")]) if v is not None)
+    # Every non-finite float, Python's or numpy's, becomes null; finite ones stay as they are.
+    special = [float("inf"), float("-inf"), float("nan"), np.float32("inf"), np.float64("nan"), np.array([np.inf, 0.5])]
+    assert to_jsonable(special + [1.5, 0.0]) == [None, None, None, None, None, [None, 0.5], 1.5, 0.0]
+    assert json.loads(dumps({"x": float("inf"), "y": -math.inf})) == {"x": None, "y": None}  # allow_nan=False did not raise
     with pytest.raises(TypeError, match="object"):
         to_jsonable(object())
 

@@ -1,4 +1,5 @@
-"""predict, bench on ONNX models and validate without a checkpoint run with torch unimportable."""
+"""predict, bench on ONNX models and validate without a checkpoint run with torch unimportable
+(on the tiny model and checkpoint of conftest)."""
 from __future__ import annotations
 
 import json
@@ -36,16 +37,17 @@ def run_blocked(*args):
                           cwd=REPO, timeout=300)
 
 
-def test_predict_without_torch(tmp_path):
+def test_predict_without_torch(tmp_path, tiny_onnx):
     img = tmp_path / "one.png"
     Image.fromarray(np.pad(np.full((20, 4), 255, np.uint8), 4)).save(img)  # a '1'
-    proc = run_blocked("predict", "exports/mnist_cnn.onnx", img, "--json", "-o", tmp_path / "r.csv")
+    proc = run_blocked("predict", tiny_onnx, img, "--json", "-o", tmp_path / "r.csv")
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["ok"] == 1
 
 
-def test_bench_without_torch_skips_the_eager_rows():
-    proc = run_blocked("bench", "--seconds", "0.05", "--batch-sizes", "1,8", "--no-openvino", "--json")
+def test_bench_without_torch_skips_the_eager_rows(tiny_onnx, tiny_run):
+    proc = run_blocked("bench", tiny_onnx, "--checkpoint", tiny_run, "--seconds", "0.05", "--batch-sizes", "1,8",
+                       "--no-openvino", "--json")
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert {r["backend"] for r in report["rows"]} == {"onnxruntime"}
