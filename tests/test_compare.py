@@ -31,7 +31,8 @@ def test_info_for_every_architecture(arch):
 def test_a_baseline_releases_under_its_own_name(tiny_mnist, tmp_path):
     out = tmp_path / "exports"
     result = invoke("pipeline", "--arch", "logreg", "--data-dir", tiny_mnist, "--run-dir", tmp_path / "run",
-                    "--out-dir", out, "--epochs", "1", "--batch-size", "64", "--val-size", "64", "-q", "--json")
+                    "--out-dir", out, "--epochs", "1", "--batch-size", "64", "--val-size", "64", "-q", "--json",
+                    "--speed-seconds", "0")
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["arch"] == "logreg" and summary["params"] == 7_850

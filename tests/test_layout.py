@@ -287,7 +287,7 @@ def test_a_pipeline_run_reads_mnist_once(tiny_mnist, tmp_path, monkeypatch):
     monkeypatch.setattr(data, "read_idx", counting_read_idx)
     result = CliRunner().invoke(app, ["pipeline", "--data-dir", str(tiny_mnist), "--run-dir", str(tmp_path / "run"),
                                       "--out-dir", str(tmp_path / "out"), "--epochs", "1", "--batch-size", "64",
-                                      "--val-size", "64", "-q"])
+                                      "--val-size", "64", "-q", "--speed-seconds", "0"])
     assert result.exit_code == 0, result.output
     assert sorted(reads) == sorted(f + ".gz" for f in data.FILES.values())  # each file once
 

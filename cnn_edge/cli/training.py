@@ -9,6 +9,8 @@ import typer
 from ..core.arch import ARCHITECTURES
 from ..core.artifacts import RELEASE_DIR
 from ..core.constants import SPEC_ARCH
+from ..core.errors import ConfigError
+from ..release.quantize import QuantConfig
 from ..training.recipes import DEFAULT_RECIPE, DEVICES, RECIPES, TrainConfig
 from .app import DataDirOpt, JsonOpt, QuietOpt, app, choices, handle_errors, plural, print_json, stage_printer
 
@@ -28,11 +30,18 @@ ValOpt = typer.Option(None, "--val-size", help="Images held out of the training 
 ResumeOpt = typer.Option(False, "--resume", help="Continue the run in --out from its last finished epoch.")
 
 
-def say_notes(notes) -> None:
-    """The library's notes on what it sized for the data (held-out splits), on stderr."""
-    for note in notes:
-        if note:
-            typer.echo(f"note: {note}", err=True)
+def notes_then(notes, then=None, *, enabled: bool = True):
+    """A progress callback that first prints the library's notes on what it sized for the data
+    (held-out splits) on stderr, once, then calls `then`. The notes wait for the first step, after
+    the library's checks of the output paths: bad input stays one line. Quiet: no notes."""
+    pending = [n for n in notes if n] if enabled else []
+
+    def callback(*args, **kwargs):
+        while pending:
+            typer.echo(f"note: {pending.pop(0)}", err=True)
+        return then(*args, **kwargs) if then is not None else None
+
+    return callback
 
 
 @app.command()
@@ -75,10 +84,9 @@ def train_cmd(
                       val_size=val_size)
     data = load_mnist(data_dir)
     cfg, note = sized_for(cfg, len(data.train))  # train() would size it alike: here, to say so
-    say_notes([note])
     with training_progress(epochs=cfg.epochs, enabled=not quiet) as tp:
         result = train(cfg, out, data, device=device.value, model_config=model_config, resume=resume,
-                       progress=tp and tp.step, on_epoch_end=tp and tp.epoch_end)
+                       progress=notes_then([note], tp and tp.step, enabled=not quiet), on_epoch_end=tp and tp.epoch_end)
     if as_json:
         print_json(result)
     else:
@@ -94,6 +102,7 @@ def pipeline(
     batch_size: Optional[int] = BatchOpt, lr: Optional[float] = LrOpt, seed: int = SeedOpt, device: Device = DeviceOpt,
     data_dir: Optional[str] = DataDirOpt, limit_train: Optional[int] = LimitOpt,
     val_size: Optional[int] = ValOpt, resume: bool = ResumeOpt, quiet: bool = QuietOpt, as_json: bool = JsonOpt,
+    speed_seconds: float = typer.Option(QuantConfig().speed_seconds, "--speed-seconds", help="Seconds the fp32 and int8 models are timed per batch size for the report and the card (0: not timed)."),
     requantize: bool = typer.Option(False, "--requantize", help="Train nothing: quantize the fp32 model released in --out-dir again with the current int8 settings, check int8 parity, then replace its int8 model, pipeline.json and model card."),
 ):
     """Train, export, validate, quantize; release into --out-dir only when parity holds."""
@@ -106,9 +115,9 @@ def pipeline(
         from ..release.requantize import requantize_release
 
         if out_dir is None:
-            raise typer.BadParameter("--requantize needs --out-dir: the release folder to re-quantize", param_hint="--out-dir")
+            raise ConfigError("--requantize needs --out-dir: the release folder to re-quantize")
         with status(f"re-quantizing the release in {out_dir}", enabled=not (as_json or quiet)):
-            summary = requantize_release(out_dir, load_mnist(data_dir))
+            summary = requantize_release(out_dir, load_mnist(data_dir), QuantConfig(speed_seconds=speed_seconds))
         if as_json:
             print_json(summary)
         else:
@@ -121,10 +130,10 @@ def pipeline(
     train_cfg = make_config(recipe.value, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
                             limit_train=limit_train, val_size=val_size)
     out_dir = out_dir if out_dir is not None else run_dir / "release"
-    cfg = PipelineConfig(train_cfg, run_dir, out_dir, arch=arch.value, device=device.value, resume=resume)
+    cfg = PipelineConfig(train_cfg, run_dir, out_dir, arch=arch.value, device=device.value, resume=resume,
+                         quant=QuantConfig(speed_seconds=speed_seconds))
     data = load_mnist(data_dir)  # the one read of MNIST: every stage gets these arrays
     cfg, notes = sized_for_data(cfg, len(data.train))  # run_pipeline would size it alike: here, to say so
-    say_notes(notes)
     train_cfg = cfg.train
     if not (as_json or quiet):
         images = (train_cfg.limit_train or len(data.train)) - train_cfg.val_size
@@ -133,7 +142,8 @@ def pipeline(
                    f"int8 and validate that, write test vectors, then release into {out_dir}; an estimate of the "
                    f"duration follows the first {ESTIMATE_AFTER_STEPS} steps", err=True)
     with training_progress(epochs=train_cfg.epochs, enabled=not quiet) as tp:
-        summary = run_pipeline(cfg, data, progress=tp and tp.step, on_epoch=tp and tp.epoch_end,
+        summary = run_pipeline(cfg, data, progress=notes_then(notes, tp and tp.step, enabled=not quiet),
+                               on_epoch=tp and tp.epoch_end,
                                on_stage=stage_printer(not (as_json or quiet)))
     if as_json:
         print_json(summary)
