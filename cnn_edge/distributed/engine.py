@@ -211,7 +211,7 @@ class RayEngine:
         self.data = checked.model.data
         return tuple(checked.labels)
 
-    def _start(self) -> None:
+    def start(self, paths: list[str]) -> None:
         """Join or start the cluster, plan the run on it, and check the provider where actors run."""
         import ray
 
@@ -231,7 +231,6 @@ class RayEngine:
         from ..prediction.workers import WORKER_DIED
         from .stages import from_columns
 
-        self._start()
         start = time.perf_counter()
         made: set[str] = set()
         marks: dict[float, tuple[float, int]] = {}  # share of the rows made -> (when, rows): the steady state

@@ -6,6 +6,7 @@ is the one place a run is orchestrated, whichever engine makes the rows:
 
     engine.open(model)         the model checked, before the sink is touched; its labels
     sink.open(schema)          --resume: the paths already written
+    engine.start(todo)         the local engine's worker pool, or the Ray cluster joined or started
     engine.rows(todo)          RowBatch after RowBatch (local worker processes, or Ray Data)
       sink.write(batch)        each path once: a repeated row (a retried batch) is dropped
     sink.commit(manifest)      or, when anything stops the run, sink.abort(): the rows so far stay
@@ -49,6 +50,9 @@ class Engine(Protocol):
 
     def open(self, model: Path, cfg: PredictConfig, n_inputs: int) -> Sequence[str]:
         """Check the model (raising the typed error that says what is wrong); return its labels."""
+
+    def start(self, paths: list[str]) -> None:
+        """Get ready to make the rows of `paths` (Ray: join or start the cluster); not timed."""
 
     def rows(self, paths: list[str]) -> Iterator[RowBatch]:
         """The rows of `paths`, a batch at a time; each path at least once."""
@@ -102,7 +106,8 @@ def run_prediction(model: Path, paths: list[str], cfg: PredictConfig, sink: Opti
         on_start(schema, len(todo))
         seen: set[str] = set()
         ok = failed = 0
-        start = time.perf_counter()
+        engine.start(todo)
+        start = time.perf_counter()  # the run's own rate, without the engine's start (a cluster's)
         try:
             for batch in engine.rows(todo):
                 fresh = [i for i, p in enumerate(batch.paths) if p not in seen]

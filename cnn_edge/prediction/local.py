@@ -50,15 +50,20 @@ class LocalEngine:
         """The provider that runs the model, and why (runtime.providers.Choice)."""
         return self.predictor.model.choice
 
-    def rows(self, paths: list[str]) -> Iterator[RowBatch]:
+    def start(self, paths: list[str]) -> None:
+        """The worker pool for `paths` (its processes start with the first chunks)."""
         cfg, predictor = self.cfg, self.predictor
         self.workers = resolve_workers(cfg.workers, len(paths))
         # On the CPU, at ONNX Runtime's default threads, the workers infer too (see workers.py).
         scoring = predictor.provider == "cpu" and cfg.threads is None and predictor.model.data
         model = (predictor.model.data, len(predictor.labels)) if scoring else None
-        chunks = (paths[i : i + cfg.batch_size] for i in range(0, len(paths), cfg.batch_size))
         if self.workers and paths:
             self.pool = DecodePool(self.workers, cfg.max_pixels, model)
+
+    def rows(self, paths: list[str]) -> Iterator[RowBatch]:
+        cfg, predictor = self.cfg, self.predictor
+        chunks = (paths[i : i + cfg.batch_size] for i in range(0, len(paths), cfg.batch_size))
+        if self.pool is not None:
             results = self.pool.results(chunks)
         else:
             results = ((chunk, Decoded(*preprocess_many(chunk, cfg.max_pixels))) for chunk in chunks)
