@@ -8,11 +8,13 @@
 4. Cold start: `cnn-edge predict MODEL one.png`, median and worst of 7, next to `import torch`.
 5. Accuracy on the PNGs (against what validate reported, stored in the model) and on user-style
    digits (scripts/user_digits.py).
-6. The decode+infer ceiling, measured in the same run: cores / (Pillow decode to grey + one image's
-   share of single-thread ONNX Runtime at batch 256), and the whole command (best of --repeat) as a
-   fraction of it; next to it, what cnn-edge's own decode and preprocessing cost per image.
+6. The limit, measured in the same run: per image, predict cannot beat reading the file, inflating
+   its zlib stream and the runtime's own inference, so the limit is cores / (read one PNG + inflate
+   its zlib stream + one image's share of single-thread ONNX Runtime at batch 256, CPU provider);
+   the whole command (`--provider cpu`, best of --repeat) as a fraction of it; next to it, what
+   cnn-edge's own decode and preprocessing cost per image, and Pillow's decode.
 
-    python scripts/bench_predict.py --data-dir ../shared/data/mnist
+    python scripts/bench_predict.py --data-dir ../shared/data/mnist          # 30,000 PNGs: the test set 3 times
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -83,12 +86,42 @@ def per_image_us(work, n: int, passes: int = 3) -> float:
 
 
 def pillow_decode_us(paths: list[str]) -> float:
-    """The ceiling's decode: Pillow opens each PNG and gives its grey pixels as float32, one thread."""
+    """For scale: Pillow opens each PNG and gives its grey pixels as float32, one thread."""
     def work() -> None:
         for p in paths:
             with Image.open(p) as im:
                 np.asarray(im.convert("L"), dtype=np.float32)
     return per_image_us(work, len(paths))
+
+
+def png_chunks(data: bytes):
+    """(type, payload) of each chunk of a PNG file's bytes."""
+    pos = 8
+    while pos + 8 <= len(data):
+        size = int.from_bytes(data[pos : pos + 4], "big")
+        yield data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + size]
+        pos += 12 + size
+
+
+def read_us(paths: list[str]) -> float:
+    """The limit's read: open, read and close each file, one thread."""
+    def work() -> None:
+        for p in paths:
+            fd = os.open(p, os.O_RDONLY)
+            try:
+                os.read(fd, 1 << 20)
+            finally:
+                os.close(fd)
+    return per_image_us(work, len(paths))
+
+
+def inflate_us(paths: list[str]) -> float:
+    """The limit's inflate: zlib alone on each PNG's IDAT stream (taken out of the file beforehand), one thread."""
+    streams = []
+    for p in paths:
+        with open(p, "rb") as f:
+            streams.append(b"".join(payload for kind, payload in png_chunks(f.read()) if kind == b"IDAT"))
+    return per_image_us(lambda: [zlib.decompress(s) for s in streams], len(streams))
 
 
 def prepare_us(paths: list[str]) -> float:
@@ -133,10 +166,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description="End-to-end predict benchmark")
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--models", nargs="+", type=Path, default=released_models(REPO / RELEASE_DIR))
-    ap.add_argument("-n", type=int, default=10_000)
+    ap.add_argument("-n", type=int, default=30_000, help="PNG files: MNIST's test images, cycled")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--per-variant", type=int, default=500)
-    ap.add_argument("--ceiling-images", type=int, default=2048, help="images timed for the ceiling's parts")
+    ap.add_argument("--limit-images", type=int, default=2048, help="images timed for the limit's parts")
     ap.add_argument("--compare-tree", type=Path, default=None,
                     help="another cnn-edge source tree (e.g. an older commit): its predict timed in turn with this one's")
     ap.add_argument("--no-user-digits", action="store_true", help="skip the user-style digits' accuracy")
@@ -153,16 +186,19 @@ def main() -> None:
         png.mkdir()
         paths = []
         for i in range(args.n):
-            paths.append(str(png / f"{i:05d}_{test.labels[i]}.png"))
-            Image.fromarray(test.images[i]).save(paths[-1])
+            j = i % len(test)
+            paths.append(str(png / f"{i:05d}_{test.labels[j]}.png"))
+            Image.fromarray(test.images[j]).save(paths[-1])
         result = {"images": args.n, "machine": machine_description(), "cores": os.cpu_count(), "models": {}}
-        sample = paths[: args.ceiling_images]
+        sample = paths[: args.limit_images]
         result["pillow_decode_us"] = pillow_decode_us(sample)
+        result["read_us"] = read_us(sample)
+        result["inflate_us"] = inflate_us(sample)
         result["cnn_edge_prepare_us"] = prepare_us(sample)
         for model in args.models:
             meta = Predictor(model, provider="cpu").model.metadata
             base = baseline(model, paths, work / "baseline.csv")
-            cmd = [*CLI, "predict", str(model.resolve()), str(png), "-o", str(work / "r.csv"), "-q"]
+            cmd = [*CLI, "predict", str(model.resolve()), str(png), "-o", str(work / "r.csv"), "-q", "--provider", "cpu"]
             walls, other = [], []
             for _ in range(args.repeat):  # in turns, so both meet the same load
                 walls.append(timed(cmd))
@@ -170,8 +206,8 @@ def main() -> None:
                     other.append(timed(cmd, args.compare_tree))
             wall = statistics.median(walls)
             one = [timed([*CLI, "predict", str(model), paths[0]]) for _ in range(7)]
-            infer = infer_us(model, test.images[: max(args.ceiling_images, 256)])
-            ceiling = os.cpu_count() / ((result["pillow_decode_us"] + infer) * 1e-6)
+            infer = infer_us(model, test.images[: max(args.limit_images, 256)])
+            limit = os.cpu_count() / ((result["read_us"] + result["inflate_us"] + infer) * 1e-6)
             result["models"][model.name] = {
                 "baseline_images_per_second": base,
                 "predict_wall_seconds": walls,
@@ -182,15 +218,15 @@ def main() -> None:
                 "cold_start_median_s": statistics.median(one),
                 "cold_start_max_s": max(one),
                 "infer_us_per_image": infer,
-                "ceiling_images_per_second": ceiling,
+                "limit_images_per_second": limit,
                 "predict_best_images_per_second": args.n / min(walls),
-                "fraction_of_ceiling": args.n / min(walls) / ceiling,
+                "fraction_of_limit": args.n / min(walls) / limit,
             }
             for provider in args.also_provider:
                 result["models"][model.name][f"provider_{provider}"] = other_provider(cmd, provider, args.repeat, args.n)
             if other:
                 result["models"][model.name]["compare_tree_predict_wall_seconds"] = other
-                result["models"][model.name]["compare_tree_fraction_of_ceiling"] = args.n / min(other) / ceiling
+                result["models"][model.name]["compare_tree_fraction_of_limit"] = args.n / min(other) / limit
         steal1, total1 = cpu_ticks()
         # On a shared VM, time the hypervisor gives to other guests; speeds drop with it.
         result["cpu_steal_share"] = (steal1 - steal0) / max(total1 - total0, 1)
@@ -218,14 +254,15 @@ def main() -> None:
               f"{r['cold_start_median_s']:>6.2f} s (max {r['cold_start_max_s']:.2f})")
     print(f"for scale: python -c 'import torch' {result['import_torch_s']:.2f} s, python -c pass {result['python_startup_s']:.2f} s")
     print(f"CPU steal (taken by the hypervisor) during the timed runs: {result['cpu_steal_share']:.1%}")
-    print(f"decode+infer ceiling on {result['machine']}: {result['cores']} cores / (Pillow decode to grey "
-          f"{result['pillow_decode_us']:.1f} us + single-thread ONNX Runtime at batch 256, per image); "
-          f"cnn-edge's own decode+preprocess {result['cnn_edge_prepare_us']:.1f} us per image (one thread)")
-    print(f"{'model':<22} {'infer us/img':>13} {'ceiling img/s':>14} {'predict best img/s':>19} {'of ceiling':>11}")
+    print(f"limit on {result['machine']}: {result['cores']} cores / (read one PNG {result['read_us']:.1f} us + inflate "
+          f"its zlib stream {result['inflate_us']:.1f} us + one image's share of single-thread ONNX Runtime at batch "
+          f"256, CPU provider); for scale, one thread: cnn-edge's decode+preprocess {result['cnn_edge_prepare_us']:.1f} us, "
+          f"Pillow's decode to grey {result['pillow_decode_us']:.1f} us per image")
+    print(f"{'model':<22} {'infer us/img':>13} {'limit img/s':>14} {'predict best img/s':>19} {'of limit':>11}")
     for name, r in result["models"].items():
-        print(f"{name:<22} {r['infer_us_per_image']:>13.1f} {r['ceiling_images_per_second']:>14,.0f} "
-              f"{r['predict_best_images_per_second']:>19,.0f} {r['fraction_of_ceiling']:>11.2f}"
-              + (f"   ({args.compare_tree}: {r['compare_tree_fraction_of_ceiling']:.2f})" if args.compare_tree else ""))
+        print(f"{name:<22} {r['infer_us_per_image']:>13.1f} {r['limit_images_per_second']:>14,.0f} "
+              f"{r['predict_best_images_per_second']:>19,.0f} {r['fraction_of_limit']:>11.2f}"
+              + (f"   ({args.compare_tree}: {r['compare_tree_fraction_of_limit']:.2f})" if args.compare_tree else ""))
         print(f"{'':<22} predict walls (s): {', '.join(f'{w:.2f}' for w in r['predict_wall_seconds'])}"
               + (f"; {args.compare_tree}: {', '.join(f'{w:.2f}' for w in r['compare_tree_predict_wall_seconds'])}"
                  if args.compare_tree else ""))

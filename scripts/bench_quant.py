@@ -1,8 +1,9 @@
 """INT8 variants against fp32 ONNX Runtime and PyTorch eager, measured in one run.
 
-For each quantization variant (QDQ/QOperator x per-channel/per-tensor x uint8/int8
-activations, and dynamic), quantize the fp32 model with the guard off, then measure test
-accuracy, top-1 agreement with fp32, file size and batch-256 throughput on this machine.
+For each quantization variant (the two targets' QDQ forms and their neighbours, QOperator, dynamic),
+quantize the fp32 model with the guard off, then measure test accuracy, top-1 agreement with fp32,
+file size, which runtimes load it (validate --target's check), and batch-256 throughput on ONNX
+Runtime's CPU provider and the OpenVINO runtime, every model timed in turn over several rounds.
 
     python scripts/bench_quant.py exports/mnist_cnn.onnx --checkpoint exports/mnist_cnn.safetensors \
         --data-dir ../shared/data/mnist [--json]
@@ -10,8 +11,8 @@ accuracy, top-1 agreement with fp32, file size and batch-256 throughput on this 
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
+import statistics
 import sys
 import tempfile
 import time
@@ -29,6 +30,7 @@ from cnn_edge.core.machine import machine_description  # noqa: E402
 from cnn_edge.tools.openvino_peer import open_openvino, openvino_version  # noqa: E402
 from cnn_edge.release.quantize import QuantConfig  # noqa: E402
 from cnn_edge.release.quantize import quantize_model  # noqa: E402
+from cnn_edge.runtime.compat import check_targets  # noqa: E402
 from cnn_edge.runtime.onnx_model import open_model  # noqa: E402
 from cnn_edge.runtime.timing import measure  # noqa: E402
 
@@ -57,85 +59,118 @@ def torch_eager(checkpoint: Path, batch: int, seconds: float) -> dict:
     return out
 
 
+def variant_name(cfg: QuantConfig) -> str:
+    if cfg.dynamic:
+        return "dynamic, weights " + cfg.weight_type
+    name = (f"{cfg.format}, {'per-channel' if cfg.per_channel else 'per-tensor'}, act {cfg.activation_type}"
+            + (" zp0" if cfg.symmetric and cfg.activation_type == "int8" else "")
+            + (", int32 bias" if cfg.quantize_bias else ", float bias"))
+    return f"[{cfg.target}] {name}" if cfg.format == "qdq" else name
+
+
+def timed_rounds(models: dict, seconds: float, rounds: int) -> dict:
+    """Batch-256 img/s of each model, measured in turns (model after model, `rounds` times), so
+    the machine's drift falls on all alike: {name: [img/s per round]}."""
+    out = {name: [] for name in models}
+    for _ in range(rounds):
+        for name, model in models.items():
+            out[name].append(measure(model, 256, seconds).images_per_second)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("model")
     ap.add_argument("--checkpoint", help="PyTorch checkpoint of the same network, for the eager baseline")
     ap.add_argument("--data-dir", required=True)
     ap.add_argument("--calibration", type=int, default=3000)
-    ap.add_argument("--seconds", type=float, default=3.0, help="timing window per measurement")
+    ap.add_argument("--seconds", type=float, default=2.0, help="timing window per measurement")
+    ap.add_argument("--rounds", type=int, default=3, help="timing rounds, every model in turn each round")
     ap.add_argument("--formats", default="qdq,qoperator,dynamic", help="comma-separated: qdq, qoperator, dynamic")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
-    fp32 = open_model(Path(args.model))
-    fp32_speed = measure(fp32, 256, args.seconds)
-    # QDQ: uint8 activations (asymmetric, int32 biases: ONNX Runtime's defaults) and the release's
-    # int8 activations with zero points 0 and float biases (what TensorRT takes); QOperator with
-    # ONNX Runtime's defaults; dynamic.
-    qdq = [dict(format="qdq", per_channel=pc, activation_type="uint8", symmetric=False, quantize_bias=True)
-           for pc in (True, False)]
-    qdq += [dict(format="qdq", per_channel=pc) for pc in (True, False)]  # QuantConfig's defaults: the release
-    qop = [dict(format="qoperator", per_channel=pc, activation_type=a, symmetric=False, quantize_bias=True)
-           for pc, a in itertools.product((True, False), ("uint8", "int8"))]
+    # QDQ: the two targets' forms (QuantConfig.for_target), and the ort form's neighbours: int32 biases
+    # (ONNX Runtime's own defaults), per-tensor weights; QOperator; dynamic.
+    qdq = [dict(target="ort"), dict(target="ort", quantize_bias=True), dict(target="ort", per_channel=False),
+           dict(target="tensorrt"), dict(target="tensorrt", per_channel=False)]
+    qop = [dict(format="qoperator", activation_type="uint8", quantize_bias=True)]
     wanted = args.formats.split(",")
     variants = (qdq if "qdq" in wanted else []) + (qop if "qoperator" in wanted else [])
     if "dynamic" in wanted:
         variants.append(dict(dynamic=True, weight_type="uint8"))
     with_openvino = openvino_version() is not None
-    ov_fp32 = measure(open_openvino(Path(args.model)), 256, args.seconds).images_per_second if with_openvino else None
-    rows = []
     data = load_mnist(args.data_dir)
+    rows, ort_models, ov_models = [], {"fp32": open_model(Path(args.model), provider="cpu")}, {}
+    if with_openvino:
+        ov_models["fp32"] = open_openvino(Path(args.model))
     with tempfile.TemporaryDirectory() as tmp:
         for i, v in enumerate(variants):
-            cfg = QuantConfig(calibration=args.calibration, max_drop=100.0, speed_seconds=args.seconds,
-                              **v)  # guard off: raw variants
-            res = quantize_model(Path(args.model), Path(tmp) / f"v{i}.onnx", cfg, data.train, data.test)
-            speed = res.int8_speed.batch_256
-            rows.append({"variant": v, "size_ratio": res.size_ratio,
+            cfg = QuantConfig.for_target(v.pop("target", "ort"), calibration=args.calibration, max_drop=100.0,
+                                         speed_seconds=0, **v)  # guard off: raw variants
+            path = Path(tmp) / f"v{i}.onnx"
+            res = quantize_model(Path(args.model), path, cfg, data.train, data.test)
+            name = variant_name(cfg)
+            ort_models[name] = open_model(path, provider="cpu")
+            ov = _openvino(path) if with_openvino else None
+            if not isinstance(ov, str) and ov is not None:
+                ov_models[name] = ov
+            rows.append({"variant": name, "config": asdict(cfg), "size_ratio": res.size_ratio,
                          "test_accuracy": res.test.int8_accuracy, "fp32_test_accuracy": res.test.fp32_accuracy,
-                         "top1_agreement": res.test.top1_agreement, "images_per_second": speed.images_per_second,
-                         "ratio_vs_fp32_ort": speed.images_per_second / fp32_speed.images_per_second,
-                         "openvino_images_per_second": _openvino_speed(Path(tmp) / f"v{i}.onnx", args.seconds)
-                         if with_openvino else None})
+                         "top1_agreement": res.test.top1_agreement,
+                         "loads_in": [c.target for c in check_targets(path) if c.ok],
+                         "openvino_refused": ov if isinstance(ov, str) else None})
+        ort_speed = timed_rounds(ort_models, args.seconds, args.rounds)
+        ov_speed = timed_rounds(ov_models, args.seconds, args.rounds)
     eager = torch_eager(Path(args.checkpoint), 256, args.seconds) if args.checkpoint else {}
+    median = statistics.median
+    fp32 = ort_speed["fp32"]
     for r in rows:
+        runs = ort_speed[r["variant"]]
+        r["images_per_second"] = median(runs)
+        r["ratio_vs_fp32_ort"] = median(a / b for a, b in zip(runs, fp32))  # per round, then the median
+        r["openvino_images_per_second"] = median(ov_speed[r["variant"]]) if r["variant"] in ov_speed else None
         for layout, ips in eager.items():
             r[f"ratio_vs_torch_{layout}"] = r["images_per_second"] / ips
-    result = {"machine": machine_description(), "fp32_ort_batch_256": asdict(fp32_speed),
-              "openvino": openvino_version(), "fp32_openvino_f32_batch_256_images_per_second": ov_fp32,
-              "torch_eager_batch_256_images_per_second": eager, "variants": rows}
+    result = {"machine": machine_description(), "cpu_flags": cpu_flags(), "fp32_ort_batch_256_images_per_second": median(fp32),
+              "openvino": openvino_version(),
+              "fp32_openvino_f32_batch_256_images_per_second": median(ov_speed["fp32"]) if "fp32" in ov_speed else None,
+              "torch_eager_batch_256_images_per_second": eager, "rounds": args.rounds, "variants": rows}
     if args.json:
         print(json.dumps(result, indent=2))
         return
-    print(f"machine: {result['machine']}")
-    print(f"fp32 ONNX Runtime, batch 256: {fp32_speed.images_per_second:,.0f} img/s; PyTorch eager: "
+    print(f"machine: {result['machine']} ({result['cpu_flags']}); {args.rounds} rounds of {args.seconds:g} s, every model in turn")
+    print(f"fp32 ONNX Runtime CPU, batch 256: {median(fp32):,.0f} img/s; PyTorch eager: "
           + ", ".join(f"{k} {v:,.0f} img/s" for k, v in eager.items())
-          + (f"; OpenVINO {result['openvino']} (f32 hint): {ov_fp32:,.0f} img/s" if ov_fp32 else ""))
-    print(f"{'variant':<48} {'size':>6} {'test acc':>9} {'drop':>7} {'agree':>8} {'img/s':>8} {'x fp32':>7} {'x torch':>8} {'OpenVINO':>9}")
+          + (f"; OpenVINO {result['openvino']} (f32 hint): {result['fp32_openvino_f32_batch_256_images_per_second']:,.0f} img/s"
+             if result["fp32_openvino_f32_batch_256_images_per_second"] else ""))
+    print(f"{'variant':<52} {'size':>6} {'test acc':>9} {'agree':>8} {'ORT img/s':>10} {'x fp32':>7} {'x torch':>8} "
+          f"{'OpenVINO':>9}  loads in")
     for r in rows:
-        v = r["variant"]
-        cfg = QuantConfig(**v)
-        name = ("dynamic, weights " + cfg.weight_type) if cfg.dynamic else \
-            (f"{cfg.format}, {'per-channel' if cfg.per_channel else 'per-tensor'}, act {cfg.activation_type}"
-             + (" sym" if cfg.symmetric and cfg.activation_type == "int8" else "")
-             + (", float bias" if not cfg.quantize_bias else ""))
-        drop = (r["fp32_test_accuracy"] - r["test_accuracy"]) * 100
         xt = r.get("ratio_vs_torch_nchw")
-        print(f"{name:<48} {r['size_ratio']:>6.1%} {r['test_accuracy']:>9.2%} {drop:>7.3f} {r['top1_agreement']:>8.2%} "
-              f"{r['images_per_second']:>8,.0f} {r['ratio_vs_fp32_ort']:>7.2f} {'-' if xt is None else format(xt, '.2f'):>8} {_ov_cell(r['openvino_images_per_second']):>9}")
+        ov = r["openvino_images_per_second"]
+        print(f"{r['variant']:<52} {r['size_ratio']:>6.1%} {r['test_accuracy']:>9.2%} {r['top1_agreement']:>8.2%} "
+              f"{r['images_per_second']:>10,.0f} {r['ratio_vs_fp32_ort']:>7.2f} {'-' if xt is None else format(xt, '.2f'):>8} "
+              f"{('refused' if r['openvino_refused'] else '-') if ov is None else format(ov, ',.0f'):>9}  {','.join(r['loads_in'])}")
+    print("agree: top-1 agreement of int8 with the fp32 model on the 10,000 test images (fp32 agrees with PyTorch on all)")
 
 
-def _openvino_speed(path: Path, seconds: float):
-    """Batch-256 img/s of the OpenVINO runtime on this variant, or the reason it refuses it."""
+def cpu_flags() -> str:
+    """Whether this CPU has the integer dot-product instructions ONNX Runtime's int8 kernels use."""
     try:
-        return measure(open_openvino(path), 256, seconds).images_per_second
+        flags = set(open("/proc/cpuinfo").read().split())
+    except OSError:
+        return "flags unknown"
+    have = [f for f in ("avx512_vnni", "avx_vnni", "amx_int8") if f in flags]
+    return ("has " + ", ".join(have)) if have else "no VNNI"
+
+
+def _openvino(path: Path):
+    """The OpenVINO runtime's model, or the reason it refuses it."""
+    try:
+        return open_openvino(path)
     except ModelFileError as exc:
         return f"refused: {str(exc).rsplit(': ', 1)[-1]}"
-
-
-def _ov_cell(value) -> str:
-    return "-" if value is None else ("refused" if isinstance(value, str) else f"{value:,.0f}")
 
 
 if __name__ == "__main__":

@@ -46,15 +46,16 @@ def _quantized(tiny_onnx, tiny_data, path, **settings):
     from cnn_edge.release.quantize import QuantConfig
     from cnn_edge.release.quantize import quantize_model
 
-    cfg = QuantConfig(calibration=64, guard_size=128, max_drop=100.0, speed_seconds=0, **settings)
+    cfg = QuantConfig.for_target(settings.pop("target", "ort"), calibration=64, guard_size=128, max_drop=100.0,
+                                 speed_seconds=0, **settings)
     return quantize_model(tiny_onnx, path, cfg, tiny_data.train, tiny_data.test).int8_model
 
 
 @pytest.mark.parametrize("settings, refused_by, names", [
-    ("tiny_int8", set(), ()),  # the release's portable QDQ (conftest's fixture)
+    ("tiny_int8", {"tensorrt"}, ("uint8", "--target tensorrt")),  # the release's form (conftest's fixture)
+    (dict(target="tensorrt"), set(), ()),  # TensorRT's form loads everywhere
     (dict(format="qoperator", activation_type="uint8"), {"openvino", "tensorrt"}, ("com.microsoft.QGemm", "QLinearConv")),
-    (dict(activation_type="uint8"), {"tensorrt"}, ("uint8",)),
-    (dict(quantize_bias=True), {"tensorrt"}, ("int32",)),
+    (dict(activation_type="int8", symmetric=True, quantize_bias=True), {"tensorrt"}, ("int32",)),
     ("tiny_dynamic", {"tensorrt"}, ("ConvInteger", "MatMulInteger")),  # dynamic, uint8 weights (conftest's fixture)
 ])
 def test_operators_are_checked_against_each_runtime(request, tiny_onnx, tiny_data, tmp_path, settings, refused_by, names):
@@ -140,4 +141,4 @@ def test_every_caller_asks_the_one_answer(tmp_path, monkeypatch):
         assert model.is_int8 is int8 and steered == [int8]
         assert model_info(path)["int8"] is int8
         rows = bench_onnx(path, BenchConfig(batch_sizes=(1,), seconds=0.0, provider="cpu"))
-        assert {r.precision for r in rows} == {"int8" if int8 else "fp32"}
+        assert {r.model_precision for r in rows} == {"int8" if int8 else "fp32"}

@@ -43,12 +43,18 @@ def test_int8_stays_close_to_fp32(int8_model):
     assert int8_model.guard.drop_pp <= QDQ_SMALL.max_drop
 
 
-def test_default_release_is_standard_domain_with_zero_zero_points(int8_model):
+def test_default_release_is_standard_domain_uint8_activations_int8_weights(int8_model):
+    """The release's form (--target ort): QDQ in the standard domain, uint8 activations (asymmetric),
+    int8 weights with zero points of 0, biases in float."""
     proto = onnx.load(str(int8_model.int8_model))
     assert {n.domain for n in proto.graph.node} <= {"", "ai.onnx"}
     assert {o.domain for o in proto.opset_import} <= {"", "ai.onnx"}  # no declared-but-unused contrib domains
-    zero_points = [onnx.numpy_helper.to_array(i) for i in proto.graph.initializer if i.name.endswith("zero_point")]
-    assert zero_points and all(z.dtype.name == "int8" and not z.any() for z in zero_points)  # biases stay float
+    zero_points = {i.name: onnx.numpy_helper.to_array(i) for i in proto.graph.initializer if i.name.endswith("zero_point")}
+    activation = [z for n, z in zero_points.items() if z.dtype.name == "uint8"]
+    assert activation and any(z.any() for z in activation)  # asymmetric: zero points where the range puts them
+    assert all(z.dtype.name in ("uint8", "int8") for z in zero_points.values())
+    assert all(not z.any() for z in zero_points.values() if z.dtype.name == "int8")  # int8 weights: symmetric
+    assert not [i for i in proto.graph.initializer if i.data_type == onnx.TensorProto.INT32]  # biases stay float
 
 
 def test_metadata_carries_fp32_contract_and_settings(int8_model, tiny_onnx):

@@ -50,7 +50,7 @@ def test_bench_without_torch_skips_the_eager_rows(tiny_onnx, tiny_run):
                        "--no-openvino", "--json")
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
-    assert {r["backend"] for r in report["rows"]} == {"onnxruntime"}
+    assert {r["runtime"] for r in report["rows"]} == {"onnxruntime"}
     assert len(report["notes"]) == 1 and "torch" in report["notes"][0]  # says why the eager rows are missing
 
 

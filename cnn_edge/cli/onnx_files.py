@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 
 from ..core import artifacts
-from ..release.quantize import FORMATS, METHODS, TYPES, QuantConfig, portable_format
+from ..release.quantize import FORMATS, INT8_TARGETS, METHODS, TYPES, QuantConfig, portable_format
 from ..runtime.compat import DEFAULT_TARGETS, TARGETS
 from .app import DataDirOpt, JsonOpt, Precision, PrecisionOpt, Provider, app, choices, handle_errors, print_json
 
@@ -15,6 +15,7 @@ Target = choices("Target", TARGETS)
 Method = choices("Method", METHODS)
 QuantFormat = choices("QuantFormat", FORMATS)
 QuantType = choices("QuantType", TYPES)
+Int8Target = choices("Int8Target", tuple(INT8_TARGETS))
 QUANT = QuantConfig()  # the library's defaults are the CLI's
 FP32_MODEL = artifacts.RELEASE_DIR / artifacts.fp32_file(artifacts.SPEC_ARCH)
 
@@ -141,10 +142,11 @@ def quantize(
     method: Method = typer.Option(QUANT.method, help="How activation ranges are calibrated."),
     per_channel: bool = typer.Option(QUANT.per_channel, "--per-channel/--per-tensor", help="Weight scales per output channel or per tensor."),
     fmt: QuantFormat = typer.Option(QUANT.format, "--format", help="qdq (Q/DQ pairs around float ops, standard ONNX: every runtime) or qoperator (QLinearConv, com.microsoft.QGemm: ONNX Runtime only)."),
-    activation_type: QuantType = typer.Option(QUANT.activation_type, help="Activation integer type."),
+    target: Int8Target = typer.Option(QUANT.target, "--target", help="The runtimes the int8 form is made for: ort (ONNX Runtime in Python, Node.js and the browser, and OpenVINO: uint8 activations, the fastest on ONNX Runtime's CPU kernels) or tensorrt (int8 activations with zero points 0, float biases: all TensorRT's Q/DQ takes)."),
+    activation_type: Optional[QuantType] = typer.Option(None, help="Activation integer type (default: the target's)."),
     weight_type: QuantType = typer.Option(QUANT.weight_type, help="Weight integer type."),
-    symmetric: bool = typer.Option(QUANT.symmetric, "--symmetric/--asymmetric", help="int8 activations with zero points of 0 (TensorRT needs them); uint8 ones are always asymmetric."),
-    quantize_bias: bool = typer.Option(QUANT.quantize_bias, "--quantize-bias/--float-bias", help="int32 biases behind DequantizeLinear (TensorRT refuses them) or biases in float."),
+    symmetric: Optional[bool] = typer.Option(None, "--symmetric/--asymmetric", help="int8 activations with zero points of 0 (TensorRT needs them); uint8 ones are always asymmetric (default: the target's)."),
+    quantize_bias: Optional[bool] = typer.Option(None, "--quantize-bias/--float-bias", help="int32 biases behind DequantizeLinear (TensorRT refuses them) or biases in float (default: the target's, float)."),
     dynamic: bool = typer.Option(QUANT.dynamic, "--dynamic", help="Weight-only dynamic quantization instead of static."),
     max_drop: float = typer.Option(QUANT.max_drop, help="Largest accuracy drop allowed on the guard split, in percentage points."),
     guard_size: int = typer.Option(QUANT.guard_size, help="Training images held out for the guard (the split training validated on)."),
@@ -157,10 +159,10 @@ def quantize(
     from ..training.data import load_mnist
     from .progress import status
 
-    cfg = QuantConfig(calibration=calibration, method=method.value, per_channel=per_channel, format=fmt.value,
-                      activation_type=activation_type.value, weight_type=weight_type.value, symmetric=symmetric,
-                      quantize_bias=quantize_bias, dynamic=dynamic,
-                      max_drop=max_drop, guard_size=guard_size, speed_seconds=speed_seconds)
+    cfg = QuantConfig.for_target(target.value, calibration=calibration, method=method.value, per_channel=per_channel,
+                                 format=fmt.value, activation_type=activation_type and activation_type.value,
+                                 weight_type=weight_type.value, symmetric=symmetric, quantize_bias=quantize_bias,
+                                 dynamic=dynamic, max_drop=max_drop, guard_size=guard_size, speed_seconds=speed_seconds)
     data = load_mnist(data_dir)
     with status("quantizing", enabled=not as_json):
         report = quantize_model(model, output, cfg, data.train, data.test)

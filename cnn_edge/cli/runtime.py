@@ -175,9 +175,11 @@ def _print_bench(report) -> None:
     typer.echo(f"{m['cpu']}, {m['cores']} cores; onnxruntime {m['onnxruntime']}" +
                (f", openvino {m['openvino']}" if "openvino" in m else "") +
                (f", torch {m['torch']}" if "torch" in m else "") + f"; {report.seconds_per_point:g} s per point after warm-up")
-    typer.echo(f"{'backend':<12} {'model':<30} {'device':<15} {'batch':>5} {'p50 ms':>9} {'p90 ms':>9} {'p99 ms':>9} {'images/s':>10}")
+    typer.echo(f"{'runtime':<12} {'provider':<9} {'model':<26} {'model':<6} {'infers':<6} {'batch':>5} {'p50 ms':>9} "
+               f"{'p90 ms':>9} {'p99 ms':>9} {'images/s':>10}")
     for r in report.rows:
-        typer.echo(f"{r.backend:<12} {r.model[:30]:<30} {r.device[:15]:<15} {r.batch_size:>5} {r.p50_ms:>9.3f} "
+        typer.echo(f"{r.runtime:<12} {r.provider[:9]:<9} {r.model[:26]:<26} {r.model_precision:<6} "
+                   f"{r.inference_precision or '-':<6} {r.batch_size:>5} {r.p50_ms:>9.3f} "
                    f"{r.p90_ms:>9.3f} {r.p99_ms:>9.3f} {r.images_per_second:>10,.0f}")
     for note in report.notes:
         typer.echo(f"note: {note}")

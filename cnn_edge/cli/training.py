@@ -10,7 +10,7 @@ from ..core.arch import ARCHITECTURES
 from ..core.artifacts import RELEASE_DIR
 from ..core.constants import SPEC_ARCH
 from ..core.errors import ConfigError
-from ..release.quantize import QuantConfig
+from ..release.quantize import INT8_TARGETS, QuantConfig
 from ..training.recipes import DEFAULT_RECIPE, DEVICES, RECIPES, TrainConfig
 from .app import DataDirOpt, JsonOpt, QuietOpt, app, choices, handle_errors, plural, print_json, stage_printer
 
@@ -103,6 +103,7 @@ def pipeline(
     data_dir: Optional[str] = DataDirOpt, limit_train: Optional[int] = LimitOpt,
     val_size: Optional[int] = ValOpt, resume: bool = ResumeOpt, quiet: bool = QuietOpt, as_json: bool = JsonOpt,
     speed_seconds: float = typer.Option(QuantConfig().speed_seconds, "--speed-seconds", help="Seconds the fp32 and int8 models are timed per batch size for the report and the card (0: not timed)."),
+    int8_target: str = typer.Option(QuantConfig().target, "--int8-target", help=f"The runtimes the released int8 model is made for: {' or '.join(INT8_TARGETS)} (cnn-edge quantize --help)."),
     requantize: bool = typer.Option(False, "--requantize", help="Train nothing: quantize the fp32 model released in --out-dir again with the current int8 settings, check int8 parity, then replace its int8 model, pipeline.json and model card."),
 ):
     """Train, export, validate, quantize; release into --out-dir only when parity holds."""
@@ -117,7 +118,7 @@ def pipeline(
         if out_dir is None:
             raise ConfigError("--requantize needs --out-dir: the release folder to re-quantize")
         with status(f"re-quantizing the release in {out_dir}", enabled=not (as_json or quiet)):
-            summary = requantize_release(out_dir, load_mnist(data_dir), QuantConfig(speed_seconds=speed_seconds))
+            summary = requantize_release(out_dir, load_mnist(data_dir), QuantConfig.for_target(int8_target, speed_seconds=speed_seconds))
         if as_json:
             print_json(summary)
         else:
@@ -131,7 +132,7 @@ def pipeline(
                             limit_train=limit_train, val_size=val_size)
     out_dir = out_dir if out_dir is not None else run_dir / "release"
     cfg = PipelineConfig(train_cfg, run_dir, out_dir, arch=arch.value, device=device.value, resume=resume,
-                         quant=QuantConfig(speed_seconds=speed_seconds))
+                         quant=QuantConfig.for_target(int8_target, speed_seconds=speed_seconds))
     data = load_mnist(data_dir)  # the one read of MNIST: every stage gets these arrays
     cfg, notes = sized_for_data(cfg, len(data.train))  # run_pipeline would size it alike: here, to say so
     train_cfg = cfg.train

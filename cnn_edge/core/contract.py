@@ -65,6 +65,7 @@ META_TOOL_VERSIONS = "cnn_edge.tool_versions"
 META_OPSET = "cnn_edge.opset"
 META_FP32_TOLERANCE = "cnn_edge.fp32_tolerance"
 META_QUANTIZATION = "cnn_edge.quantization"  # present only in int8 models
+META_INT8_TARGETS = "cnn_edge.int8_targets"  # int8 models: the runtimes their form is made for (validate --target names)
 META_INT8_FORMAT = "cnn_edge.int8_format"  # int8 models: QDQ (portable) or QOperator (ONNX Runtime only), in words
 CONTRACT_VERSION = "1"
 

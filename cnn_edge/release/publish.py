@@ -106,7 +106,9 @@ def _int8_section(s: PipelineSummary) -> list[str]:
     return [
         f"## int8 model (`{int8_file(s.arch)}`)",
         "",
-        f"Static quantization with ONNX Runtime. Format: {portable_format(cfg)}. "
+        f"Static quantization with ONNX Runtime. Format: {portable_format(cfg)}; made for "
+        f"{', '.join(cfg.made_for)} (`--target {cfg.target}`"
+        + ("; `cnn-edge quantize --target tensorrt` makes TensorRT's form" if cfg.target != "tensorrt" else "") + "). "
         f"{cfg.method.capitalize()} calibration on {cfg.calibration:,} training images; "
         f"accuracy guard on {q.guard.samples:,} held-out training images (drop {q.guard.drop_pp:.3f} points, "
         f"limit {q.guard.max_drop_pp:g}). Nodes kept in float: "

@@ -35,23 +35,32 @@ TYPES = ("uint8", "int8")
 LAYER_OPS = ("Conv", "Gemm", "MatMul")  # nodes that carry a layer's weights, named in reports
 
 
+# The int8 forms, by the target runtimes each is made for (validate --target's names). Both are QDQ
+# in the standard ONNX domain, so every runtime here loads either; each is fastest where it is made for.
+#   ort       uint8 activations (asymmetric), int8 per-channel weights, float biases: ONNX Runtime's
+#             x86 kernels are uint8 x int8, so its optimizer turns every Conv and Gemm into an integer
+#             operator (QLinearConv, QGemm); the release (scripts/bench_quant.py, docs/quantization.md).
+#   tensorrt  int8 activations with zero points of 0 and float biases: all TensorRT's Q/DQ takes
+#             (onnx-tensorrt's operator matrix); ONNX Runtime's CPU kernels run it slower.
+INT8_TARGETS = {"ort": ("ort", "node", "web", "openvino"), "tensorrt": ("tensorrt",)}
+_TARGET_SETTINGS = {"ort": dict(activation_type="uint8", symmetric=False, quantize_bias=False),
+                    "tensorrt": dict(activation_type="int8", symmetric=True, quantize_bias=False)}
+
+
 @dataclass(frozen=True)
 class QuantConfig:
     calibration: int = 3000  # training images used to calibrate activation ranges
     method: str = "minmax"  # minmax | entropy | percentile
-    # The release is portable ONNX: QDQ pairs (QuantizeLinear/DequantizeLinear) around standard
-    # float ops, the standard domain only, so OpenVINO, TensorRT and every ONNX Runtime load it.
-    # int8 activations with zero points of 0 (symmetric) and biases left in float, since TensorRT's
-    # Q/DQ takes int8 with zero point 0 and nothing else (no int32 bias DequantizeLinear).
-    # Per-channel weight scales, chosen by scripts/bench_quant.py (docs/quantization.md): as accurate
-    # as per-tensor, and faster in both ONNX Runtime and OpenVINO on the machine measured.
+    # The target decides the activation type, their zero points and the biases (INT8_TARGETS above;
+    # QuantConfig.for_target sets them); per-channel weight scales were chosen by measurement too.
     # QOperator (QLinearConv plus com.microsoft.QGemm) is ONNX Runtime-only: an option, never the release.
+    target: str = "ort"  # ort (ONNX Runtime everywhere, and OpenVINO) | tensorrt
     per_channel: bool = True  # True: one weight scale per output channel
     format: str = "qdq"  # qdq (Q/DQ pairs around float ops) | qoperator (QLinearConv, QGemm; ONNX Runtime only)
-    activation_type: str = "int8"
+    activation_type: str = "uint8"
     weight_type: str = "int8"
-    symmetric: bool = True  # int8 activations get zero points of 0 (uint8 ones are always asymmetric); weights are symmetric anyway
-    quantize_bias: bool = False  # True: int32 biases behind DequantizeLinear (ONNX Runtime's default; TensorRT refuses them)
+    symmetric: bool = False  # int8 activations with zero points of 0 (uint8 ones are always asymmetric); weights are symmetric anyway
+    quantize_bias: bool = False  # True: int32 biases behind DequantizeLinear (TensorRT refuses them)
     dynamic: bool = False  # weight-only dynamic quantization instead (no calibration)
     max_drop: float = C.INT8_MAX_ACCURACY_DROP_PP  # percentage points, on the guard split
     guard_size: int = DEFAULT_VAL_SIZE
@@ -73,6 +82,27 @@ class QuantConfig:
             raise ConfigError(f"--max-drop must be >= 0 percentage points, got {self.max_drop}")
         if not self.speed_seconds >= 0:  # NaN too
             raise ConfigError(f"--speed-seconds must be >= 0 (0: no timing), got {self.speed_seconds}")
+        if self.target not in INT8_TARGETS:
+            raise ConfigError(f"unknown int8 target {self.target!r}: choose one of {', '.join(INT8_TARGETS)}")
+        if self.target == "tensorrt" and (self.format != "qdq" or self.dynamic or self.activation_type != "int8"
+                                          or not self.symmetric or self.quantize_bias):
+            raise ConfigError("--target tensorrt makes TensorRT's form (QDQ, int8 activations with zero points 0, "
+                              "float biases); drop --format, --dynamic, --activation-type, --asymmetric and "
+                              "--quantize-bias")
+
+    @classmethod
+    def for_target(cls, target: str = "ort", **settings) -> "QuantConfig":
+        """The config of `target`'s int8 form (INT8_TARGETS); `settings` set the other fields, or
+        override the form's (None: the form's own)."""
+        if target not in _TARGET_SETTINGS:
+            raise ConfigError(f"unknown int8 target {target!r}: choose one of {', '.join(INT8_TARGETS)}")
+        chosen = {k: v for k, v in settings.items() if v is not None}
+        return cls(target=target, **{**_TARGET_SETTINGS[target], **chosen})
+
+    @property
+    def made_for(self) -> tuple[str, ...]:
+        """The runtimes (validate --target names) this int8 form is made for."""
+        return INT8_TARGETS[self.target] if self.format == "qdq" and not self.dynamic else ("ort", "node", "web")
 
 
 def portable_format(cfg: QuantConfig) -> str:
@@ -328,6 +358,7 @@ def _int8_metadata(fp32_proto, cfg: QuantConfig, test: TestComparison, why: dict
     props[C.META_FP32_TEST_ACCURACY] = f"{test.fp32_accuracy:.6f}"
     props[C.META_TEST_ACCURACY] = f"{test.int8_accuracy:.6f}"
     props[C.META_INT8_FORMAT] = portable_format(cfg)
+    props[C.META_INT8_TARGETS] = ",".join(cfg.made_for)
     settings = {k: v for k, v in to_jsonable(cfg).items() if k != "speed_seconds"}  # how long the report timed: not the model's
     props[C.META_QUANTIZATION] = json.dumps({**settings, "nodes_in_float": sorted(why),
                                              "guard_drop_pp": round(drop_pp, 4)}, sort_keys=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..core.contract import META_INT8_TARGETS
 from ..core.errors import ConfigError, ModelFileError
 from .model_file import fields
 
@@ -87,6 +88,7 @@ class ModelOps:
     opsets: dict  # opset domain -> version
     ops: frozenset  # (domain, op type) of the main graph's nodes
     qdq_zero_point_types: frozenset  # TensorProto data types of the Q/DQ zero points held as initializers
+    made_for: tuple = ()  # an int8 model's metadata: the runtimes its form was made for (cnn_edge.int8_targets)
 
     @property
     def is_int8(self) -> bool:
@@ -132,7 +134,7 @@ def read_model_ops(path: Path) -> ModelOps:
 def model_ops(data: bytes, path: Path | str = "the model") -> ModelOps:
     """IR version, opsets (ModelProto fields 1 and 8) and the graph's operators (field 7) of an
     ONNX model's bytes; `path` names it in errors."""
-    ir, opsets, ops, zero_point_types = None, {}, set(), set()
+    ir, opsets, ops, zero_point_types, made_for = None, {}, set(), set(), ()
     try:
         for number, wire, value in fields(data):
             if number == 1 and wire == 0:
@@ -142,11 +144,15 @@ def model_ops(data: bytes, path: Path | str = "the model") -> ModelOps:
                 opsets[_text(entry.get(1, b"")) or ONNX_DOMAIN] = int(entry.get(2, 1))
             elif number == 7 and wire == 2:
                 ops, zero_point_types = _graph_ops(value)
+            elif number == 14 and wire == 2:  # metadata_props: StringStringEntryProto, key 1, value 2
+                entry = {n: v for n, _, v in fields(value)}
+                if _text(entry.get(1, b"")) == META_INT8_TARGETS:
+                    made_for = tuple(_text(entry.get(2, b"")).split(","))
     except (ModelFileError, UnicodeDecodeError, IndexError, ValueError):
         raise ModelFileError(f"{path} is not an ONNX model (cannot read its header)") from None
     if ir is None:
         raise ModelFileError(f"{path} is not an ONNX model (no IR version)")
-    return ModelOps(ir, opsets, frozenset(ops), frozenset(zero_point_types))
+    return ModelOps(ir, opsets, frozenset(ops), frozenset(zero_point_types), made_for)
 
 
 def is_int8_model(model: bytes | str | Path, path: str | Path | None = None) -> bool:
@@ -195,6 +201,8 @@ def _limits_text(lim: RuntimeLimits) -> str:
 
 
 def check_targets(path: Path, targets=DEFAULT_TARGETS) -> list[Compatibility]:
+    """Will each target runtime load the model at `path`? For an int8 model made for other runtimes
+    (its cnn_edge.int8_targets), the message also says which form serves the target."""
     unknown = [t for t in targets if t not in TARGETS]
     if unknown:
         raise ConfigError(f"unknown target runtime {unknown[0]!r}; choose from {', '.join(TARGETS)}")
@@ -206,13 +214,25 @@ def check_targets(path: Path, targets=DEFAULT_TARGETS) -> list[Compatibility]:
         problems = _problems(m, lim)
         message = (f"{lim.name} ({_limits_text(lim)}): model has IR {m.ir_version}, opset "
                    f"{m.opsets.get(ONNX_DOMAIN, 0)}, operators of {', '.join(domains)}"
-                   + ("" if not problems else f" ({'; '.join(problems)}: it will refuse this model; {_fix(problems)})"))
+                   + ("" if not problems else f" ({'; '.join(problems)}: it will refuse this model; {_fix(problems, t)})"))
+        if not problems and m.is_int8 and m.made_for and t.split("-")[0] not in m.made_for:
+            message += f"; it loads, but this int8 form is made for {', '.join(m.made_for)}: {_form_for(t)}"
         out.append(Compatibility(t, lim.name, not problems, message))
     return out
 
 
-def _fix(problems: list[str]) -> str:
+def _form_for(target: str) -> str:
+    """Which int8 form serves `target`, and how to make it."""
+    if target == "tensorrt":
+        return ("TensorRT's form is made by cnn-edge quantize FP32_MODEL --target tensorrt "
+                "(or cnn-edge pipeline --int8-target tensorrt)")
+    return ("the release's int8 model (exports/mnist_cnn.int8.onnx), or cnn-edge quantize FP32_MODEL with its "
+            "default --target ort, is the fastest form there")
+
+
+def _fix(problems: list[str], target: str) -> str:
     if any(p.startswith(("operators", "Q/DQ")) for p in problems):
-        return ("quantize to the portable form: cnn-edge quantize MODEL with its defaults (QDQ, int8 activations, "
-                "--symmetric, --float-bias), not --format qoperator or --dynamic")
+        if target == "tensorrt":
+            return _form_for("tensorrt")
+        return "quantize to a QDQ form: cnn-edge quantize FP32_MODEL (not --format qoperator or --dynamic)"
     return "re-export with a lower opset or IR version, or upgrade the runtime"

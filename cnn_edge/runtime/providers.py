@@ -10,8 +10,8 @@ registered with register_execution_provider_library), so ONNX Runtime stays the 
 precision is explicit: an fp32 model runs with OpenVINO's f32 hint unless bf16 or f16 is asked for.
 
 The order `auto` tries: tensorrt, cuda (when built in; they need a GPU), then openvino for an int8
-model on an Intel CPU when the plugin is installed and has a device (it ran int8 1.6x faster than
-ONNX Runtime's CPU kernels on an Intel Xeon, issue 14; docs/prediction.md), then cpu.
+model on an Intel CPU when the plugin is installed and has a device, then cpu. A fixed rule, from
+measurements (docs/prediction.md), never a benchmark at start-up: AUTO_PICKS says why each is taken.
 """
 from __future__ import annotations
 
@@ -108,6 +108,16 @@ def _cpu_fallback(session, wanted: str) -> list[str]:
     return [f"{n.op_type} {n.name}" for g in groups if g.ep_name != wanted for n in g.get_nodes()]
 
 
+# Why auto takes each provider when it starts: the first words of its reason line.
+AUTO_PICKS = {
+    "tensorrt": "TensorRT started on the GPU, auto's first choice",
+    "cuda": "CUDA started on the GPU",
+    "openvino": ("an int8 model on an Intel CPU, where OpenVINO's int8 kernels ran 3.55x ONNX Runtime's CPU provider "
+                 "(batch 256, Intel Xeon, the previous int8 release; docs/prediction.md)"),
+    "cpu": "ONNX Runtime's CPU provider",
+}
+
+
 def auto_order(is_int8: bool) -> tuple[list[str], list[str]]:
     """(providers auto tries, in order; why each other one is skipped)."""
     built_in, skipped = available(), []
@@ -186,7 +196,8 @@ def create_session(path: str, model: bytes, options_factory, provider: str = "au
             if precision != "f32" and name != "openvino":
                 raise ConfigError(f"--precision {precision} applies to OpenVINO, and auto picked {name}; "
                                   "add --provider openvino")
-            why = "asked for" if provider != "auto" else "auto, " + ("; ".join(skipped) if skipped else "the best there is")
+            why = "asked for" if provider != "auto" else \
+                f"auto: {AUTO_PICKS[name]}" + (f"; skipped {'; '.join(skipped)}" if skipped else "")
             return session, Choice(name, why, precision if name == "openvino" else None,
                                    _cpu_fallback(session, PROVIDERS[name]) if name != "cpu" else [])
         skipped.append(f"{name}: did not start ({reason or 'no reason given by ONNX Runtime'})")

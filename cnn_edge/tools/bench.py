@@ -1,8 +1,10 @@
 """`cnn-edge bench`: latency and throughput of every backend, in one run, on this machine.
 
-ONNX models run on ONNX Runtime (torch-free, runtime/timing.py), on the chosen provider and, when
-the OpenVINO plugin has a device here, on `openvino` too; the OpenVINO runtime itself joins as a
-peer when it is installed. PyTorch eager joins only when a checkpoint is given (or found beside the
+ONNX models run on ONNX Runtime (torch-free, runtime/timing.py): on the chosen provider, on the CPU
+provider as the baseline every other row is read against (when the chosen one is another), and,
+when the OpenVINO plugin has a device here, on `openvino` too; the OpenVINO runtime itself joins as
+a peer when it is installed. Each row names the runtime, the provider (or device), the model's
+precision and, apart, OpenVINO's inference precision. PyTorch eager joins only when a checkpoint is given (or found beside the
 model) and torch is installed; otherwise torch is never imported. A backend that cannot run here
 leaves a note saying why, never a silent gap.
 """
@@ -43,10 +45,11 @@ class BenchConfig:
 
 @dataclass
 class BenchRow:
-    backend: str  # "onnxruntime", "openvino" (the OpenVINO runtime itself) or "pytorch"
+    runtime: str  # "onnxruntime", "openvino" (the OpenVINO runtime itself) or "pytorch"
+    provider: str  # ONNX Runtime's provider that ran it (cpu, cuda, openvino, ...), OpenVINO's device, or torch's
     model: str  # file name, or "eager (...)"
-    precision: str  # fp32 or int8
-    device: str  # provider (with OpenVINO's precision hint), OpenVINO device, or torch device that ran it
+    model_precision: str  # the model's: fp32 or int8
+    inference_precision: Optional[str]  # OpenVINO's inference precision hint (f32, bf16, f16); None: the model's own
     batch_size: int
     runs: int
     p50_ms: float
@@ -76,11 +79,12 @@ def default_checkpoint(models: list[Path]) -> Optional[Path]:
     return next((checkpoint_beside(m) for m in models if checkpoint_beside(m).is_file()), None)
 
 
-def _rows(backend: str, model, name: str, precision: str, device: str, cfg: BenchConfig) -> list[BenchRow]:
+def _rows(runtime: str, provider: str, model, name: str, precision: str, inference: Optional[str],
+          cfg: BenchConfig) -> list[BenchRow]:
     rows = []
     for b in cfg.batch_sizes:
         s = measure(model, b, cfg.seconds)
-        rows.append(BenchRow(backend, name, precision, device, b, s.runs, s.p50_ms, s.p90_ms, s.p99_ms,
+        rows.append(BenchRow(runtime, provider, name, precision, inference, b, s.runs, s.p50_ms, s.p90_ms, s.p99_ms,
                              s.images_per_second))
     return rows
 
@@ -92,18 +96,19 @@ def bench_onnx(path: Path, cfg: BenchConfig, provider: Optional[str] = None) -> 
     # cfg.precision is OpenVINO's: the other providers run the model's own (open_model refuses it there).
     model = open_model(path, provider=provider, threads=cfg.threads,
                        precision=cfg.precision if provider == "openvino" else "f32")
-    device = model.provider + (f" ({model.choice.precision})" if model.choice.precision else "")
-    return _rows("onnxruntime", model, path.name, "int8" if model.is_int8 else "fp32", device, cfg)
+    return _rows("onnxruntime", model.provider, model, path.name, "int8" if model.is_int8 else "fp32",
+                 model.choice.precision, cfg)
 
 
-def bench_openvino(path: Path, cfg: BenchConfig, report: "BenchReport", precision: str) -> list[BenchRow]:
-    """The plugin through ONNX Runtime (unless that is the chosen provider already), then the
-    OpenVINO runtime itself; each one that cannot run here adds a note instead. `precision`: the
-    model's (fp32 or int8), as its ONNX Runtime rows found it."""
+def bench_openvino(path: Path, cfg: BenchConfig, report: "BenchReport", precision: str,
+                   plugin: bool = True) -> list[BenchRow]:
+    """The plugin through ONNX Runtime (when `plugin`: not run already), then the OpenVINO runtime
+    itself; each one that cannot run here adds a note instead. `precision`: the model's (fp32 or
+    int8), as its ONNX Runtime rows found it."""
     from .openvino_peer import open_openvino
 
     rows = []
-    if cfg.provider != "openvino":
+    if plugin:
         try:
             rows += bench_onnx(path, cfg, provider="openvino")
         except ConfigError as exc:
@@ -113,7 +118,7 @@ def bench_openvino(path: Path, cfg: BenchConfig, report: "BenchReport", precisio
     except (ConfigError, ModelFileError) as exc:
         _note(report, f"OpenVINO runtime skipped for {path.name}: {exc}")
         return rows
-    return rows + _rows("openvino", peer, path.name, precision, f"CPU ({peer.precision})", cfg)
+    return rows + _rows("openvino", "CPU", peer, path.name, precision, peer.precision, cfg)
 
 
 def _note(report: "BenchReport", note: str) -> None:
@@ -142,9 +147,14 @@ def bench_torch(checkpoint: Path, cfg: BenchConfig) -> list[BenchRow]:
                 torch.cuda.synchronize()
 
         s = measure_fn(run, b, cfg.seconds)
-        rows.append(BenchRow("pytorch", f"eager ({checkpoint.name})", "fp32", str(dev), b, s.runs, s.p50_ms,
+        rows.append(BenchRow("pytorch", str(dev), f"eager ({checkpoint.name})", "fp32", None, b, s.runs, s.p50_ms,
                              s.p90_ms, s.p99_ms, s.images_per_second))
     return rows
+
+
+def describe(row: BenchRow) -> str:
+    """What ran a row, in words: the provider or device, and OpenVINO's inference precision if any."""
+    return row.provider + (f", infers {row.inference_precision}" if row.inference_precision else "")
 
 
 def run_bench(models: list[Path], cfg: BenchConfig = BenchConfig()) -> BenchReport:
@@ -161,9 +171,12 @@ def run_bench(models: list[Path], cfg: BenchConfig = BenchConfig()) -> BenchRepo
         report.notes.append("OpenVINO rows skipped: not installed (pip install 'cnn-edge[openvino]')")
     for path in models:
         rows = bench_onnx(Path(path), cfg)
+        ran = rows[0].provider
+        if ran != "cpu":  # the baseline the other rows are read against (auto may have picked another)
+            rows += bench_onnx(Path(path), cfg, provider="cpu")
         report.rows += rows
         if with_openvino:
-            report.rows += bench_openvino(Path(path), cfg, report, rows[0].precision)
+            report.rows += bench_openvino(Path(path), cfg, report, rows[0].model_precision, plugin=ran != "openvino")
     if cfg.use_torch is False:
         return report
     checkpoint = cfg.checkpoint or default_checkpoint(models)
@@ -186,7 +199,7 @@ def plot_png(report: BenchReport) -> bytes:
     fig, (ax_t, ax_l) = plt.subplots(1, 2, figsize=(11, 4.2))
     series: dict[str, list[BenchRow]] = {}
     for r in report.rows:
-        series.setdefault(f"{r.backend} {r.model} ({r.device})", []).append(r)
+        series.setdefault(f"{r.runtime} {r.model} ({describe(r)})", []).append(r)
     for name, rows in series.items():
         bs = [r.batch_size for r in rows]
         ax_t.plot(bs, [r.images_per_second for r in rows], marker="o", label=name)
