@@ -93,6 +93,15 @@ def test_quantize_target_on_the_command_line(tiny_onnx, tiny_mnist, tmp_path):
     assert bad.exit_code == 2 and "--target tensorrt" in bad.stderr and not (tmp_path / "x.onnx").exists()
 
 
+def test_pipeline_names_a_bad_int8_target(tiny_mnist, tmp_path):
+    from conftest import assert_one_line_error
+
+    result = CliRunner().invoke(app, ["pipeline", "--int8-target", "jetson", "--data-dir", str(tiny_mnist), "--run-dir",
+                                      str(tmp_path / "run"), "-q"])
+    assert_one_line_error(result, 2, "'jetson'")
+    assert not (tmp_path / "run").exists()
+
+
 def test_targets_are_checked():
     with pytest.raises(ConfigError, match="'jetson'"):
         QuantConfig(target="jetson")

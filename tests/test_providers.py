@@ -78,8 +78,11 @@ def test_unknown_provider(tiny_onnx):
 
 
 def test_auto_says_what_it_picked_and_why_not_the_others(tiny_onnx):
+    from cnn_edge.runtime.providers import AUTO_PICKS
+
     choice = open_model(tiny_onnx, provider="auto").choice
-    assert choice.reason.startswith("auto")
+    assert choice.reason.startswith(f"auto: {AUTO_PICKS[choice.provider]}")  # why this one, first
+    assert choice.provider not in choice.reason.split("; skipped", 1)[-1].split(":")[0]  # never listed as skipped
     for other in set(PROVIDERS) - set(available()):
         assert other in choice.reason  # every provider it did not take is named with the reason
 
