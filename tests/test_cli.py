@@ -79,7 +79,7 @@ def test_pipeline_releases_everything(tiny_release, tiny_mnist):
             "pipeline.json"} <= names
     card = (out / "MODEL_CARD.md").read_text()
     summary = json.loads((out / "pipeline.json").read_text())
-    assert summary["schema"] == "cnn-edge-pipeline/2" and summary["params"] == SPEC_PARAMS
+    assert summary["schema"] == "cnn-edge-pipeline/3" and summary["params"] == SPEC_PARAMS
     assert summary["reproduce"].startswith("cnn-edge pipeline --recipe default --seed 0 --epochs 1 --batch-size 64")
     assert summary["reproduce"] in card and f"{SPEC_PARAMS:,}" in card
     assert f"{summary['quantization']['test']['int8_accuracy']:.2%}" in card  # the int8 section
@@ -231,6 +231,6 @@ def test_the_main_job_talks_and_releases_into_its_run_folder(tiny_mnist, tmp_pat
     epochs = [line for line in lines if line.startswith("epoch ")]
     assert [e.split(":")[0] for e in epochs] == ["epoch 1/2", "epoch 2/2"]
     assert all("val acc" in e and "ETA" in e and "elapsed" in e for e in epochs)
-    assert [line for line in lines if line.startswith("== ")] == ["== train", "== export", "== validate", "== quantize",
-                                                                   "== release"]
+    assert [line.split(" (")[0] for line in lines if line.startswith("== ")] == [
+        "== train", "== export", "== validate", "== quantize", "== release", "== done"]
     assert (tmp_path / "run" / "release" / "mnist_cnn.onnx").is_file() and not (tmp_path / "exports").exists()

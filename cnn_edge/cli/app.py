@@ -25,6 +25,7 @@ app = typer.Typer(
 # Exit codes every command shares (predict adds EXIT_SOME_FAILED).
 EXIT_PARITY_FAILED = ParityError.exit_code
 EXIT_BAD_INPUT = 2
+EXIT_FP32_ONLY = 4  # pipeline: the fp32 model was released, but no int8 model met parity (the card says why)
 EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a standard tool whose reader went away
 # Libraries of the `train` extra: a command that needs one says which install brings it.
@@ -105,8 +106,23 @@ def print_json(report) -> None:
 
 
 def stage_printer(enabled: bool):
-    """`on_stage` for the long jobs: '== train' etc. on stderr, or nothing."""
-    return (lambda stage: typer.echo(f"== {stage}", err=True)) if enabled else (lambda stage: None)
+    """`on_stage` for the long jobs: '== train' etc. on stderr, each with how long the stage before it
+    took (call it with "done" at the end for the last one's), or nothing."""
+    import time
+
+    last: list = []  # (stage, when it started)
+
+    def say(stage: str) -> None:
+        now = time.perf_counter()
+        took = f" ({last[0][0]} took {_duration(now - last[0][1])})" if last else ""
+        last[:] = [(stage, now)]
+        typer.echo(f"== {stage}{took}", err=True)
+
+    return say if enabled else (lambda stage: None)
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.1f} s" if seconds < 60 else f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
 
 
 DataDirOpt = typer.Option(None, "--data-dir", help="MNIST folder (4 IDX files, gzipped or not). Default: $CNN_EDGE_DATA, then ./datasets (downloaded).")

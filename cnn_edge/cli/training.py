@@ -12,7 +12,7 @@ from ..core.constants import SPEC_ARCH
 from ..core.errors import ConfigError
 from ..release.quantize import INT8_TARGETS, QuantConfig
 from ..training.recipes import DEFAULT_RECIPE, DEVICES, RECIPES, TrainConfig
-from .app import DataDirOpt, JsonOpt, QuietOpt, app, choices, handle_errors, plural, print_json, stage_printer
+from .app import EXIT_FP32_ONLY, DataDirOpt, JsonOpt, QuietOpt, app, choices, handle_errors, plural, print_json, stage_printer
 
 Arch = choices("Arch", ARCHITECTURES)
 Recipe = choices("Recipe", RECIPES)
@@ -101,7 +101,8 @@ def pipeline(
     arch: Arch = ArchOpt, recipe: Recipe = RecipeOpt, epochs: Optional[int] = EpochsOpt,
     batch_size: Optional[int] = BatchOpt, lr: Optional[float] = LrOpt, seed: int = SeedOpt, device: Device = DeviceOpt,
     data_dir: Optional[str] = DataDirOpt, limit_train: Optional[int] = LimitOpt,
-    val_size: Optional[int] = ValOpt, resume: bool = ResumeOpt, quiet: bool = QuietOpt, as_json: bool = JsonOpt,
+    val_size: Optional[int] = ValOpt, quiet: bool = QuietOpt, as_json: bool = JsonOpt,
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --run-dir from its last finished epoch (a finished run is released again without training)."),
     speed_seconds: float = typer.Option(QuantConfig().speed_seconds, "--speed-seconds", help="Seconds the fp32 and int8 models are timed per batch size for the report and the card (0: not timed)."),
     int8_target: str = typer.Option(QuantConfig().target, "--int8-target", help=f"The runtimes the released int8 model is made for: {' or '.join(INT8_TARGETS)} (cnn-edge quantize --help)."),
     requantize: bool = typer.Option(False, "--requantize", help="Train nothing: quantize the fp32 model released in --out-dir again with the current int8 settings, check int8 parity, then replace its int8 model, pipeline.json and model card."),
@@ -141,16 +142,25 @@ def pipeline(
         typer.echo(f"plan: train {arch.value} for {plural(train_cfg.epochs, 'epoch')} on {images:,} images (recipe "
                    f"{train_cfg.recipe}, device {device.value}), export to ONNX, validate against PyTorch, quantize to "
                    f"int8 and validate that, write test vectors, then release into {out_dir}; an estimate of the "
-                   f"duration follows the first {ESTIMATE_AFTER_STEPS} steps", err=True)
+                   f"duration follows {ESTIMATE_AFTER_STEPS} steps past the warm-up", err=True)
+    on_stage = stage_printer(not (as_json or quiet))
     with training_progress(epochs=train_cfg.epochs, enabled=not quiet) as tp:
         summary = run_pipeline(cfg, data, progress=notes_then(notes, tp and tp.step, enabled=not quiet),
                                on_epoch=tp and tp.epoch_end,
-                               on_stage=stage_printer(not (as_json or quiet)))
+                               on_stage=on_stage)
+    on_stage("done")
     if as_json:
         print_json(summary)
-        return
+    else:
+        _say_released(summary, out_dir)
+    if summary.int8_not_released:
+        raise typer.Exit(EXIT_FP32_ONLY)
+
+
+def _say_released(summary, out_dir: Path) -> None:
     v, q = summary.validation, summary.quantization
+    int8 = (f"int8 NOT released: {summary.int8_not_released}" if summary.int8_not_released else
+            f"int8 test accuracy {q.test.int8_accuracy:.2%}, {q.size_ratio:.1%} of the fp32 size")
     typer.echo(f"released {', '.join(f.name for f in summary.files)} and the model card in {out_dir}: "
                f"test accuracy {v.accuracy:.2%}, parity top-1 {v.parity.top1_agreement:.2%}, "
-               f"max abs diff {v.parity.max_abs_diff_probabilities:.2g}; int8 test accuracy "
-               f"{q.test.int8_accuracy:.2%}, {q.size_ratio:.1%} of the fp32 size")
+               f"max abs diff {v.parity.max_abs_diff_probabilities:.2g}; {int8}")

@@ -16,6 +16,7 @@ from ..core import artifacts
 from ..core import contract as C
 from ..core.arch import total_params
 from ..core.constants import SPEC_ARCH
+from ..core.errors import ParityError, first_line
 from ..core.files import check_writable
 from ..core.machine import machine_description
 from ..training.checkpoint import config_path
@@ -25,7 +26,7 @@ from ..training.recipes import TrainConfig, held_out_size, sized_for
 from ..training.train import ProgressFn, train
 from .publish import SCHEMA, PipelineSummary, copy_in, publish
 from .export import export_onnx, tool_versions
-from .quantize import QuantConfig, quantize_model
+from .quantize import Int8GuardError, QuantConfig, quantize_model
 from .validate import validate_model
 from .vectors import write_test_vectors
 
@@ -76,8 +77,9 @@ def sized_for_data(cfg: PipelineConfig, train_images: int) -> tuple[PipelineConf
 def run_pipeline(cfg: PipelineConfig, data: MnistData, *, progress: ProgressFn | None = None,
                  on_epoch: Callable | None = None, on_stage: Callable[[str], None] = lambda stage: None) -> PipelineSummary:
     """Train, export, validate, quantize, write test vectors, release. Raises ParityError (and
-    releases nothing) when the exported model does not match PyTorch, or the int8 model misses the
-    int8 tolerances (unless cfg.require_int8_parity is off). Held-out splits too large for
+    releases nothing) when the exported model does not match PyTorch. When no int8 model meets the
+    int8 criterion (the guard's, then the int8 validation's; unless cfg.require_int8_parity is off),
+    the fp32 model is released alone and summary.int8_not_released says why. Held-out splits too large for
     data.train are shrunk first (sized_for_data); the summary records the sizes used."""
     cfg, _ = sized_for_data(cfg, len(data.train))
     arch, run_dir, out_dir = cfg.arch, cfg.run_dir, cfg.out_dir
@@ -93,20 +95,31 @@ def run_pipeline(cfg: PipelineConfig, data: MnistData, *, progress: ProgressFn |
     validation.raise_for_failures()
     staged_vectors = write_test_vectors(trained.checkpoint, run_dir / artifacts.VECTORS_FILE, data.test)
     on_stage("quantize")
-    quant = quantize_model(staged_fp32, staged_int8, cfg.quant, data.train, data.test)
-    int8_validation = validate_model(staged_int8, data.test, checkpoint=trained.checkpoint)
-    if cfg.require_int8_parity:
-        int8_validation.raise_for_failures()
+    # A trained model is never thrown away: when no int8 model meets parity, even with layers kept in
+    # float, the fp32 release goes out alone, and the summary, the card and the exit code say why.
+    quant = int8_validation = None
+    int8_not_released = None
+    try:
+        quant = quantize_model(staged_fp32, staged_int8, cfg.quant, data.train, data.test)
+        int8_validation = validate_model(staged_int8, data.test, checkpoint=trained.checkpoint)
+        if cfg.require_int8_parity:
+            int8_validation.raise_for_failures()
+    except (Int8GuardError, ParityError) as exc:
+        int8_not_released = first_line(exc, 500)
 
     on_stage("release")
     files = copy_in(out_dir, {
         artifacts.fp32_file(arch): (staged_fp32, "ONNX model, fp32, self-contained"),
         f"{artifacts.model_name(arch)}.safetensors": (trained.checkpoint, "PyTorch weights (safetensors)"),
         f"{artifacts.model_name(arch)}.json": (config_path(trained.checkpoint), "checkpoint config: model, recipe, history"),
-        artifacts.int8_file(arch): (staged_int8, "ONNX model, int8 (static, ONNX Runtime quantization)"),
+        **({} if int8_not_released else
+           {artifacts.int8_file(arch): (staged_int8, "ONNX model, int8 (static, ONNX Runtime quantization)")}),
         artifacts.side_file(arch, artifacts.VECTORS_FILE): (staged_vectors, "test vectors: MNIST test images and PyTorch's outputs (exports/README.md)"),
     })
+    if int8_not_released:  # an int8 model of an earlier release must not sit beside this fp32 one
+        (out_dir / artifacts.int8_file(arch)).unlink(missing_ok=True)
     summary = PipelineSummary(SCHEMA, arch, total_params(arch), cfg.train, trained, exported, C.input_description(),
                               validation, quant, int8_validation, machine_description(), tool_versions(),
-                              reproduce_command(cfg, data.source), datetime.date.today().isoformat(), files)
+                              reproduce_command(cfg, data.source), datetime.date.today().isoformat(), files,
+                              int8_not_released)
     return publish(out_dir, summary)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Optional
 
 from ..core import artifacts
 from ..core.arch import DESCRIPTIONS
@@ -23,8 +24,9 @@ from .export import ExportReport
 from .quantize import QuantReport, portable_format
 from .validate import ValidationReport
 
-# The version of pipeline.json's layout (docs/reports.md). 2: typed reports, `schema` field.
-SCHEMA = "cnn-edge-pipeline/2"
+# The version of pipeline.json's layout (docs/reports.md). 2: typed reports, `schema` field. 3: a
+# release may hold fp32 alone (`int8_not_released`; `quantization` and `int8_validation` then null).
+SCHEMA = "cnn-edge-pipeline/3"
 
 
 @dataclass
@@ -47,13 +49,14 @@ class PipelineSummary:
     export: ExportReport
     input: dict  # the contract's input: name, dtype, shape, range
     validation: ValidationReport  # fp32 ONNX against PyTorch
-    quantization: QuantReport
-    int8_validation: ValidationReport
+    quantization: Optional[QuantReport]  # None when quantization found no int8 model (int8_not_released says why)
+    int8_validation: Optional[ValidationReport]
     machine: str
     tool_versions: dict[str, str]
     reproduce: str  # the command line that trains this again from scratch
     made: str  # the day it was released (ISO date); the model card says it
     files: list[ReleasedFile] = field(default_factory=list)
+    int8_not_released: Optional[str] = None  # why no int8 model was released with this fp32 one (None: it was)
 
 
 def copy_in(out_dir: Path, staged: dict[str, tuple[Path, str]]) -> list[ReleasedFile]:
@@ -102,6 +105,9 @@ def _what(s: PipelineSummary) -> list[str]:
 
 
 def _int8_section(s: PipelineSummary) -> list[str]:
+    if s.int8_not_released:
+        return ["## int8 model: not released", "", f"No int8 model met parity, even with layers kept in float: "
+                f"{s.int8_not_released}. The fp32 model above is the release.", ""]
     q, par, cfg = s.quantization, s.int8_validation.parity, s.quantization.config
     return [
         f"## int8 model (`{int8_file(s.arch)}`)",

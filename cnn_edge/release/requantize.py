@@ -16,7 +16,7 @@ from ..core import artifacts
 from ..core.files import atomic_write_bytes
 from ..training.data import MnistData
 from .export import tool_versions
-from .publish import PipelineSummary, publish, read_summary
+from .publish import PipelineSummary, ReleasedFile, publish, read_summary
 from .quantize import QuantConfig, quantize_model
 from .validate import validate_model
 
@@ -30,8 +30,9 @@ def requantize_release(release_dir: Path, data: MnistData, quant: QuantConfig = 
     fp32 = release_dir / artifacts.fp32_file(old.arch)
     int8 = release_dir / artifacts.int8_file(old.arch)
     checkpoint = artifacts.checkpoint_beside(fp32)
-    cfg = dataclasses.replace(quant, guard_size=old.quantization.config.guard_size,
-                              calibration=old.quantization.config.calibration)
+    before = old.quantization.config if old.quantization is not None else None  # None: released fp32 alone
+    cfg = dataclasses.replace(quant, guard_size=before.guard_size if before else old.train.val_size or quant.guard_size,
+                              calibration=before.calibration if before else quant.calibration)
     with tempfile.TemporaryDirectory(prefix="cnn-edge-requant.", dir=release_dir) as tmp:
         staged = Path(tmp) / int8.name
         report = quantize_model(fp32, staged, cfg, data.train, data.test)
@@ -40,5 +41,8 @@ def requantize_release(release_dir: Path, data: MnistData, quant: QuantConfig = 
         atomic_write_bytes(int8, staged.read_bytes())
     report = dataclasses.replace(report, int8_model=int8)
     validation = dataclasses.replace(validation, model=str(int8))
-    return publish(release_dir, dataclasses.replace(old, quantization=report, int8_validation=validation,
-                                                    tool_versions=tool_versions(), made=datetime.date.today().isoformat()))
+    files = old.files if any(f.name == int8.name for f in old.files) else \
+        [*old.files, ReleasedFile(int8.name, "ONNX model, int8 (static, ONNX Runtime quantization)", 0, "")]
+    return publish(release_dir, dataclasses.replace(old, quantization=report, int8_validation=validation, files=files,
+                                                    int8_not_released=None, tool_versions=tool_versions(),
+                                                    made=datetime.date.today().isoformat()))

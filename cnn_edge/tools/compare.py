@@ -77,6 +77,8 @@ class CompareReport:
 def _result(summary) -> ArchResult:
     """The figures of one architecture, read from its PipelineSummary."""
     q, seconds = summary.quantization, [h.seconds for h in summary.training.history]
+    if q is None:  # compare's table has int8 columns for every architecture
+        raise ConfigError(f"{summary.arch}: no int8 model: {summary.int8_not_released}")
     return ArchResult(
         arch=summary.arch, description=DESCRIPTIONS[summary.arch], params=summary.params,
         test_accuracy=summary.validation.accuracy, int8_test_accuracy=q.test.int8_accuracy,
