@@ -14,7 +14,7 @@ import pytest
 from cnn_edge.distributed import engine
 from cnn_edge.prediction import job, local
 from cnn_edge.tools import compare
-from cnn_edge.release import publish
+from cnn_edge.release import diagnose, publish
 from cnn_edge.core.artifacts import RELEASE_DIR, SUMMARY_FILE
 from cnn_edge.core.reports import dumps, to_jsonable
 from conftest import REPO
@@ -40,7 +40,8 @@ def field_names(cls, seen=None) -> set[str]:
 
 
 @pytest.mark.parametrize("report", [publish.PipelineSummary, compare.CompareReport, job.PredictSummary,
-                                    local.LocalFigures, engine.RayFigures])
+                                    local.LocalFigures, engine.RayFigures,
+                                    diagnose.DiagnoseReport])
 def test_every_field_is_documented(report):
     documented = set(re.findall(r"`([a-z_0-9]+)`", DOC))
     assert field_names(report) - documented == set()

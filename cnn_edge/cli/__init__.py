@@ -3,6 +3,7 @@
     app        the typer app, shared options, errors -> exit codes
     training   info, train, pipeline
     onnx_files export, vectors, validate, quantize
+    diagnose   diagnose
     runtime    predict, bench, demo (torch-free)
     compare    compare
     progress   the progress bars (the only place that draws them)
@@ -15,6 +16,7 @@ from .app import app
 # Each module registers its commands on `app`; this order is the order of `cnn-edge --help`.
 from . import training  # noqa: F401,E402
 from . import onnx_files  # noqa: F401,E402
+from . import diagnose  # noqa: F401,E402
 from . import compare  # noqa: F401,E402
 from . import runtime  # noqa: F401,E402
 

@@ -107,7 +107,7 @@ def validate(
                                 targets=tuple(t.value for t in target), provider=provider.value,
                                 precision=precision.value)
     print_json(report) if as_json else _print_validation(report)
-    report.raise_for_failures()
+    report.raise_for_failures(checkpoint)
 
 
 def _print_quant_report(r) -> None:

@@ -40,12 +40,13 @@ class ParityError(CnnEdgeError):
 
     exit_code = 1
 
-    def __init__(self, failures: list[str]):
+    def __init__(self, failures: list[str], hint: str | None = None):
         self.failures = failures
-        super().__init__("parity failed: " + "; ".join(failures))
+        self.hint = hint  # what to run next, at the end of the one line
+        super().__init__("parity failed: " + "; ".join(failures) + (f"; {hint}" if hint else ""))
 
     def __reduce__(self):  # picklable as itself (it crosses Ray, as every error here does)
-        return type(self), (self.failures,)
+        return type(self), (self.failures, self.hint)
 
 
 class ImageError(ValueError):

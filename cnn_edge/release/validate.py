@@ -77,9 +77,19 @@ class ValidationReport:
     def passed(self) -> bool:
         return self.parity is None or not self.parity.failures
 
-    def raise_for_failures(self) -> None:
+    def raise_for_failures(self, checkpoint: Path | str | None = None) -> None:
+        """ParityError naming every failure, and the `cnn-edge diagnose` command that finds the first
+        layer where the model parts from `checkpoint` (diagnose is not run here: it costs a pass of
+        its own, and a failing release wants the one line first)."""
         if self.parity is not None and self.parity.failures:
-            raise ParityError(self.parity.failures)
+            raise ParityError(self.parity.failures, diagnose_hint(self.model, checkpoint))
+
+
+def diagnose_hint(model: Path | str, checkpoint: Path | str | None) -> str:
+    import shlex
+
+    ckpt = shlex.quote(str(checkpoint)) if checkpoint is not None else "CHECKPOINT"
+    return f"find the first diverging layer with: cnn-edge diagnose {shlex.quote(str(model))} --checkpoint {ckpt}"
 
 
 def confusion_matrix(labels: np.ndarray, predictions: np.ndarray) -> np.ndarray:
