@@ -128,3 +128,26 @@ def test_the_repro_replays(test_images, tmp_path):
         assert 0.5 * row.max_abs_diff <= np.abs(err).max() <= row.max_abs_diff * 1.001
     np.testing.assert_allclose(by_ort, by_ref, atol=1e-4)
     assert "ReferenceEvaluator" in (folder / "README.md").read_text()
+
+
+def test_one_model_on_two_providers(tiny_onnx, tiny_mnist):
+    """The third mode: MODEL on --provider against MODEL on --against-provider, every float tensor
+    against itself. The CPU against itself parts nowhere; a provider that cannot start here is one line."""
+    from typer.testing import CliRunner
+
+    from cnn_edge.cli import app
+    from conftest import assert_one_line_error
+    from cnn_edge.runtime.providers import available
+
+    def run(*args):
+        return CliRunner().invoke(app, ["diagnose", str(tiny_onnx), "--samples", "64", "--data-dir", str(tiny_mnist),
+                                        *args, "--json"])
+
+    same = run("--provider", "cpu", "--against-provider", "cpu")
+    assert same.exit_code == 0, same.output
+    report = json.loads(same.stdout)
+    assert report["mode"] == "providers" and report["first_diverging_layer"] is None
+    assert len(report["layers"]) >= 5 and all(r["max_abs_diff"] == 0 for r in report["layers"])
+    assert_one_line_error(run("--provider", "cpu"), 2, "--against-provider")
+    if "cuda" not in available():
+        assert_one_line_error(run("--provider", "cuda", "--against-provider", "cpu"), 2, "cuda")

@@ -138,3 +138,17 @@ def test_a_guard_larger_than_the_data_names_guard_size(tiny_onnx, tiny_data, tmp
     with pytest.raises(ConfigError, match="--guard-size 5000 .* 640 .*e.g. 64"):  # not --val-size: quantize has none
         quantize_model(tiny_onnx, tmp_path / "q.onnx", QuantConfig(speed_seconds=0), tiny_data.train, tiny_data.test)
     assert not (tmp_path / "q.onnx").exists()
+
+
+def test_a_layer_kept_in_float_is_named_with_its_sqnr(tiny_onnx, tiny_data, tmp_path, monkeypatch):
+    """The guard's report names each layer it kept in float, with what quantizing it cost and the
+    SQNR its output had when everything was quantized. (The tiny model quantizes cleanly, so the
+    criterion is made to want one layer in float.)"""
+    from cnn_edge.release import quantize as Q
+
+    monkeypatch.setattr(Q._Attempts, "holds", lambda self, step: len(step.excluded) >= 1)
+    r = quantize_model(tiny_onnx, tmp_path / "q.onnx", QuantConfig(calibration=64, guard_size=128, speed_seconds=0),
+                       tiny_data.train, tiny_data.test)
+    assert len(r.nodes_in_float) == 1
+    (reason,) = r.nodes_in_float.values()
+    assert "top-1 agreement" in reason and "SQNR quantized:" in reason and reason.endswith(" dB")

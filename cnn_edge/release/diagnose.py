@@ -1,10 +1,12 @@
 """Find the first layer where two forms of one model part: `cnn-edge diagnose`.
 
-Two comparisons, each a reference side and a candidate ONNX model run on the same real images:
+Three comparisons, each a reference side and a candidate ONNX model run on the same real images:
 
     checkpoint  PyTorch (forward hooks on every layer) vs its ONNX export
     onnx        an fp32 ONNX model vs another form of it (its int8 model, through the Q/DQ pairs,
                 or an fp32 copy)
+    providers   one ONNX model on two execution providers (and OpenVINO's precision): every float
+                tensor against itself
 
 The candidate's intermediate tensors are read by adding them as graph outputs on a copy of the
 model and running that copy in ONNX Runtime with graph optimizations disabled, so that fusion
@@ -62,7 +64,7 @@ class LayerDiff:
 class DiagnoseReport:
     model: str  # the candidate ONNX model
     reference: str  # the checkpoint or the reference ONNX model
-    mode: str  # checkpoint or onnx
+    mode: str  # checkpoint, onnx or providers
     precision: str  # fp32 or int8: the candidate's, which picks the rule
     rule: str  # the threshold, in words
     samples: int
@@ -101,9 +103,11 @@ def _float_tensors(model) -> dict[str, str]:
 class _Runner:
     """The model with extra outputs, in ONNX Runtime with every graph optimization off."""
 
-    def __init__(self, model, names: list[str], path: Path):
+    def __init__(self, model, names: list[str], path: Path, provider: str = "cpu", precision: str = "f32"):
         import onnx
         import onnxruntime as ort
+
+        from ..runtime.providers import create_session
 
         copy = onnx.ModelProto()
         copy.CopyFrom(model)
@@ -111,11 +115,20 @@ class _Runner:
         for name in names:
             if name not in present:
                 copy.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        opts.log_severity_level = 3
+        def options():
+            opts = ort.SessionOptions()
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+            opts.log_severity_level = 3
+            return opts
+
         try:
-            self.session = ort.InferenceSession(copy.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+            if provider == "cpu":
+                self.session = ort.InferenceSession(copy.SerializeToString(), options(), providers=["CPUExecutionProvider"])
+            else:  # an explicit provider that cannot start is one line (providers.py), never a silent CPU run
+                self.session, _ = create_session(str(path), copy.SerializeToString(), options, provider,
+                                                 precision=precision)
+        except ConfigError:
+            raise
         except Exception as exc:
             raise ModelFileError(f"{path}: ONNX Runtime cannot run it: {str(exc).splitlines()[0][:160]}") from None
         self.names = names
@@ -267,15 +280,17 @@ def _metadata(model, key: str) -> str | None:
 
 
 def diagnose(model_path: Path, images: np.ndarray, *, checkpoint: Path | None = None,
-             reference_model: Path | None = None, repro: Path | None = None) -> DiagnoseReport:
+             reference_model: Path | None = None, repro: Path | None = None,
+             providers: tuple[str, str] | None = None, precision: str = "f32") -> DiagnoseReport:
     """Compare `model_path` with its checkpoint (PyTorch) or with `reference_model` (an fp32 ONNX
     model) on `images` (uint8, N x 28 x 28), layer by layer.
 
     Raises ConfigError for two models that are not forms of one network or tensors that cannot be
     mapped, CheckpointError for a checkpoint of another network, ModelFileError for a bad file,
     OutputPathError for a non-empty --repro folder."""
-    if (checkpoint is None) == (reference_model is None):
-        raise ConfigError("diagnose needs exactly one reference: --checkpoint CKPT or a second model")
+    if sum(x is not None for x in (checkpoint, reference_model, providers)) != 1:
+        raise ConfigError("diagnose needs exactly one reference: --checkpoint CKPT, a second model, or "
+                          "--provider A --against-provider B")
     if len(images) < 1:
         raise ConfigError("--samples must be at least 1")
     if repro is not None:
@@ -284,9 +299,16 @@ def diagnose(model_path: Path, images: np.ndarray, *, checkpoint: Path | None = 
     candidate = _load(model_path)
     int8 = _is_int8(candidate)
     cand_tensors = _float_tensors(candidate)
+    cand_provider = "cpu"
     if checkpoint is not None:
         ref_runner, rows, unmapped = _torch_side(Path(checkpoint), candidate, model_path)
         reference_name, mode = str(checkpoint), "checkpoint"
+    elif providers is not None:  # one model, two providers: every float tensor against itself
+        cand_provider, against = providers
+        rows = [(n, n, op) for n, op in cand_tensors.items()]
+        unmapped = []
+        ref_runner = _Runner(candidate, [r for r, _, _ in rows] + [C.OUTPUT_LOGITS], model_path, against, precision)
+        reference_name, mode = f"{model_path} on {against}", "providers"
     else:
         reference = _load(Path(reference_model))
         if _is_int8(reference):
@@ -303,7 +325,8 @@ def diagnose(model_path: Path, images: np.ndarray, *, checkpoint: Path | None = 
     if not [r for r in rows if r[1] not in (C.INPUT_NAME, C.OUTPUT_LOGITS, C.OUTPUT_PROBABILITIES)]:
         raise ConfigError(f"no intermediate tensor of {model_path} maps to {reference_name}: "
                           "nothing to compare layer by layer")
-    cand_runner = _Runner(candidate, list(dict.fromkeys([c for _, c, _ in rows] + [C.OUTPUT_LOGITS])), model_path)
+    cand_runner = _Runner(candidate, list(dict.fromkeys([c for _, c, _ in rows] + [C.OUTPUT_LOGITS])), model_path,
+                          cand_provider, precision)
 
     stats = [_Stats() for _ in rows]
     top1 = []

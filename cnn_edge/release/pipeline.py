@@ -92,7 +92,7 @@ def run_pipeline(cfg: PipelineConfig, data: MnistData, *, progress: ProgressFn |
     exported = export_onnx(trained.checkpoint, staged_fp32)
     on_stage("validate")
     validation = validate_model(staged_fp32, data.test, checkpoint=trained.checkpoint)
-    validation.raise_for_failures()
+    validation.raise_for_failures(trained.checkpoint)
     staged_vectors = write_test_vectors(trained.checkpoint, run_dir / artifacts.VECTORS_FILE, data.test)
     on_stage("quantize")
     # A trained model is never thrown away: when no int8 model meets parity, even with layers kept in
@@ -103,7 +103,7 @@ def run_pipeline(cfg: PipelineConfig, data: MnistData, *, progress: ProgressFn |
         quant = quantize_model(staged_fp32, staged_int8, cfg.quant, data.train, data.test)
         int8_validation = validate_model(staged_int8, data.test, checkpoint=trained.checkpoint)
         if cfg.require_int8_parity:
-            int8_validation.raise_for_failures()
+            int8_validation.raise_for_failures(trained.checkpoint)
     except (Int8GuardError, ParityError) as exc:
         int8_not_released = first_line(exc, 500)
 

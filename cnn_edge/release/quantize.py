@@ -407,6 +407,14 @@ def quantize_model(model_path: Path, output: Path, cfg: QuantConfig, train: Mnis
         attempts = _Attempts(Path(model_path), cfg, calib, guard, fp32_top1, Path(tmp))
         best_path, kept, steps, why = _guarded_search(attempts, node_labels(proto))
         layer_sqnr = _layer_errors(attempts, best_path, kept.excluded, guard.images[:256])
+        if why:  # each layer kept in float, with the SQNR its output had when everything was quantized
+            everything = attempts.run([])[0]
+            quantized_sqnr = _layer_errors(attempts, everything, [], guard.images[:256])
+            label_of = node_labels(proto)
+            outputs = {label_of.get(n.name, n.name): n.output[0] for n in attempts.pre_proto.graph.node if n.output}
+            why = {name: reason + (f"; its output's SQNR quantized: {quantized_sqnr[outputs[name]]:.1f} dB"
+                                   if outputs.get(name) in quantized_sqnr else "")
+                   for name, reason in why.items()}
         int8 = open_model(best_path)
         comparison = _compare_on_test(fp32, int8, test)
         qproto = onnx.load(str(best_path))

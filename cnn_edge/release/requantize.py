@@ -37,7 +37,7 @@ def requantize_release(release_dir: Path, data: MnistData, quant: QuantConfig = 
         staged = Path(tmp) / int8.name
         report = quantize_model(fp32, staged, cfg, data.train, data.test)
         validation = validate_model(staged, data.test, checkpoint=checkpoint)
-        validation.raise_for_failures()
+        validation.raise_for_failures(checkpoint)
         atomic_write_bytes(int8, staged.read_bytes())
     report = dataclasses.replace(report, int8_model=int8)
     validation = dataclasses.replace(validation, model=str(int8))
