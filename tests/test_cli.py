@@ -108,6 +108,7 @@ def test_requantize_replaces_the_int8_model_and_its_record(tiny_release, tiny_mn
     assert is_int8_model(release / "mnist_cnn.int8.onnx")
     record = json.loads((release / "pipeline.json").read_text())
     assert record == json.loads(result.stdout) and record["int8_validation"]["passed"]
+    assert record["schema"] == "cnn-edge-pipeline/3"  # a re-made record is on the current schema
     assert {f["name"]: f["sha256"] for f in record["files"]} == {f["name"]: sha256_file(release / f["name"])
                                                                    for f in record["files"]}
     assert render_card(from_jsonable(PipelineSummary, record)) == (release / "MODEL_CARD.md").read_text()

@@ -16,7 +16,7 @@ from ..core import artifacts
 from ..core.files import atomic_write_bytes
 from ..training.data import MnistData
 from .export import tool_versions
-from .publish import PipelineSummary, ReleasedFile, publish, read_summary
+from .publish import SCHEMA, PipelineSummary, ReleasedFile, publish, read_summary
 from .quantize import QuantConfig, quantize_model
 from .validate import validate_model
 
@@ -43,6 +43,7 @@ def requantize_release(release_dir: Path, data: MnistData, quant: QuantConfig = 
     validation = dataclasses.replace(validation, model=str(int8))
     files = old.files if any(f.name == int8.name for f in old.files) else \
         [*old.files, ReleasedFile(int8.name, "ONNX model, int8 (static, ONNX Runtime quantization)", 0, "")]
-    return publish(release_dir, dataclasses.replace(old, quantization=report, int8_validation=validation, files=files,
+    return publish(release_dir, dataclasses.replace(old, schema=SCHEMA, quantization=report, int8_validation=validation,
+                                                    files=files,
                                                     int8_not_released=None, tool_versions=tool_versions(),
                                                     made=datetime.date.today().isoformat()))
