@@ -39,3 +39,20 @@ def test_missing_empty_and_unmatched_arguments_each_stay_as_a_row(tree):
     (tree / "empty").mkdir()
     specs = [str(tree / "*.tiff"), str(tree / "empty"), str(tree / "missing.png")]
     assert collect_inputs(specs) == specs  # each gets a row that says what was wrong
+
+
+def test_a_tree_a_thousand_levels_deep_is_walked(tmp_path):
+    """Hostile inputs round 2: no RecursionError, with -r or with **; the deepest file is found."""
+    import os
+
+    deep = tmp_path / "t"
+    path = deep
+    os.mkdir(deep)
+    for _ in range(1000):  # one level at a time: pathlib's own mkdir(parents=True) recurses
+        path = path / "d"
+        os.mkdir(path)
+    (path / "x.png").write_bytes(b"not really a png")
+    (deep / "top.png").write_bytes(b"not really a png")
+    found = collect_inputs([str(deep)], recursive=True)
+    assert found[0] == str(deep / "top.png") and found[-1] == str(path / "x.png") and len(found) == 2
+    assert collect_inputs([f"{deep}/**/*.png"], recursive=True) == sorted(found)

@@ -58,23 +58,29 @@ def _is_dir(entry: os.DirEntry) -> bool:
 
 def _walk(folder: str, recursive: bool, seen: set, keep=is_image_name, top: bool = True) -> Iterator[str]:
     """Files in `folder` that `keep` accepts (by name), sorted, sub-folders after files when
-    recursive; `seen` holds the folders walked already (device, inode)."""
+    recursive (depth first, in name order); `seen` holds the folders walked already (device, inode).
+    Iterative, with a stack of folders to visit: a tree of any depth (thousands of levels) is walked
+    without recursion."""
     seen.add(_identity(folder))
-    subdirs = []
-    for entry in _entries(folder, top):
-        if _is_dir(entry):
-            subdirs.append(entry.path)
-        elif keep(entry.name):
-            yield entry.path
-    if recursive:
-        for sub in subdirs:
-            identity = _identity(sub)
+    todo = [(folder, top)]  # folders still to list, the next one last
+    while todo:
+        current, is_top = todo.pop()
+        if not is_top:
+            identity = _identity(current)
             if identity is None or identity in seen:
                 continue  # a loop, or a folder reached twice through links
-            if not os.access(sub, os.R_OK | os.X_OK):
-                yield sub  # its row says it cannot be read; its files cannot be counted
+            if not os.access(current, os.R_OK | os.X_OK):
+                yield current  # its row says it cannot be read; its files cannot be counted
                 continue
-            yield from _walk(sub, recursive, seen, keep, top=False)
+            seen.add(identity)
+        subdirs = []
+        for entry in _entries(current, is_top):
+            if _is_dir(entry):
+                subdirs.append(entry.path)
+            elif keep(entry.name):
+                yield entry.path
+        if recursive:
+            todo.extend((sub, False) for sub in reversed(subdirs))
 
 
 def _pattern_regex(pattern: str) -> re.Pattern:
