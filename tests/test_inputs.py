@@ -53,6 +53,12 @@ def test_a_tree_a_thousand_levels_deep_is_walked(tmp_path):
         os.mkdir(path)
     (path / "x.png").write_bytes(b"not really a png")
     (deep / "top.png").write_bytes(b"not really a png")
-    found = collect_inputs([str(deep)], recursive=True)
-    assert found[0] == str(deep / "top.png") and found[-1] == str(path / "x.png") and len(found) == 2
-    assert collect_inputs([f"{deep}/**/*.png"], recursive=True) == sorted(found)
+    try:
+        found = collect_inputs([str(deep)], recursive=True)
+        assert found[0] == str(deep / "top.png") and found[-1] == str(path / "x.png") and len(found) == 2
+        assert collect_inputs([f"{deep}/**/*.png"], recursive=True) == sorted(found)
+    finally:  # from the bottom up: pytest's own clean-up of old temporary folders recurses, and would fail on it
+        (path / "x.png").unlink()
+        while path != deep:
+            os.rmdir(path)
+            path = path.parent

@@ -269,3 +269,16 @@ def test_the_demo_stops_at_once(tmp_path):
         # Not waiting on its idle connections (10 s) or a request: well under that even on a loaded machine.
         assert time.perf_counter() - t0 < 5.0, sig
         assert "Traceback" not in proc.stderr.read()
+
+
+def test_workers_are_capped_at_the_cores_and_threads_must_be_positive(tmp_path):
+    """Hostile inputs round 2: --workers 1000 starts no more processes than cores, and says so in one
+    line; --threads -1 is refused in one line."""
+    import os
+
+    paths, _ = write_digits(tmp_path / "in", 3)
+    result = invoke("predict", MODEL, *paths, "--workers", "1000", "--json", "-o", tmp_path / "r.csv", "--provider", "cpu")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["workers"] == os.cpu_count()
+    assert f"--workers 1000 capped at {os.cpu_count()}" in result.stderr
+    assert_one_line_error(invoke("predict", MODEL, *paths, "--threads", "-1"), EXIT_BAD_INPUT, "--threads", "-1")

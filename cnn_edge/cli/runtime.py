@@ -10,7 +10,7 @@ import typer
 
 from ..core import artifacts
 from ..core.errors import ConfigError
-from ..prediction.config import PredictConfig
+from ..prediction.config import PredictConfig, cores
 from ..prediction.rows import FILE_FORMATS
 from ..runtime.demo import DEFAULT_HOST, DEFAULT_PORT
 from ..tools.bench import BenchConfig
@@ -92,6 +92,8 @@ def predict(
             raise ConfigError("--resume needs -o FILE: it continues a results file")
         runner = LocalEngine()
         paths = collect_inputs(inputs, recursive=recursive)
+        if workers is not None and workers > cores() and not quiet:
+            typer.echo(f"note: --workers {workers} capped at {cores()}, the cores this machine has", err=True)
         sink = _local_sink(output, fmt.value if fmt else None, resume=resume, as_json=as_json,
                            protected=[str(model), *paths])
     table = output is None and not as_json  # rows on screen, one line each

@@ -34,9 +34,17 @@ class PredictConfig:
             raise ConfigError(f"--top-k must be between 1 and 10, got {self.top_k}")
         if self.max_pixels < 1:
             raise ConfigError(f"--max-pixels must be positive, got {self.max_pixels}")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"--threads must be at least 1 (or left out: one per core), got {self.threads}")
+
+
+def cores() -> int:
+    return os.cpu_count() or 1
 
 
 def resolve_workers(requested: Optional[int], n_files: int) -> int:
+    """Decoding processes for a run: at most one per core (each is a whole process with its own
+    memory; more only queue for the same cores), none for small runs unless asked."""
     if requested is not None:
-        return requested
-    return 0 if n_files < POOL_MIN_FILES else (os.cpu_count() or 1)
+        return min(requested, cores())
+    return 0 if n_files < POOL_MIN_FILES else cores()

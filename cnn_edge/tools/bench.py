@@ -41,6 +41,8 @@ class BenchConfig:
     def __post_init__(self) -> None:
         if not self.batch_sizes or any(b < 1 for b in self.batch_sizes):
             raise ConfigError(f"batch sizes must be positive, got {list(self.batch_sizes)}")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"--threads must be at least 1 (or left out: one per core), got {self.threads}")
 
 
 @dataclass
