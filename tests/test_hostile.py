@@ -552,3 +552,23 @@ def test_node_example_applies_the_pixel_limit(tmp_path):
     assert proc.returncode == 3, proc.stderr
     rows = [json.loads(line) for line in proc.stdout.splitlines()]
     assert "Mpixels" in rows[0]["error"] and rows[1]["error"] is None
+
+
+def test_no_command_writes_over_what_it_reads(tmp_path, tiny_onnx, tiny_run, tiny_mnist):
+    """Hostile inputs round 2: quantize -o MODEL, export -o CHECKPOINT (or a link to it) are refused
+    in one line before any work, and the file is untouched; demo's port is checked."""
+    fp32 = tmp_path / "m.onnx"
+    fp32.write_bytes(tiny_onnx.read_bytes())
+    before = fp32.read_bytes()
+    assert_one_line_error(CliRunner().invoke(app, ["quantize", str(fp32), "-o", str(fp32), "--data-dir", str(tiny_mnist)]),
+                          EXIT_BAD_INPUT, fp32, "overwrite")
+    assert fp32.read_bytes() == before
+    link = tmp_path / "link.onnx"
+    link.symlink_to(fp32)
+    assert_one_line_error(CliRunner().invoke(app, ["quantize", str(fp32), "-o", str(link), "--data-dir", str(tiny_mnist)]),
+                          EXIT_BAD_INPUT, "overwrite")
+    assert fp32.read_bytes() == before
+    ckpt = tiny_run.read_bytes()
+    assert_one_line_error(CliRunner().invoke(app, ["export", str(tiny_run), "-o", str(tiny_run)]), EXIT_BAD_INPUT, "overwrite")
+    assert tiny_run.read_bytes() == ckpt
+    assert_one_line_error(CliRunner().invoke(app, ["demo", "--port", "70000"]), EXIT_BAD_INPUT, "--port 70000")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterator, Union
 
-from .errors import ImageError, OutputPathError
+from .errors import ConfigError, ImageError, OutputPathError
 
 
 def check_writable(path: Path) -> Path:
@@ -33,6 +33,15 @@ def check_writable(path: Path) -> Path:
     if path.exists() and not os.access(path, os.W_OK):
         raise OutputPathError(f"{path} exists and is read-only: choose another output path")
     return path
+
+
+def refuse_overwriting(output: Path, protected, option: str = "-o") -> None:
+    """ConfigError, before any work, when `output` is one of the files the command reads: compared by
+    absolute path, with symbolic links on the output's side resolved (an output that links to an input)."""
+    targets = {os.path.abspath(output), os.path.realpath(output)}
+    for p in protected:
+        if p is not None and (os.path.abspath(p) in targets or os.path.realpath(p) in targets):
+            raise ConfigError(f"{option} {output} would overwrite {p}, which this command reads; choose another output file")
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Iterable, Optional, TextIO
 
 from ..core.errors import ConfigError, OutputPathError, first_line
+from ..core import files
 from ..core.files import atomic_write_bytes, check_writable
 from .inputs import is_uri
 from .rows import ENCODING_ERRORS, FOLDER_FORMATS, RowBatch, RowSchema, csv_header
@@ -79,15 +80,9 @@ def partial_path(output: Path) -> Path:
 
 
 def refuse_overwriting(output: Path, protected: Iterable[str]) -> None:
-    """ConfigError when -o (or its partial file) is the model or one of the inputs: compared by
-    absolute path, with symbolic links on the output's side resolved (an -o that links to an input)."""
-    targets = {}
+    """ConfigError when -o or its partial file is the model or one of the inputs."""
     for target in (Path(output), partial_path(output)):
-        targets[os.path.abspath(target)] = target
-        targets[os.path.realpath(target)] = target
-    for p in protected:
-        if os.path.abspath(p) in targets:
-            raise ConfigError(f"-o {output} would overwrite {p}, which this run reads; choose another output file")
+        files.refuse_overwriting(target, protected)
 
 
 def _complete_lines(path: Path) -> bytes:

@@ -11,7 +11,7 @@ import numpy as np
 from .. import __version__
 from ..core import contract as C
 from ..core.errors import ModelFileError
-from ..core.files import atomic_write_bytes, check_writable, sha256_file
+from ..core.files import atomic_write_bytes, check_writable, sha256_file, refuse_overwriting
 
 
 @dataclass
@@ -58,6 +58,7 @@ def export_onnx(checkpoint: Path, output: Path, opset: int = C.OPSET) -> ExportR
     from ..training.checkpoint import load_checkpoint
     from ..training.model import ExportWrapper
 
+    refuse_overwriting(Path(output), [checkpoint, Path(str(checkpoint)).with_suffix(".json")])
     output = check_writable(Path(output))
     model, meta = load_checkpoint(Path(checkpoint))
     wrapper = ExportWrapper(model.float().cpu()).eval()

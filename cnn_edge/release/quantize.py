@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Optional
 from ..core import contract as C
 from ..core.constants import DEFAULT_VAL_SIZE
 from ..core.errors import ConfigError, ModelFileError
-from ..core.files import atomic_write_bytes, check_writable
+from ..core.files import atomic_write_bytes, check_writable, refuse_overwriting
 from ..core.machine import machine_description
 from ..core.reports import to_jsonable
 from ..runtime.timing import Speed, measure
@@ -396,6 +396,7 @@ def quantize_model(model_path: Path, output: Path, cfg: QuantConfig, train: Mnis
 
     from ..runtime.onnx_model import open_model
 
+    refuse_overwriting(Path(output), [model_path])
     output = check_writable(Path(output))
     fp32 = open_model(Path(model_path))
     if fp32.is_int8:

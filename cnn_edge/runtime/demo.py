@@ -45,6 +45,8 @@ def make_server(model: Path, vectors: Path | None = None, host: str = DEFAULT_HO
                 idle_timeout: float = IDLE_TIMEOUT_S):
     """A server for the demo page (DemoServer); port 0 picks a free one (server.server_address
     has it). A connection idle for `idle_timeout` seconds is closed."""
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"--port {port} is not a TCP port: choose one from 1 to 65535 (0: any free one)")
     model = Path(model)
     info = json.dumps(model_info(model)).encode()  # checks the model first
     vectors = Path(vectors) if vectors else vectors_beside(model)
