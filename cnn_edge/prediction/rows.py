@@ -166,14 +166,17 @@ class RowSchema:
         line = json.dumps(out, ensure_ascii=False)
         return (line if encodable(line) else json.dumps(out)) + "\n"
 
-    def text(self, batch: RowBatch, fmt: str, *, header: bool = False) -> str:
-        """The batch's rows as CSV (with the header line first when `header`) or JSONL text."""
+    def header_text(self) -> str:
+        """The CSV header line (a CSV file or stream starts with it; JSONL has none)."""
+        buf = io.StringIO(newline="")
+        csv.writer(buf).writerow(csv_header(self.top_k))
+        return buf.getvalue()
+
+    def text(self, batch: RowBatch, fmt: str) -> str:
+        """The batch's rows as CSV lines (no header) or JSONL text."""
         buf = io.StringIO(newline="")
         if fmt == "csv":
-            writer = csv.writer(buf)
-            if header:
-                writer.writerow(csv_header(self.top_k))
-            writer.writerows(self.csv_cells(row) for row in batch.rows(self.labels))
+            csv.writer(buf).writerows(self.csv_cells(row) for row in batch.rows(self.labels))
         else:
             buf.writelines(self.jsonl_line(row) for row in batch.rows(self.labels))
         return buf.getvalue()
@@ -213,7 +216,8 @@ class RowSchema:
             buf = io.BytesIO()
             pq.write_table(self.arrow(batch), buf, compression="zstd")
             return buf.getvalue()
-        return self.text(batch, fmt, header=True).encode("utf-8", ENCODING_ERRORS)
+        text = (self.header_text() if fmt == "csv" else "") + self.text(batch, fmt)
+        return text.encode("utf-8", ENCODING_ERRORS)
 
     # --- reading rows back (--resume) ---
 

@@ -42,7 +42,7 @@ from ..core.errors import ConfigError, OutputPathError, first_line
 from ..core import files
 from ..core.files import atomic_write_bytes, check_writable
 from .inputs import is_uri
-from .rows import ENCODING_ERRORS, FOLDER_FORMATS, RowBatch, RowSchema, csv_header
+from .rows import ENCODING_ERRORS, FOLDER_FORMATS, RowBatch, RowSchema
 
 SUCCESS = "_SUCCESS"
 MANIFEST_VERSION = 1
@@ -143,7 +143,8 @@ class ResultFile(Sink):
             os.ftruncate(fd, 0)
             _write_all(fd, kept)  # the checked rows only: a row cut by a crash goes
         self._file = os.fdopen(fd, "a", encoding="utf-8", errors=ENCODING_ERRORS, newline="")
-        self._header = self.fmt == "csv" and (self._fresh or not kept)
+        if self.fmt == "csv" and (self._fresh or not kept):
+            self._guard(lambda: self._file.write(schema.header_text()))
 
     def _guard(self, write) -> None:
         """Run a write; a failure (disk full, quota, a file size limit) becomes one clear error that
@@ -155,16 +156,13 @@ class ResultFile(Sink):
                                   f"written so far are kept there: make room and rerun with --resume") from None
 
     def write(self, batch: RowBatch) -> None:
-        text = self.schema.text(batch, self.fmt, header=self._header)
+        text = self.schema.text(batch, self.fmt)
         self._guard(lambda: self._file.write(text))
-        self._header = False
         self.written += len(batch)
         self._guard(self._file.flush)
 
     def commit(self, manifest: dict) -> None:
         """Close and move the complete file into place."""
-        if self._header:  # no row at all: a CSV file still gets its header
-            self._guard(lambda: self._file.write(self.schema.text(RowBatch.failed([], ""), self.fmt, header=True)))
         self._guard(self._file.flush)
         self._guard(lambda: os.fsync(self._file.fileno()))
         self._file.close()
@@ -196,7 +194,7 @@ class Stream(Sink):
     def open(self, schema: RowSchema) -> None:
         self.schema = schema
         if self.fmt == "csv":
-            self.stream.write(",".join(csv_header(schema.top_k)) + "\r\n")
+            self.stream.write(schema.header_text())
 
     def write(self, batch: RowBatch) -> None:
         self.stream.write(self.schema.text(batch, self.fmt))
