@@ -68,11 +68,10 @@ class LocalEngine:
         else:
             results = ((chunk, Decoded(*preprocess_many(chunk, cfg.max_pixels))) for chunk in chunks)
         for chunk, result in results:
-            if isinstance(result, Decoded):
-                ok = [i for i, e in enumerate(result.errors) if not e]
-                probabilities = predictor.probabilities(result.pixels[ok])
-            else:
-                probabilities = result.probabilities[[i for i, e in enumerate(result.errors) if not e]]
+            ok = [i for i, e in enumerate(result.errors) if not e]
+            # Decoded: the model runs here; Scored: the worker ran it.
+            probabilities = predictor.probabilities(result.pixels[ok]) if isinstance(result, Decoded) \
+                else result.probabilities[ok]
             yield RowBatch.scored(chunk, result.errors, probabilities, cfg.top_k)
 
     def close(self) -> None:
@@ -80,7 +79,7 @@ class LocalEngine:
             self.pool.close()
 
     def report(self) -> EngineReport:
-        choice = self.predictor.model.choice
+        choice = self.choice
         return EngineReport(provider=self.predictor.provider, provider_reason=choice.reason, precision=choice.precision,
                             cpu_fallback=choice.cpu_fallback, workers=self.workers, model=str(self.predictor.model.path),
                             figures=LocalFigures(self.pool.restarts if self.pool is not None else 0))
