@@ -306,12 +306,14 @@ class _Attempts:
         # Softmax always runs in float: quantized to 8 bits its probabilities would have a
         # resolution of 1/255 and near-ties would break top-1. It costs nothing measurable.
         self.always_float = [n.name for n in self.pre_proto.graph.node if n.op_type == "Softmax"]
+        self.made: dict[tuple[str, ...], Path] = {}  # the model of each attempt, by the nodes it kept in float
 
     def run(self, exclude: list[str]) -> tuple[Path, GuardStep]:
         from ..runtime.onnx_model import open_model
 
         out = self.tmp / f"q{len(exclude)}_{abs(hash(tuple(exclude)))}.onnx"
         _quantize_once(self.pre, out, self.cfg, self.calib, self.cache, self.always_float + exclude)
+        self.made[tuple(exclude)] = out
         top1 = _top1(open_model(out), self.guard.images)
         acc = float((top1 == self.guard.labels).mean())
         return out, GuardStep(list(exclude), acc, (self.fp32_acc - acc) * 100, float((top1 == self.fp32_top1).mean()))
@@ -406,12 +408,11 @@ def quantize_model(model_path: Path, output: Path, cfg: QuantConfig, train: Mnis
     fp32_top1 = _top1(fp32, guard.images)
     with tempfile.TemporaryDirectory(prefix="cnn-edge-quant.") as tmp:
         attempts = _Attempts(Path(model_path), cfg, calib, guard, fp32_top1, Path(tmp))
-        best_path, kept, steps, why = _guarded_search(attempts, node_labels(proto))
+        label_of = node_labels(proto)
+        best_path, kept, steps, why = _guarded_search(attempts, label_of)
         layer_sqnr = _layer_errors(attempts, best_path, kept.excluded, guard.images[:256])
         if why:  # each layer kept in float, with the SQNR its output had when everything was quantized
-            everything = attempts.run([])[0]
-            quantized_sqnr = _layer_errors(attempts, everything, [], guard.images[:256])
-            label_of = node_labels(proto)
+            quantized_sqnr = _layer_errors(attempts, attempts.made[()], [], guard.images[:256])  # the guard's first attempt
             outputs = {label_of.get(n.name, n.name): n.output[0] for n in attempts.pre_proto.graph.node if n.output}
             why = {name: reason + (f"; its output's SQNR quantized: {quantized_sqnr[outputs[name]]:.1f} dB"
                                    if outputs.get(name) in quantized_sqnr else "")
