@@ -62,8 +62,6 @@ def predict(
     2 bad options, model or output path; 1 the engine failed the run (Ray: the cluster, past its
     retries), the rows so far kept (rerun with --resume); 130 interrupted (rerun with --resume);
     141 the reader of the output went away."""
-    from ..prediction.inputs import collect_inputs
-
     started = time.perf_counter()
     to_stdout = output is None or str(output) == "-"
     cfg = PredictConfig(batch_size=batch_size, workers=workers, top_k=top_k, max_pixels=max_pixels,
@@ -72,15 +70,16 @@ def predict(
         from ..distributed.config import RayOptions
         from ..distributed.engine import RayEngine
         from ..distributed.sources import collect
+        from ..prediction.sinks import PartFolder
 
         if to_stdout:
             raise ConfigError("--engine ray writes a directory of part files: give -o DIR (a folder or s3://bucket/prefix/)")
-        from ..prediction.sinks import PartFolder
 
         runner = RayEngine(RayOptions(address=ray_address, actors=actors, gpus_per_worker=gpus_per_worker), started)
         paths = collect(inputs, recursive=recursive)
         sink = PartFolder(output, fmt.value if fmt else "parquet", resume=resume)
     else:
+        from ..prediction.inputs import collect_inputs
         from ..prediction.local import LocalEngine
 
         if ray_address is not None or actors is not None or gpus_per_worker:
