@@ -142,3 +142,70 @@ def test_every_caller_asks_the_one_answer(tmp_path, monkeypatch):
         assert model_info(path)["int8"] is int8
         rows = bench_onnx(path, BenchConfig(batch_sizes=(1,), seconds=0.0, provider="cpu"))
         assert {r.model_precision for r in rows} == {"int8" if int8 else "fp32"}
+
+
+def _hidden(kind: str, op: str, domain: str = ""):
+    """A model whose only `op` node sits where the main graph's node list does not show it: in an
+    If's branch, a Loop's body, an If nested in a Loop, or a model-local function."""
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])
+    hidden = helper.make_node(op, ["x"], ["y"], domain=domain)
+    branch = helper.make_graph([hidden], "branch", [], [y])
+    plain = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "plain", [], [y])
+    cond = helper.make_tensor_value_info("c", TensorProto.BOOL, [])
+    if_node = helper.make_node("If", ["c"], ["y"], then_branch=branch, else_branch=plain)
+    functions = []
+    if kind == "if":
+        nodes = [if_node]
+    elif kind in ("loop", "loop-if"):
+        inner = helper.make_node(op, ["x"], ["z"], domain=domain) if kind == "loop" else \
+            helper.make_node("If", ["c"], ["z"], then_branch=helper.make_graph([helper.make_node(op, ["x"], ["w"], domain=domain)],
+                                                                           "t", [], [helper.make_tensor_value_info("w", TensorProto.FLOAT, [1])]),
+                             else_branch=helper.make_graph([helper.make_node("Identity", ["x"], ["w"])], "e", [],
+                                                           [helper.make_tensor_value_info("w", TensorProto.FLOAT, [1])]))
+        body = helper.make_graph(
+            [inner, helper.make_node("Identity", ["cond_in"], ["cond_out"])], "body",
+            [helper.make_tensor_value_info("i", TensorProto.INT64, []), helper.make_tensor_value_info("cond_in", TensorProto.BOOL, [])],
+            [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+             helper.make_tensor_value_info("z", TensorProto.FLOAT, [1])])
+        nodes = [helper.make_node("Loop", ["", "c"], ["y"], body=body)]
+    else:  # a local function whose body holds the op
+        functions = [helper.make_function("local.fn", "Wrap", ["a"], ["b"], [helper.make_node(op, ["a"], ["b"], domain=domain)],
+                                          [helper.make_opsetid("", C.OPSET)] + ([helper.make_opsetid(domain, 1)] if domain else []))]
+        nodes = [helper.make_node("Wrap", ["x"], ["y"], domain="local.fn")]
+    graph = helper.make_graph(nodes, "g", [cond, x], [y])
+    opsets = [helper.make_opsetid("", C.OPSET), helper.make_opsetid("local.fn", 1)] + \
+        ([helper.make_opsetid(domain, 1)] if domain else [])
+    return helper.make_model(graph, opset_imports=opsets, ir_version=10, functions=functions)
+
+
+@pytest.mark.parametrize("kind", ["if", "loop", "loop-if", "function"])
+def test_operators_inside_subgraphs_and_functions_are_checked(tmp_path, kind):
+    """validate --target reads every node a runtime must run: an operator OpenVINO refuses or a
+    contrib one TensorRT lacks is found in an If branch, a Loop body, an If inside a Loop and a
+    model-local function, as it is in the main graph; the function call itself is no operator."""
+    onnx = pytest.importorskip("onnx")
+    for op, domain, refused_by, named in (("QLinearConv", "", "openvino", "QLinearConv"),
+                                          ("QGemm", "com.microsoft", "tensorrt", "com.microsoft.QGemm")):
+        path = tmp_path / f"{kind}-{op}.onnx"
+        onnx.save(_hidden(kind, op, domain), path)
+        by_target = {c.target: c for c in check_targets(path, ("ort", "openvino", "tensorrt"))}
+        assert not by_target[refused_by].ok and named in by_target[refused_by].message, by_target[refused_by].message
+        assert by_target["ort"].ok, by_target["ort"].message
+        assert "local.fn" not in by_target["ort"].message
+    plain = tmp_path / f"{kind}-plain.onnx"
+    onnx.save(_hidden(kind, "Relu"), plain)
+    assert all(c.ok for c in check_targets(plain, ("ort", "openvino", "tensorrt")))
+
+
+def test_int8_is_found_inside_a_subgraph(tmp_path):
+    from cnn_edge.runtime.compat import is_int8_model
+
+    onnx = pytest.importorskip("onnx")
+    path = tmp_path / "q.onnx"
+    onnx.save(_hidden("loop-if", "QLinearConv"), path)
+    assert is_int8_model(path)
+    onnx.save(_hidden("loop-if", "Relu"), path)
+    assert not is_int8_model(path)

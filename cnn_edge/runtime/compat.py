@@ -86,7 +86,7 @@ class Compatibility:
 class ModelOps:
     ir_version: int
     opsets: dict  # opset domain -> version
-    ops: frozenset  # (domain, op type) of the main graph's nodes
+    ops: frozenset  # (domain, op type) of every node: the main graph's, subgraphs' and local functions'
     qdq_zero_point_types: frozenset  # TensorProto data types of the Q/DQ zero points held as initializers
     made_for: tuple = ()  # an int8 model's metadata: the runtimes its form was made for (cnn_edge.int8_targets)
 
@@ -100,23 +100,50 @@ def _text(value) -> str:
     return bytes(value).decode()
 
 
-def _graph_ops(graph) -> tuple[set, set]:
-    """(domain, op type) of every node (GraphProto field 1: NodeProto, op type 4, domain 7, inputs 1)
-    and the data types of the Q/DQ zero points (third input) among the initializers (field 5:
-    TensorProto, data type 2, name 8)."""
+# NodeProto: input 1, op type 4, attribute 5, domain 7. AttributeProto: g 6 (one graph), graphs 11.
+# GraphProto: node 1, initializer 5. FunctionProto (a model-local function): node 7, name 1, domain 10.
+_NODE_INPUT, _NODE_OP, _NODE_ATTRIBUTE, _NODE_DOMAIN = 1, 4, 5, 7
+_ATTR_GRAPH, _ATTR_GRAPHS = 6, 11
+
+
+def _graph_ops(graph, functions=()) -> tuple[set, set]:
+    """(domain, op type) of every node a runtime must run and the data types of the Q/DQ zero points
+    (third input) among the initializers (GraphProto field 5: TensorProto, data type 2, name 8).
+
+    Every node counts, not only the main graph's: the bodies of If, Loop and Scan (graph
+    attributes, however deep) and of the model's local functions run too, and a runtime without
+    their operators refuses the model all the same. A call of a local function is not an operator
+    of its own: the runtime inlines the function's body, whose nodes are counted instead. Read with
+    a work list, not recursion, so no nesting depth can exhaust the stack."""
+    local = set()
+    pending = []  # (field number of a node in this message, the message's bytes)
+    for function in functions:
+        entry = {n: v for n, _, v in fields(function) if n in (1, 10)}
+        local.add((_text(entry.get(10, b"")) or ONNX_DOMAIN, _text(entry.get(1, b""))))
+        pending.append((7, function))
+    pending.append((1, graph))
     ops, zero_points, init_types = set(), set(), {}
-    for number, wire, value in fields(graph):
-        if number == 1 and wire == 2:
-            node = [(n, v) for n, _, v in fields(value)]
-            op = next((_text(v) for n, v in node if n == 4), "")
-            ops.add((next((_text(v) for n, v in node if n == 7), "") or ONNX_DOMAIN, op))
-            inputs = [_text(v) for n, v in node if n == 1]
-            if op in QDQ_OPS and len(inputs) == 3:
-                zero_points.add(inputs[2])
-        elif number == 5 and wire == 2:
-            tensor = {n: v for n, _, v in fields(value)}
-            init_types[_text(tensor.get(8, b""))] = int(tensor.get(2, 0))
-    return ops, {init_types[z] for z in zero_points if z in init_types}
+    while pending:
+        node_field, message = pending.pop()
+        for number, wire, value in fields(message):
+            if number == node_field and wire == 2:
+                op, domain, inputs = "", "", []
+                for n, w, v in fields(value):
+                    if n == _NODE_OP:
+                        op = _text(v)
+                    elif n == _NODE_DOMAIN:
+                        domain = _text(v)
+                    elif n == _NODE_INPUT:
+                        inputs.append(_text(v))
+                    elif n == _NODE_ATTRIBUTE and w == 2:
+                        pending.extend((1, g) for a, aw, g in fields(v) if a in (_ATTR_GRAPH, _ATTR_GRAPHS) and aw == 2)
+                ops.add((domain or ONNX_DOMAIN, op))
+                if op in QDQ_OPS and len(inputs) == 3:
+                    zero_points.add(inputs[2])
+            elif number == 5 and wire == 2 and node_field == 1:
+                tensor = {n: v for n, _, v in fields(value)}
+                init_types[_text(tensor.get(8, b""))] = int(tensor.get(2, 0))
+    return ops - local, {init_types[z] for z in zero_points if z in init_types}
 
 
 def _read(path: Path) -> bytes:
@@ -134,7 +161,7 @@ def read_model_ops(path: Path) -> ModelOps:
 def model_ops(data: bytes, path: Path | str = "the model") -> ModelOps:
     """IR version, opsets (ModelProto fields 1 and 8) and the graph's operators (field 7) of an
     ONNX model's bytes; `path` names it in errors."""
-    ir, opsets, ops, zero_point_types, made_for = None, {}, set(), set(), ()
+    ir, opsets, graph, functions, made_for = None, {}, b"", [], ()
     try:
         for number, wire, value in fields(data):
             if number == 1 and wire == 0:
@@ -143,11 +170,14 @@ def model_ops(data: bytes, path: Path | str = "the model") -> ModelOps:
                 entry = {n: v for n, _, v in fields(value)}
                 opsets[_text(entry.get(1, b"")) or ONNX_DOMAIN] = int(entry.get(2, 1))
             elif number == 7 and wire == 2:
-                ops, zero_point_types = _graph_ops(value)
+                graph = value
+            elif number == 25 and wire == 2:  # functions: FunctionProto, the model's local functions
+                functions.append(value)
             elif number == 14 and wire == 2:  # metadata_props: StringStringEntryProto, key 1, value 2
                 entry = {n: v for n, _, v in fields(value)}
                 if _text(entry.get(1, b"")) == META_INT8_TARGETS:
                     made_for = tuple(_text(entry.get(2, b"")).split(","))
+        ops, zero_point_types = _graph_ops(graph, functions)
     except (ModelFileError, UnicodeDecodeError, IndexError, ValueError):
         raise ModelFileError(f"{path} is not an ONNX model (cannot read its header)") from None
     if ir is None:
@@ -157,7 +187,7 @@ def model_ops(data: bytes, path: Path | str = "the model") -> ModelOps:
 
 def is_int8_model(model: bytes | str | Path, path: str | Path | None = None) -> bool:
     """Is this model int8? cnn-edge's one answer, for an ONNX file or its bytes: yes when a node of
-    its main graph is a quantized operator (QUANTIZED_OPS, in the standard or ONNX Runtime's domain).
+    its graph (subgraphs and local functions included) is a quantized operator (QUANTIZED_OPS, in the standard or ONNX Runtime's domain).
 
     Decided from the graph, read with the protobuf reader above: not from the metadata (a foreign
     quantized model has none of ours, and metadata can be copied onto anything), and not from the
