@@ -528,6 +528,55 @@ def test_demo_server_answers_only_its_routes():
         server.server_close()
 
 
+@pytest.mark.parametrize("stage", ["request line", "headers"])
+def test_demo_cuts_off_a_request_that_trickles_in(stage):
+    """A client sending its request a byte at a time, each byte inside the idle timeout, is cut off
+    at the request deadline (slowloris), whether it trickles the request line or the headers; a
+    normal request on the same server is answered, and a slow download of an answer is not cut."""
+    import socket
+    import threading
+
+    from cnn_edge.runtime import demo
+
+    server = demo.make_server(REPO / "exports" / "mnist_cnn.onnx", port=0, idle_timeout=1, request_deadline=1.5)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    prefix = b"" if stage == "request line" else b"GET /app.js HTTP/1.1\r\nHost: x\r\n"
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(prefix)
+            t0, cut = time.perf_counter(), False
+            for byte in b"X-Slow: " + b"a" * 40:
+                time.sleep(0.3)  # well inside the 1 s idle timeout
+                try:
+                    s.sendall(bytes([byte]))
+                except OSError:
+                    cut = True
+                    break
+                s.setblocking(False)
+                try:
+                    cut = s.recv(1) == b""
+                except BlockingIOError:
+                    pass
+                except OSError:
+                    cut = True
+                s.setblocking(True)
+                if cut:
+                    break
+            assert cut, "the trickling client was never cut off"
+            assert time.perf_counter() - t0 < 4
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(b"GET /vendor/ort-wasm-simd-threaded.wasm HTTP/1.0\r\n\r\n")
+            time.sleep(2.5)  # a slow reader, past the deadline: the answer keeps coming
+            received = b""
+            while chunk := s.recv(1 << 20):
+                received += chunk
+            assert received.startswith(b"HTTP/1.0 200") and len(received) > 3_000_000
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_demo_warns_loudly_on_a_public_address():
     """The warning comes before the server binds. Tests bind 127.0.0.1 only, so the address asked
     for here is one this machine does not have (192.0.2.1, reserved for documentation): the bind

@@ -10,6 +10,8 @@ import functools
 import ipaddress
 import json
 import posixpath
+import socket
+import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -18,6 +20,10 @@ from ..core.artifacts import vectors_beside
 from ..core.errors import ConfigError, ModelFileError
 
 IDLE_TIMEOUT_S = 10  # a connection that sends nothing for this long is closed
+# A request's line and headers must all arrive within this many seconds of the connection (or of
+# the previous answer): the idle timeout alone is reset by every byte, so a client sending one byte
+# every few seconds would hold a connection, and a thread, for ever.
+REQUEST_DEADLINE_S = 10
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8000  # this machine only
 
 
@@ -42,9 +48,10 @@ def model_info(model: Path) -> dict:
 
 
 def make_server(model: Path, vectors: Path | None = None, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
-                idle_timeout: float = IDLE_TIMEOUT_S):
+                idle_timeout: float = IDLE_TIMEOUT_S, request_deadline: float = REQUEST_DEADLINE_S):
     """A server for the demo page (DemoServer); port 0 picks a free one (server.server_address
-    has it). A connection idle for `idle_timeout` seconds is closed."""
+    has it). A connection idle for `idle_timeout` seconds is closed, and so is one whose request
+    (line and headers) has not fully arrived `request_deadline` seconds after it could start."""
     if not 0 <= port <= 65535:
         raise ConfigError(f"--port {port} is not a TCP port: choose one from 1 to 65535 (0: any free one)")
     model = Path(model)
@@ -53,7 +60,8 @@ def make_server(model: Path, vectors: Path | None = None, host: str = DEFAULT_HO
     if not vectors.is_file():
         raise ModelFileError(f"test vectors {vectors} not found; write them with: cnn-edge vectors CHECKPOINT -o {vectors}")
     routes = {"/model.onnx": model, "/test_vectors.json": vectors}
-    handler = type("Handler", (DemoHandler,), {"routes": routes, "info": info, "timeout": idle_timeout})
+    handler = type("Handler", (DemoHandler,), {"routes": routes, "info": info, "timeout": idle_timeout,
+                                                   "request_deadline": request_deadline})
     try:
         return DemoServer((host, port), handler)
     except OSError as exc:
@@ -82,6 +90,32 @@ class DemoHandler(BaseHTTPRequestHandler):
     routes: dict[str, Path] = {}
     info: bytes = b"{}"
     timeout: float | None = None  # set by demo.make_server: idle connections are closed
+    request_deadline: float = REQUEST_DEADLINE_S  # set by demo.make_server: slow requests are cut off
+
+    def handle_one_request(self) -> None:
+        """Reads one request and answers it; a request still arriving at the deadline is cut off by
+        shutting the socket, which ends the blocked read (the answer itself may take as long as
+        the client needs to receive it: the deadline stops once the headers are in)."""
+        self._deadline = threading.Timer(self.request_deadline, self._cut_off)
+        self._deadline.daemon = True
+        self._deadline.start()
+        try:
+            super().handle_one_request()
+        finally:
+            self._deadline.cancel()
+
+    def parse_request(self) -> bool:
+        """Reads the headers (the request line is already in); the deadline stops once they are."""
+        try:
+            return super().parse_request()
+        finally:
+            self._deadline.cancel()
+
+    def _cut_off(self) -> None:
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # already closed by the client
 
     def do_GET(self) -> None:
         self._answer(body=True)
