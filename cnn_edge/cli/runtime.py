@@ -107,9 +107,21 @@ def predict(
     bar = not quiet and not to_stdout
     summary = _run_with_progress(model, paths, cfg, sink, runner, show_rows=table, bar=bar,
                                  say_provider=not quiet and engine.value == "local", chosen=not (as_json or to_stdout))
-    print_summary(summary, None if output is None else sink.where, as_json=as_json, rows_on_stdout=to_stdout)
+    rows_on_stdout = to_stdout or _is_stdout(output)  # -o /dev/stdout too: the summary must not join the rows
+    print_summary(summary, None if output is None else sink.where, as_json=as_json, rows_on_stdout=rows_on_stdout)
     if summary.failed:
         raise typer.Exit(EXIT_SOME_FAILED)
+
+
+def _is_stdout(output: Optional[str]) -> bool:
+    """Whether -o names what standard output is (a link to /dev/stdout, or the file stdout was sent to)."""
+    import os
+
+    try:
+        a, b = os.stat(output), os.fstat(sys.stdout.fileno())
+    except (OSError, ValueError, TypeError, AttributeError):  # no such file yet; no stdout; a test runner's
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
 RESULT_SUFFIXES = (".csv", ".jsonl", ".ndjson", ".json", ".partial", ".parquet", ".lock")
