@@ -315,3 +315,26 @@ def test_disk_full_reports_the_rows_really_kept(tmp_path, fmt):
         said = {int(n.replace(",", "")) for n in re.findall(r"([\d,]+) (?:complete )?rows", proc.stderr)}
         assert said == {kept}, (proc.stderr, kept)
     assert invoke("predict", MODEL, folder, "-o", out, "--resume", "-q").exit_code == 0
+
+
+def test_a_local_folder_of_part_files_has_one_writer(tmp_path):
+    """--engine ray's PartFolder on a local folder: DIR.lock beside it, from open to commit or abort."""
+    pytest.importorskip("pyarrow")
+    from cnn_edge.prediction.sinks import PartFolder
+
+    schema = RowSchema(tuple(str(i) for i in range(10)), 3)
+    out = tmp_path / "parts"
+    first = PartFolder(str(out), "csv")
+    first.open(schema)
+    first.write(_batch("a.png"))
+    first.flush()
+    second = PartFolder(str(out), "csv", resume=True)
+    with pytest.raises(OutputPathError, match=f"being written by cnn-edge pid {os.getpid()}"):
+        second.open(schema)
+    first.commit({})
+    assert not lock_path(out).exists() and (out / "_SUCCESS").exists()
+    third = PartFolder(str(out), "csv", resume=True)
+    third.open(schema)
+    assert third.done == {"a.png"}
+    third.abort()
+    assert not lock_path(out).exists()

@@ -306,6 +306,7 @@ class PartFolder(Sink):
         self.parts: list[dict] = []  # the manifest's entries
         self._pending: list[RowBatch] = []  # rows not yet in a part file
         self._pending_rows, self._since = 0, time.monotonic()
+        self._lock: Optional[files.OutputLock] = None
         self._entries = self._check()
 
     def _check(self) -> list[str]:
@@ -327,8 +328,20 @@ class PartFolder(Sink):
         return [e["name"] for e in entries if e["type"] == "file"]
 
     def open(self, schema: RowSchema) -> None:
-        """Read the part files of earlier runs: their paths are done."""
+        """Take the folder's lock (a local folder: DIR.lock beside it, one run at a time), then read
+        the part files of earlier runs: their paths are done."""
         self.schema = schema
+        if not is_uri(self.output):
+            self._lock = files.OutputLock(self.root)
+            try:
+                self._read_parts(schema)
+            except BaseException:
+                self._lock.release()
+                raise
+        else:
+            self._read_parts(schema)
+
+    def _read_parts(self, schema: RowSchema) -> None:
         old = {}
         names = {posixpath.basename(f): f for f in self._entries}
         if SUCCESS in names:
@@ -387,6 +400,11 @@ class PartFolder(Sink):
         manifest = {"version": MANIFEST_VERSION, "engine": "ray", "format": self.fmt, "top_k": self.schema.top_k,
                     "rows": sum(p["rows"] for p in self.parts), **manifest, "files": self.parts}
         self._put(SUCCESS, (json.dumps(manifest, indent=1) + "\n").encode())
+        self._release()
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
 
     def abort(self) -> None:
         """The rows in hand are complete, so they are kept; a failure to write them (the reason the
@@ -395,8 +413,10 @@ class PartFolder(Sink):
             self.flush()
         except Exception:
             pass
+        self.kept = sum(p["rows"] for p in self.parts)
         if self.written:
             self.kept_in = f"part files of {self.output}"
+        self._release()
 
 
 def _stacked(batches: list[RowBatch]):
