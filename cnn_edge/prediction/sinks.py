@@ -6,9 +6,12 @@
                  previous FILE is untouched until then). --resume continues FILE.partial (or FILE
                  itself, to add new inputs) after checking every row it keeps. Without --resume, a
                  FILE.partial left by an earlier run is refused, never clobbered; a partial file that
-                 is a symbolic link is never written through.
+                 is a symbolic link is never written through. One run at a time: FILE.lock (flock)
+                 is held from open to commit or abort. A device or a FIFO (or a link to one, such as
+                 /dev/null or /dev/stdout) is written through as a stream, never replaced.
     Stream       -o - (or --json without -o): rows to stdout; nothing to resume, nothing to rename.
-    PartFolder   -o DIR or s3://bucket/prefix (--engine ray): part files, then a _SUCCESS manifest.
+    PartFolder   -o DIR or s3://bucket/prefix (--engine ray): part files, then a _SUCCESS manifest; a
+                 local DIR is held by one run at a time (DIR.lock beside it).
 
 A sink is made by the caller (cheap checks of the path only), opened by the job once the model is
 known (its labels check the rows kept for --resume), written batch by batch, then committed, or
