@@ -223,10 +223,11 @@ def test_a_lock_left_by_a_killed_run_is_taken_over(tmp_path):
 
 # --- 3. stdout closed or gone --------------------------------------------------------------------------
 
-@pytest.mark.parametrize("args", [("-o", "-"), (), ("--json",), ("--json", "-o", "r.csv")])
+@pytest.mark.parametrize("args", [("-o", "-"), (), ("--json",), ("--json", "-o", "r.csv"), ("-o", "link.csv")])
 def test_a_closed_stdout_is_an_error_before_any_work(tmp_path, args):
     folder = images(tmp_path / "in", 2)
-    args = tuple(str(tmp_path / a) if a == "r.csv" else a for a in args)
+    (tmp_path / "link.csv").symlink_to("/dev/stdout")
+    args = tuple(str(tmp_path / a) if a.endswith(".csv") else a for a in args)
     proc = cli("predict", MODEL, folder, *args, stdout=None, stderr=subprocess.PIPE,
                preexec_fn=lambda: os.close(1))
     assert proc.returncode == EXIT_BAD_INPUT

@@ -65,7 +65,7 @@ def predict(
     141 the reader of the output went away."""
     started = time.perf_counter()
     to_stdout = output is None or str(output) == "-"
-    if (to_stdout or as_json) and not stdout_is_open():  # found before any work, not after every row is lost
+    if (to_stdout or as_json or _names_stdout(output)) and not stdout_is_open():  # before any work, not after
         raise ConfigError("standard output is closed (>&-), and this run prints its rows or its --json summary "
                           "there: give -o FILE without --json (-o /dev/null to discard the rows)")
     _check_argument_order(model, inputs, output)
@@ -118,10 +118,33 @@ def _is_stdout(output: Optional[str]) -> bool:
     import os
 
     try:
-        a, b = os.stat(output), os.fstat(sys.stdout.fileno())
-    except (OSError, ValueError, TypeError, AttributeError):  # no such file yet; no stdout; a test runner's
+        a, b = os.stat(output), os.fstat(1)
+    except (OSError, ValueError, TypeError):  # no such file yet
         return False
     return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+STDOUT_NAMES = ("/dev/stdout", "/dev/fd/1", "/proc/self/fd/1")
+
+
+def _names_stdout(output: Optional[str]) -> bool:
+    """Whether -o is /dev/stdout by name or through symbolic links (followed one at a time: with stdout
+    closed, /dev/stdout leads to the /dev/null that stands in for it, and only its name tells)."""
+    import os
+
+    if output is None or output == "-":
+        return False
+    path = os.path.abspath(output)
+    for _ in range(40):  # the kernel's own limit on links followed
+        if path in STDOUT_NAMES or path == f"/proc/{os.getpid()}/fd/1":
+            return True
+        if not os.path.islink(path):
+            return False
+        try:
+            path = os.path.normpath(os.path.join(os.path.dirname(path), os.readlink(path)))
+        except OSError:
+            return False
+    return False
 
 
 RESULT_SUFFIXES = (".csv", ".jsonl", ".ndjson", ".json", ".partial", ".parquet", ".lock")
