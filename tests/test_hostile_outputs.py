@@ -339,3 +339,10 @@ def test_a_local_folder_of_part_files_has_one_writer(tmp_path):
     assert third.done == {"a.png"}
     third.abort()
     assert not lock_path(out).exists()
+
+
+def test_every_json_report_fails_on_a_closed_stdout():
+    """print_json, which every --json report goes through: exit 2 and one line, not a silent exit 0."""
+    proc = cli("info", "--json", stdout=None, stderr=subprocess.PIPE, preexec_fn=lambda: os.close(1))
+    assert proc.returncode == EXIT_BAD_INPUT and "standard output is closed" in one_line(proc.stderr)
+    assert cli("info", "--json").returncode == 0
