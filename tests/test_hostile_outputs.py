@@ -23,8 +23,8 @@ from typer.testing import CliRunner
 
 from cnn_edge.cli import app
 from cnn_edge.cli.app import EXIT_BAD_INPUT, EXIT_BROKEN_PIPE
-from cnn_edge.core.errors import OutputPathError
-from cnn_edge.core.files import OutputLock, atomic_write_bytes, atomic_write_json, lock_path
+from cnn_edge.core.errors import ConfigError, OutputPathError
+from cnn_edge.core.files import OutputLock, atomic_write_bytes, atomic_write_json, lock_path, refuse_overwriting
 from cnn_edge.prediction.rows import RowBatch, RowSchema
 from cnn_edge.prediction.sinks import ResultFile, count_rows
 from conftest import REPO, assert_one_line_error
@@ -140,6 +140,11 @@ def test_an_output_that_is_an_input_by_hard_link_is_refused(tmp_path):
         before = target.read_bytes()
         assert_one_line_error(invoke("predict", model, folder, "-o", out), EXIT_BAD_INPUT, "overwrite")
         assert target.read_bytes() == before
+    # quantize -o, export -o: the same check (core/files.refuse_overwriting), hard links included
+    os.link(model, tmp_path / "again.onnx")
+    with pytest.raises(ConfigError, match="overwrite"):
+        refuse_overwriting(tmp_path / "again.onnx", [model])
+    refuse_overwriting(Path(os.devnull), [model, Path(os.devnull)])  # a device is written through, not overwritten
     # an input that is a link to the output file
     out = tmp_path / "r.csv"
     out.write_text(HEADER)

@@ -89,10 +89,10 @@ def refuse_overwriting(output: Path, protected, option: str = "-o") -> None:
     absolute path, the same path once the output's symbolic links are resolved (an output that links
     to an input), or the same file (device and inode: a hard link, or an input that links to the
     output). A device such as /dev/null is never "overwritten": it is written through."""
+    if special_kind(output) is not None:
+        return  # written through: no file is replaced
     targets = {os.path.abspath(output), os.path.realpath(output)}
     identity = _identity(output)
-    if special_kind(output) is not None:
-        identity = None
     for p in protected:
         if p is None:
             continue
