@@ -4,7 +4,6 @@ to one: those are written through), hold an output for one writer at a time, and
 code writes to stderr into a file. Torch-free."""
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -19,6 +18,11 @@ from pathlib import Path
 from typing import BinaryIO, Iterator, Union
 
 from .errors import ConfigError, ImageError, OutputPathError
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; OutputLock then records its holder only
+    fcntl = None
 
 _FILE_KINDS = {stat.S_IFIFO: "a FIFO (named pipe)", stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a character device",
                stat.S_IFBLK: "a block device",
@@ -151,7 +155,8 @@ class OutputLock:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
                          | getattr(os, "O_CLOEXEC", 0), 0o666)
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                if fcntl is not None:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 holder = _read_holder(fd)
                 os.close(fd)
