@@ -22,4 +22,7 @@ from . import runtime  # noqa: F401,E402
 
 
 def main() -> None:
+    from .app import reserve_standard_fds
+
+    reserve_standard_fds()
     app()

@@ -12,7 +12,7 @@ from typing import Iterable
 
 import typer
 
-from ..core.errors import CnnEdgeError, ParityError
+from ..core.errors import CnnEdgeError, OutputPathError, ParityError
 from ..core.reports import dumps
 from ..runtime.providers import CHOICES as PROVIDER_CHOICES
 from ..runtime.providers import PRECISIONS
@@ -100,8 +100,52 @@ def _quiet_stdout() -> None:
     os.close(devnull)
 
 
+def stdout_is_open() -> bool:
+    """False when the command was started with standard output closed (`>&-`): what it would print
+    there is lost (click then writes nothing, silently), so a command whose product is on stdout fails."""
+    import io
+    import os
+    import sys
+
+    if sys.stdout is None or _STDOUT_WAS_CLOSED:
+        return False
+    try:
+        os.fstat(sys.stdout.fileno())
+    except io.UnsupportedOperation:  # a stream without a file descriptor (a test runner's): open
+        return True
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+_STDOUT_WAS_CLOSED = False
+
+
+def reserve_standard_fds() -> None:
+    """Started with file descriptor 0, 1 or 2 closed, a process hands that number to the next file it
+    opens: a results file would become "stdout", and every print (ours, a worker's, ONNX Runtime's)
+    would land in it. Point each closed one at /dev/null first, and remember that stdout was closed."""
+    import os
+
+    global _STDOUT_WAS_CLOSED
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            if fd == 1:
+                _STDOUT_WAS_CLOSED = True
+            devnull = os.open(os.devnull, os.O_RDWR)
+            if devnull != fd:
+                os.dup2(devnull, fd)
+                os.close(devnull)
+
+
 def print_json(report) -> None:
-    """A report (dataclass, dict or list) as JSON on stdout, through reports.py."""
+    """A report (dataclass, dict or list) as JSON on stdout, through reports.py; an error when
+    stdout is closed (the report would be lost while the command says it succeeded)."""
+    if not stdout_is_open():
+        raise OutputPathError("standard output is closed (>&-), so the JSON report has nowhere to go: "
+                              "run with stdout open, or send it to a file (> report.json)")
     typer.echo(dumps(report))
 
 

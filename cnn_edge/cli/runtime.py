@@ -14,7 +14,8 @@ from ..prediction.config import PredictConfig, cores
 from ..prediction.rows import FILE_FORMATS
 from ..runtime.demo import DEFAULT_HOST, DEFAULT_PORT
 from ..tools.bench import BenchConfig
-from .app import JsonOpt, Precision, PrecisionOpt, Provider, QuietOpt, app, choices, handle_errors, plural, print_json
+from .app import (JsonOpt, Precision, PrecisionOpt, Provider, QuietOpt, app, choices, handle_errors, plural, print_json,
+                  stdout_is_open)
 from .summary import EXIT_SOME_FAILED, print_summary  # noqa: F401  (EXIT_SOME_FAILED: tests import it here)
 
 ResultFormat = choices("ResultFormat", (*FILE_FORMATS, "parquet"))  # parquet: --engine ray only
@@ -64,6 +65,10 @@ def predict(
     141 the reader of the output went away."""
     started = time.perf_counter()
     to_stdout = output is None or str(output) == "-"
+    if (to_stdout or as_json or _names_stdout(output)) and not stdout_is_open():  # before any work, not after
+        raise ConfigError("standard output is closed (>&-), and this run prints its rows or its --json summary "
+                          "there: give -o FILE without --json (-o /dev/null to discard the rows)")
+    _check_argument_order(model, inputs, output)
     cfg = PredictConfig(batch_size=batch_size, workers=workers, top_k=top_k, max_pixels=max_pixels,
                         provider=provider.value, threads=threads, precision=precision.value)
     if engine.value == "ray":
@@ -79,7 +84,7 @@ def predict(
         paths = collect(inputs, recursive=recursive)
         sink = PartFolder(output, fmt.value if fmt else "parquet", resume=resume)
     else:
-        from ..prediction.inputs import collect_inputs
+        from ..prediction.inputs import collect_inputs, is_uri
         from ..prediction.local import LocalEngine
 
         if ray_address is not None or actors is not None or gpus_per_worker:
@@ -89,6 +94,9 @@ def predict(
                               "the local engine writes csv or jsonl")
         if resume and to_stdout:
             raise ConfigError("--resume needs -o FILE: it continues a results file")
+        if uris := [i for i in inputs if is_uri(i)]:
+            raise ConfigError(f"{uris[0]} is an object-store URI, and the local engine reads local files: add "
+                              f"--engine ray, which reads s3:// and the other fsspec URIs (docs/ray.md)")
         runner = LocalEngine()
         paths = collect_inputs(inputs, recursive=recursive)
         if workers is not None and workers > cores() and not quiet:
@@ -99,9 +107,61 @@ def predict(
     bar = not quiet and not to_stdout
     summary = _run_with_progress(model, paths, cfg, sink, runner, show_rows=table, bar=bar,
                                  say_provider=not quiet and engine.value == "local", chosen=not (as_json or to_stdout))
-    print_summary(summary, None if output is None else sink.where, as_json=as_json, rows_on_stdout=to_stdout)
+    rows_on_stdout = to_stdout or _is_stdout(output)  # -o /dev/stdout too: the summary must not join the rows
+    print_summary(summary, None if output is None else sink.where, as_json=as_json, rows_on_stdout=rows_on_stdout)
     if summary.failed:
         raise typer.Exit(EXIT_SOME_FAILED)
+
+
+def _is_stdout(output: Optional[str]) -> bool:
+    """Whether -o names what standard output is (a link to /dev/stdout, or the file stdout was sent to)."""
+    import os
+
+    try:
+        a, b = os.stat(output), os.fstat(1)
+    except (OSError, ValueError, TypeError):  # no such file yet
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+STDOUT_NAMES = ("/dev/stdout", "/dev/fd/1", "/proc/self/fd/1")
+
+
+def _names_stdout(output: Optional[str]) -> bool:
+    """Whether -o is /dev/stdout by name or through symbolic links (followed one at a time: with stdout
+    closed, /dev/stdout leads to the /dev/null that stands in for it, and only its name tells)."""
+    import os
+
+    if output is None or output == "-":
+        return False
+    path = os.path.abspath(output)
+    for _ in range(40):  # the kernel's own limit on links followed
+        if path in STDOUT_NAMES or path == f"/proc/{os.getpid()}/fd/1":
+            return True
+        if not os.path.islink(path):
+            return False
+        try:
+            path = os.path.normpath(os.path.join(os.path.dirname(path), os.readlink(path)))
+        except OSError:
+            return False
+    return False
+
+
+RESULT_SUFFIXES = (".csv", ".jsonl", ".ndjson", ".json", ".partial", ".parquet", ".lock")
+
+
+def _check_argument_order(model: Path, inputs: list[str], output: Optional[str]) -> None:
+    """ConfigError naming the likely swap when the MODEL argument is a folder or a results file (the
+    order is predict MODEL INPUTS... -o RESULTS), instead of what opening it would say ("Is a directory")."""
+    usage = "the order is: cnn-edge predict MODEL.onnx IMAGES... -o RESULTS"
+    if model.is_dir():
+        raise ConfigError(f"the model argument {model} is a folder, not an ONNX model; were the arguments swapped? "
+                          f"{usage}")
+    if model.suffix.lower() in RESULT_SUFFIXES:
+        onnx = next((i for i in inputs if i.lower().endswith(".onnx")), None)
+        hint = f" ({onnx}, given as an input, looks like the model)" if onnx else ""
+        raise ConfigError(f"the model argument {model} is named like a results file, not an ONNX model{hint}; "
+                          f"were the arguments swapped? {usage}")
 
 
 def _say_provider(choice, *, chosen: bool = True) -> None:
@@ -117,14 +177,18 @@ def _say_provider(choice, *, chosen: bool = True) -> None:
 def _local_sink(output: Optional[str], fmt: Optional[str], *, resume: bool, as_json: bool, protected: list[str]):
     """Where the local engine's rows go: a results file (-o FILE, which must be none of the files the
     run reads), stdout (-o -, or --json without -o: JSONL), or nowhere but the on-screen table."""
-    from ..prediction.rows import format_for
+    from ..core.files import special_kind
+    from ..prediction.rows import EXTENSIONS, format_for
     from ..prediction.sinks import ResultFile, Stream
 
     if output is None:
         return Stream(sys.stdout, "jsonl") if as_json else None
     if output == "-":
         return Stream(sys.stdout, format_for(Path(output), fmt))
-    return ResultFile(Path(output), format_for(Path(output), fmt), resume=resume, protected=protected)
+    path = Path(output)
+    if fmt is None and path.suffix.lower() not in EXTENSIONS and (path.is_dir() or special_kind(path)):
+        fmt = "csv"  # /dev/null, a FIFO: no extension to read, as for -o - (a folder: refused by ResultFile)
+    return ResultFile(path, format_for(path, fmt), resume=resume, protected=protected)
 
 
 def _print_rows(batch, labels, top_k: int) -> None:
@@ -167,7 +231,7 @@ def _run_with_progress(model: Path, paths: list[str], cfg: PredictConfig, sink, 
             return run_prediction(model, paths, cfg, sink, runner, on_start=on_start, on_rows=on_rows)
         except BaseException:
             if sink is not None and sink.kept_in is not None:
-                typer.echo(f"{sink.written:,} rows kept in {sink.kept_in}; rerun with --resume to continue", err=True)
+                typer.echo(f"{sink.kept:,} rows kept in {sink.kept_in}; rerun with --resume to continue", err=True)
             raise
 
 

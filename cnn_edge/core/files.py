@@ -1,14 +1,17 @@
 """Files in and out: open an input only when it is a regular, non-empty file (never blocking),
-write outputs atomically after checking their path, and send what native code writes to stderr
-into a file. Torch-free."""
+write outputs atomically after checking their path (never renaming over a device, a FIFO or a link
+to one: those are written through), hold an output for one writer at a time, and send what native
+code writes to stderr into a file. Torch-free."""
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import socket
 import stat
 import sys
 import tempfile
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,13 +19,55 @@ from typing import BinaryIO, Iterator, Union
 
 from .errors import ConfigError, ImageError, OutputPathError
 
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; OutputLock then records its holder only
+    fcntl = None
+
+_FILE_KINDS = {stat.S_IFIFO: "a FIFO (named pipe)", stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a character device",
+               stat.S_IFBLK: "a block device",
+               stat.S_IFDIR: "a folder from which no image file was taken (none in it, it cannot be listed, or they "
+                             "are in sub-folders: add -r)"}
+
+
+def special_kind(path: Union[str, Path]) -> str | None:
+    """What `path` is, following symbolic links, when it exists and is neither a regular file nor a
+    folder ('a character device', 'a FIFO (named pipe)'...); None otherwise. Such an output is written
+    through, as a stream: renaming a file over it would replace /dev/null or the user's pipe."""
+    try:
+        kind = stat.S_IFMT(os.stat(path).st_mode)
+    except OSError:  # missing, or a dangling link: a new regular file will be made
+        return None
+    if kind in (stat.S_IFREG, stat.S_IFDIR):
+        return None
+    return _FILE_KINDS.get(kind, "a special file")
+
+
+def write_through(path: Union[str, Path], data: bytes) -> None:
+    """Write `data` into an existing special file (a device, a FIFO: this waits for its reader), as
+    `cat > path` would: no temporary file, no rename, nothing created or replaced."""
+    if special_kind(path) == _FILE_KINDS[stat.S_IFSOCK]:
+        raise OutputPathError(f"{path} is a socket; cnn-edge writes files, devices and FIFOs: choose another output")
+    fd = os.open(path, os.O_WRONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+
 
 def check_writable(path: Path) -> Path:
-    """Fail early, before any work, when `path` cannot be written; returns it as a Path."""
+    """Fail early, before any work, when `path` cannot be written; returns it as a Path. A device or a
+    FIFO (or a link to one) needs only to be writable itself: it is written through, never replaced."""
     path = Path(path)
     parent = path.parent if str(path.parent) else Path(".")
     if path.is_dir():
         raise OutputPathError(f"output path {path} is a folder; give a file name")
+    if special_kind(path) is not None:
+        if not os.access(path, os.W_OK):
+            raise OutputPathError(f"{path} ({special_kind(path)}) is not writable: choose another output path")
+        return path
     if not parent.exists():
         try:
             parent.mkdir(parents=True, exist_ok=True)
@@ -35,18 +80,37 @@ def check_writable(path: Path) -> Path:
     return path
 
 
+def _identity(path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+        return st.st_dev, st.st_ino
+    except (OSError, ValueError):
+        return None
+
+
 def refuse_overwriting(output: Path, protected, option: str = "-o") -> None:
-    """ConfigError, before any work, when `output` is one of the files the command reads: compared by
-    absolute path, with symbolic links on the output's side resolved (an output that links to an input)."""
+    """ConfigError, before any work, when `output` is one of the files the command reads: the same
+    absolute path, the same path once the output's symbolic links are resolved (an output that links
+    to an input), or the same file (device and inode: a hard link, or an input that links to the
+    output). A device such as /dev/null is never "overwritten": it is written through."""
+    if special_kind(output) is not None:
+        return  # written through: no file is replaced
     targets = {os.path.abspath(output), os.path.realpath(output)}
+    identity = _identity(output)
     for p in protected:
-        if p is not None and (os.path.abspath(p) in targets or os.path.realpath(p) in targets):
+        if p is None:
+            continue
+        if os.path.abspath(p) in targets or (identity is not None and _identity(p) == identity):
             raise ConfigError(f"{option} {output} would overwrite {p}, which this command reads; choose another output file")
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temp file beside `path`, then rename: readers never see half a file."""
+    """Write to a temp file beside `path`, then rename: readers never see half a file. A device or a
+    FIFO at `path` (or a link to one) is written through instead: never replaced by a regular file."""
     path = Path(path)
+    if special_kind(path) is not None:
+        write_through(path, data)
+        return
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
     try:
         # mkstemp makes 0600 files; give the file the mode a plain open() would have.
@@ -71,6 +135,72 @@ def atomic_write_json(path: Path, obj: object) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
+def lock_path(output: Union[str, Path]) -> Path:
+    """The lock file of an output: `results.csv` -> `results.csv.lock` (beside a folder of part files:
+    `out/` -> `out.lock`)."""
+    output = Path(os.path.abspath(output))
+    return output.with_name(output.name + ".lock")
+
+
+class OutputLock:
+    """One writer per output: an advisory lock (flock) on `<output>.lock`, held for the whole run and
+    released (the file removed) by release(). The file records who holds it (pid, host, start time),
+    so a second run can say whom it waits for. A lock file left by a killed run holds no lock: the
+    next run takes it over. Raises OutputPathError (exit 2) when another process holds the lock."""
+
+    def __init__(self, output: Union[str, Path], option: str = "-o"):
+        self.path = lock_path(output)
+        self._fd: int | None = None
+        for _ in range(5):  # the holder may remove the file between our open and our lock: open it again
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+                         | getattr(os, "O_CLOEXEC", 0), 0o666)
+            try:
+                if fcntl is not None:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _read_holder(fd)
+                os.close(fd)
+                raise OutputPathError(f"{output} is being written by {holder}; wait for it or choose another "
+                                      f"{option} (the lock is {self.path})") from None
+            except BaseException:
+                os.close(fd)
+                raise
+            try:
+                same = os.stat(self.path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                self._fd = fd
+                break
+            os.close(fd)
+        else:
+            raise OutputPathError(f"{self.path} keeps changing: is another run starting on {output}?")
+        started = time.strftime("%Y-%m-%d %H:%M:%S")
+        record = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": started}) + "\n"
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, record.encode(), 0)
+
+    def release(self) -> None:
+        """Remove the lock file, then let go of the lock (a run waiting on the old file sees it gone)."""
+        if self._fd is None:
+            return
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass
+        os.close(self._fd)
+        self._fd = None
+
+
+def _read_holder(fd: int) -> str:
+    """'cnn-edge pid 1234 on host X since 2026-12-01 05:40:00', from a lock file's record."""
+    try:
+        record = json.loads(os.pread(fd, 4096, 0) or b"{}")
+        return f"cnn-edge pid {int(record['pid'])} on host {record['host']} since {record['started']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "another cnn-edge run (it is starting)"
+
+
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -81,11 +211,6 @@ def sha256_file(path: Path) -> str:
 
 NOT_FOUND = "not found: no such file, folder, or file matching the pattern"
 EMPTY_FILE = "empty file (0 bytes)"
-
-_FILE_KINDS = {stat.S_IFIFO: "a FIFO (named pipe)", stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a character device",
-               stat.S_IFBLK: "a block device",
-               stat.S_IFDIR: "a folder from which no image file was taken (none in it, it cannot be listed, or they "
-                             "are in sub-folders: add -r)"}
 
 
 def open_regular_fd(path: Union[str, Path]) -> tuple[int, int]:

@@ -103,12 +103,12 @@ def run_prediction(model: Path, paths: list[str], cfg: PredictConfig, sink: Opti
             sink.open(schema)
         done = sink.done if sink is not None else set()
         todo = [p for p in paths if p not in done]
-        on_start(schema, len(todo))
         seen: set[str] = set()
         ok = failed = 0
-        engine.start(todo)
-        start = time.perf_counter()  # the run's own rate, without the engine's start (a cluster's)
-        try:
+        try:  # from here on the sink is open (its lock held): whatever stops the run aborts it
+            on_start(schema, len(todo))
+            engine.start(todo)
+            start = time.perf_counter()  # the run's own rate, without the engine's start (a cluster's)
             for batch in engine.rows(todo):
                 fresh = [i for i, p in enumerate(batch.paths) if p not in seen]
                 if len(fresh) < len(batch):  # a batch the engine ran again: its rows are written already

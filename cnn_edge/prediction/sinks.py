@@ -6,9 +6,12 @@
                  previous FILE is untouched until then). --resume continues FILE.partial (or FILE
                  itself, to add new inputs) after checking every row it keeps. Without --resume, a
                  FILE.partial left by an earlier run is refused, never clobbered; a partial file that
-                 is a symbolic link is never written through.
+                 is a symbolic link is never written through. One run at a time: FILE.lock (flock)
+                 is held from open to commit or abort. A device or a FIFO (or a link to one, such as
+                 /dev/null or /dev/stdout) is written through as a stream, never replaced.
     Stream       -o - (or --json without -o): rows to stdout; nothing to resume, nothing to rename.
-    PartFolder   -o DIR or s3://bucket/prefix (--engine ray): part files, then a _SUCCESS manifest.
+    PartFolder   -o DIR or s3://bucket/prefix (--engine ray): part files, then a _SUCCESS manifest; a
+                 local DIR is held by one run at a time (DIR.lock beside it).
 
 A sink is made by the caller (cheap checks of the path only), opened by the job once the model is
 known (its labels check the rows kept for --resume), written batch by batch, then committed, or
@@ -55,11 +58,13 @@ SECONDS_PER_FILE = 30.0
 class Sink:
     """What the job needs of a sink. `where` names it for the user; `done` holds the paths already
     written (--resume), known once opened; `written` counts this run's rows; after abort,
-    `kept_in` says where the rows written so far wait for --resume (None: nothing kept)."""
+    `kept_in` says where the rows written so far wait for --resume (None: nothing kept), and `kept`
+    how many there are."""
 
     where: str
     done: set[str]
     written: int = 0
+    kept: int = 0  # after abort: the complete rows kept for --resume (earlier runs' too)
     kept_in: Optional[str] = None
 
     def open(self, schema: RowSchema) -> None:
@@ -80,8 +85,9 @@ def partial_path(output: Path) -> Path:
 
 
 def refuse_overwriting(output: Path, protected: Iterable[str]) -> None:
-    """ConfigError when -o or its partial file is the model or one of the inputs."""
-    for target in (Path(output), partial_path(output)):
+    """ConfigError when -o, its partial file or its lock file is the model or one of the inputs."""
+    protected = list(protected)
+    for target in (Path(output), partial_path(output), files.lock_path(output)):
         files.refuse_overwriting(target, protected)
 
 
@@ -108,13 +114,26 @@ def _open_new(path: Path) -> int:
 
 
 class ResultFile(Sink):
-    """-o FILE: rows in FILE.partial until the run commits (see the module's docstring)."""
+    """-o FILE: rows in FILE.partial until the run commits (see the module's docstring). One run at a
+    time: FILE.lock is held from open to commit or abort. -o naming a device or a FIFO (or a link to
+    one: /dev/null, /dev/stdout) is written through as a stream: no partial file, no rename, no
+    --resume."""
 
     def __init__(self, output: Path, fmt: str, *, resume: bool = False, protected: Iterable[str] = ()):
         output = Path(output)
         parent = output.parent if str(output.parent) else Path(".")
+        if output.is_dir():
+            raise ConfigError(f"-o {output} is a folder; the local engine writes one results file: give a file name "
+                              f"such as {output / ('results.' + fmt)} (a folder of part files is --engine ray's)")
         if not parent.is_dir():
             raise ConfigError(f"folder {parent} for -o {output} does not exist; create it first (mkdir -p {parent})")
+        self.stream_kind = files.special_kind(output)  # a device or FIFO: written through
+        if self.stream_kind is not None:
+            if resume:
+                raise ConfigError(f"--resume continues a results file, and -o {output} is {self.stream_kind}, "
+                                  f"written as a stream: run without --resume, or give -o FILE")
+            if self.stream_kind == "a socket":
+                raise ConfigError(f"-o {output} is a socket; give a results file, a device or a FIFO")
         refuse_overwriting(output, protected)
         self.output = check_writable(output)
         self.where = str(output)
@@ -122,10 +141,28 @@ class ResultFile(Sink):
         self.fmt, self.resume = fmt, resume
         self.done = set()
         self.written = 0
+        self.kept = 0
         self._file = None
+        self._lock: Optional[files.OutputLock] = None
+        self._fresh = False
 
     def open(self, schema: RowSchema) -> None:
         self.schema = schema
+        if self.stream_kind is not None:
+            # Opening a FIFO waits for its reader, as `cat > fifo` does.
+            fd = os.open(self.output, os.O_WRONLY | getattr(os, "O_CLOEXEC", 0))
+            self._file = os.fdopen(fd, "a", encoding="utf-8", errors=ENCODING_ERRORS, newline="")
+            if self.fmt == "csv":
+                self._guard(lambda: self._file.write(schema.header_text()))
+            return
+        self._lock = files.OutputLock(self.output)  # before the partial file is looked at: one writer
+        try:
+            self._open_partial(schema)
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def _open_partial(self, schema: RowSchema) -> None:
         if self.partial.is_symlink():
             raise ConfigError(f"{self.partial} is a symbolic link; cnn-edge does not write through links: remove it")
         if self.partial.exists() and not self.resume:
@@ -147,13 +184,26 @@ class ResultFile(Sink):
             self._guard(lambda: self._file.write(schema.header_text()))
 
     def _guard(self, write) -> None:
-        """Run a write; a failure (disk full, quota, a file size limit) becomes one clear error that
-        says the rows so far are kept and how to go on."""
+        """Run a write; a failure (disk full, quota, a file size limit) closes the file (what reached
+        the disk stays as it is) and becomes one clear error that says how many complete rows the
+        partial file keeps (counted in the file) and how to go on."""
         try:
             write()
         except OSError as exc:
-            raise OutputPathError(f"cannot write {self.partial} ({exc.strerror or exc}); the {self.written:,} rows "
-                                  f"written so far are kept there: make room and rerun with --resume") from None
+            self._close()
+            if self.stream_kind is not None:
+                raise OutputPathError(f"cannot write {self.output} ({exc.strerror or exc}); it is "
+                                      f"{self.stream_kind}, with nothing to resume") from None
+            self.kept = count_rows(self.partial, self.fmt)
+            raise OutputPathError(f"cannot write {self.partial} ({exc.strerror or exc}); the {self.kept:,} complete "
+                                  f"rows written so far are kept there: make room and rerun with --resume") from None
+
+    def _close(self) -> None:
+        try:
+            if self._file is not None and not self._file.closed:
+                self._file.close()
+        except OSError:  # the same full disk that stopped the run: what is on disk stays
+            pass
 
     def write(self, batch: RowBatch) -> None:
         text = self.schema.text(batch, self.fmt)
@@ -162,25 +212,44 @@ class ResultFile(Sink):
         self._guard(self._file.flush)
 
     def commit(self, manifest: dict) -> None:
-        """Close and move the complete file into place."""
+        """Close and move the complete file into place (a stream: flush and close)."""
         self._guard(self._file.flush)
+        if self.stream_kind is not None:
+            self._guard(self._file.close)
+            return
         self._guard(lambda: os.fsync(self._file.fileno()))
         self._file.close()
         os.replace(self.partial, self.output)
+        self._lock.release()
 
     def abort(self) -> None:
         """Keep the partial file for --resume; a run that wrote nothing leaves nothing behind."""
         if self._file is None:
             return
-        try:
-            if not self._file.closed:
-                self._file.close()
-        except OSError:  # the same full disk that stopped the run: what is on disk stays
-            pass
-        if self._fresh and self.written == 0:
+        self._close()
+        if self.stream_kind is not None:
+            return
+        self.kept = count_rows(self.partial, self.fmt)
+        if self._fresh and self.kept == 0:
             self.partial.unlink(missing_ok=True)
-        elif self.written:
+        elif self.kept:
             self.kept_in = str(self.partial)
+        if self._lock is not None:
+            self._lock.release()
+
+
+def count_rows(path: Path, fmt: str) -> int:
+    """Complete rows in a results file: lines ended by a newline, less the CSV header; in CSV a
+    newline inside a quoted cell (a file name with a newline) does not end a row (quotes inside a
+    cell are doubled, so a newline is a row's end exactly when an even number of quotes precede it)."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError:
+        return 0
+    if fmt != "csv":
+        return data.count(b"\n")
+    ends = sum(piece.count(b"\n") for piece in data.split(b'"')[0::2])
+    return max(ends - 1, 0)
 
 
 class Stream(Sink):
@@ -240,6 +309,7 @@ class PartFolder(Sink):
         self.parts: list[dict] = []  # the manifest's entries
         self._pending: list[RowBatch] = []  # rows not yet in a part file
         self._pending_rows, self._since = 0, time.monotonic()
+        self._lock: Optional[files.OutputLock] = None
         self._entries = self._check()
 
     def _check(self) -> list[str]:
@@ -261,8 +331,20 @@ class PartFolder(Sink):
         return [e["name"] for e in entries if e["type"] == "file"]
 
     def open(self, schema: RowSchema) -> None:
-        """Read the part files of earlier runs: their paths are done."""
+        """Take the folder's lock (a local folder: DIR.lock beside it, one run at a time), then read
+        the part files of earlier runs: their paths are done."""
         self.schema = schema
+        if not is_uri(self.output):
+            self._lock = files.OutputLock(self.root)
+            try:
+                self._read_parts(schema)
+            except BaseException:
+                self._lock.release()
+                raise
+        else:
+            self._read_parts(schema)
+
+    def _read_parts(self, schema: RowSchema) -> None:
         old = {}
         names = {posixpath.basename(f): f for f in self._entries}
         if SUCCESS in names:
@@ -321,6 +403,11 @@ class PartFolder(Sink):
         manifest = {"version": MANIFEST_VERSION, "engine": "ray", "format": self.fmt, "top_k": self.schema.top_k,
                     "rows": sum(p["rows"] for p in self.parts), **manifest, "files": self.parts}
         self._put(SUCCESS, (json.dumps(manifest, indent=1) + "\n").encode())
+        self._release()
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
 
     def abort(self) -> None:
         """The rows in hand are complete, so they are kept; a failure to write them (the reason the
@@ -329,8 +416,10 @@ class PartFolder(Sink):
             self.flush()
         except Exception:
             pass
+        self.kept = sum(p["rows"] for p in self.parts)
         if self.written:
             self.kept_in = f"part files of {self.output}"
+        self._release()
 
 
 def _stacked(batches: list[RowBatch]):
