@@ -19,6 +19,11 @@ SPEC_ARCH = "spec"
 # The pixel limit of an input image (--max-pixels): 40 Mpixels, so a 7,000 x 5,700 photo still
 # passes and a decompression bomb does not.
 DEFAULT_MAX_PIXELS = 40_000_000
+# The size limit of an input image file (--max-file-bytes), checked before any byte is read, so
+# a reader that takes a file whole (Ray's, Node.js's) holds at most this much: 64 MiB is 6 bytes
+# per pixel of a 10-Mpixel photo (JPEG and PNG files of 40 Mpixels are well below it); a larger,
+# uncompressed BMP or TIFF needs the limit raised.
+DEFAULT_MAX_FILE_BYTES = 64 * 1024 * 1024
 
 # Size of the validation split the default recipe takes out of the 60,000 training images.
 DEFAULT_VAL_SIZE = 5_000

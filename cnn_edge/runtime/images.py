@@ -23,7 +23,7 @@ from typing import BinaryIO, Union
 import numpy as np
 from PIL import Image, ImageFile, ImageOps
 
-from ..core.constants import DEFAULT_MAX_PIXELS
+from ..core.constants import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_PIXELS
 from ..core.errors import ImageError, first_line
 from ..core.files import EMPTY_FILE, open_regular_fd, open_regular_file  # noqa: F401  (open_regular_file: re-exported)
 from .grey_png import FAST_MAX_BYTES, grey_png
@@ -58,6 +58,14 @@ Image.MAX_IMAGE_PIXELS = None
 def _too_large(w: int, h: int, max_pixels: int) -> ImageError:
     return ImageError(f"image is {w}x{h} = {w * h / 1e6:.1f} Mpixels, above the limit of "
                       f"{max_pixels / 1e6:g} Mpixels (--max-pixels)")
+
+
+def _check_file_size(size: int, max_file_bytes: int) -> None:
+    """Refuse a file above the size limit before any of it is read (a reader that takes files
+    whole, the Ray engine's, holds at most the limit; Node.js's client applies the same rule)."""
+    if size > max_file_bytes:
+        raise ImageError(f"file is {size:,} bytes ({size / 2**20:.1f} MiB), above the limit of "
+                         f"{max_file_bytes:,} bytes ({max_file_bytes / 2**20:g} MiB; --max-file-bytes)")
 
 
 def _check_ico(f: BinaryIO, max_pixels: int) -> None:
@@ -97,8 +105,12 @@ def _reduce(img: Image.Image) -> Image.Image:
     factor = _reduce_factor(img.size)
     if factor < 2:
         return img
-    if img.mode not in ("L", "LA", "RGB", "RGBA", "I", "F", "I;16"):
-        img = img.convert("RGBA" if "A" in img.mode or "transparency" in img.info else "RGB")
+    if "transparency" in img.info and img.mode not in ("LA", "RGBA"):
+        # A colour key (a palette's or a tRNS chunk's transparent entry) would be averaged into
+        # its neighbours and lost: to an alpha channel first (reduce premultiplies it).
+        img = img.convert("RGBA")
+    elif img.mode not in ("L", "LA", "RGB", "RGBA", "I", "F", "I;16"):
+        img = img.convert("RGBA" if "A" in img.mode else "RGB")
     return img.reduce(factor)
 
 
@@ -162,9 +174,10 @@ def _decode(f: BinaryIO, max_pixels: int, hint: str | None = None) -> Image.Imag
     return img if img.mode != "P" else img.convert("RGBA" if "transparency" in img.info else "RGB")
 
 
-def open_image(path: Union[str, Path], max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+def open_image(path: Union[str, Path], max_pixels: int = DEFAULT_MAX_PIXELS, *,
+               max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> Image.Image:
     """Open and decode the first frame of an image file. Raises ImageError, whatever went wrong."""
-    return _load(path, max_pixels, fast=False)  # type: ignore[return-value]  # not fast: an Image
+    return _load(path, max_pixels, fast=False, max_file_bytes=max_file_bytes)  # type: ignore[return-value]  # not fast: an Image
 
 
 @contextmanager
@@ -185,11 +198,13 @@ def _fast_grey(data: bytes, max_pixels: int) -> np.ndarray | None:
     return grey_png(data, max_pixels, 2 * REDUCE_TO) if len(data) <= FAST_MAX_BYTES else None
 
 
-def _load(path: Union[str, Path], max_pixels: int, fast: bool) -> Union[Image.Image, np.ndarray]:
+def _load(path: Union[str, Path], max_pixels: int, fast: bool,
+          max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> Union[Image.Image, np.ndarray]:
     """The decoded image, or with `fast`, the grey pixels of a small plain grey PNG. Raises ImageError."""
     fd, size = open_regular_fd(path)
     f = None
     try:
+        _check_file_size(size, max_file_bytes)
         with _decode_errors():
             if fast and size <= FAST_MAX_BYTES:  # one read, no file object: a third of a 28x28 PNG's time
                 grey = _fast_grey(os.read(fd, size + 1), max_pixels)
@@ -205,18 +220,47 @@ def _load(path: Union[str, Path], max_pixels: int, fast: bool) -> Union[Image.Im
             f.close()
 
 
-def open_image_bytes(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+def open_image_bytes(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, *,
+                     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> Image.Image:
     """open_image for a file's bytes already in memory (read from object storage by the Ray
     engine): the same checks, the same errors. Raises ImageError, whatever went wrong."""
     if not data:
         raise ImageError(EMPTY_FILE)
+    _check_file_size(len(data), max_file_bytes)
     with _decode_errors():
         return _decode(io.BytesIO(data), max_pixels)
 
 
 def to_grey(img: Image.Image) -> np.ndarray:
-    """Any Pillow image -> float32 grey (H, W) in 0..255, transparency composited on a background
-    that contrasts with the ink (ink drawn on a transparent layer may be dark or light)."""
+    """Any Pillow image -> float32 grey (H, W) in 0..255, transparency composited by one rule for
+    every kind of it (an alpha channel, a palette's or a tRNS chunk's transparent entry): see _composite."""
+    mode = img.mode
+    if mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+        mode = img.mode
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = np.asarray(img.convert("RGBA"), dtype=np.float32)
+        return _composite(rgba[..., :3] @ LUMA, rgba[..., 3] / 255.0)
+    grey = _opaque_grey(img)
+    key = img.info.get("transparency")
+    if key is None or mode not in ("L", "RGB", "I", "I;16", "I;16B", "I;16L", "I;16N", "1"):
+        return grey
+    # A colour key (a grey or RGB PNG's tRNS chunk): the pixels of exactly that stored value are
+    # transparent, the rest opaque; as an alpha channel, so the same rule applies.
+    raw = np.asarray(img)
+    if mode == "RGB":
+        if not isinstance(key, tuple) or len(key) != 3:
+            return grey
+        transparent = (raw == np.asarray(key, raw.dtype)).all(axis=2)
+    else:
+        if not isinstance(key, int):
+            return grey
+        transparent = raw == key
+    return _composite(grey, np.where(transparent, 0.0, 1.0).astype(np.float32))
+
+
+def _opaque_grey(img: Image.Image) -> np.ndarray:
+    """The grey of an image without an alpha channel (a colour key, if any, is not applied here)."""
     mode = img.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         a = np.asarray(img, dtype=np.float32)
@@ -225,23 +269,26 @@ def to_grey(img: Image.Image) -> np.ndarray:
     if mode == "F":
         a = _finite(np.asarray(img, dtype=np.float32))
         return a * 255.0 if a.max() <= 1.0 else a
-    if mode == "P":
-        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
-        mode = img.mode
-    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        rgba = np.asarray(img.convert("RGBA"), dtype=np.float32)
-        grey = rgba[..., :3] @ LUMA
-        alpha = rgba[..., 3] / 255.0
-        if alpha.min() >= 1.0:
-            return grey
-        ink_level = float((grey * alpha).sum() / max(alpha.sum(), 1e-6))
-        background = 255.0 if ink_level < 128 else 0.0
-        return grey * alpha + background * (1.0 - alpha)
     if mode == "L":
         return np.asarray(img, dtype=np.float32)
     if mode == "RGB":
         return np.asarray(img, dtype=np.float32) @ LUMA
     return np.asarray(img.convert("L"), dtype=np.float32)
+
+
+def _composite(grey: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """grey (H, W) 0..255 and alpha (H, W) 0..1 -> grey on a background that contrasts with the ink.
+
+    The one rule for transparency: what is drawn is what is visible, so transparent pixels are
+    background, whatever colour they store (a drawing app's transparent white and transparent
+    black read alike). The ink's level is the mean grey of the visible pixels, weighted by their
+    alpha; the background is white under dark ink and black under light ink. A fully transparent
+    pixel's stored colour never counts; a semi-transparent edge counts by its alpha."""
+    if alpha.min() >= 1.0:
+        return grey
+    ink_level = float((grey * alpha).sum() / max(float(alpha.sum()), 1e-6))
+    background = 255.0 if ink_level < 128 else 0.0
+    return grey * alpha + background * (1.0 - alpha)
 
 
 def _finite(a: np.ndarray) -> np.ndarray:
@@ -276,7 +323,8 @@ def array_to_grey(a: np.ndarray, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
     return to_grey(Image.fromarray(a.round().astype(np.uint8), mode=mode))
 
 
-def to_grey_any(source: Source, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def to_grey_any(source: Source, max_pixels: int = DEFAULT_MAX_PIXELS, *,
+                max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> np.ndarray:
     """Path, PIL image or numpy array -> grey (H, W) float32 0..255. Raises ImageError."""
     if isinstance(source, np.ndarray):
         return array_to_grey(source, max_pixels)
@@ -285,16 +333,20 @@ def to_grey_any(source: Source, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndar
             raise _too_large(source.width, source.height, max_pixels)
         return to_grey(_reduce(source))
     if isinstance(source, (str, Path)):
-        return grey_pixels(source, max_pixels).astype(np.float32, copy=False)
+        return grey_pixels(source, max_pixels, max_file_bytes=max_file_bytes).astype(np.float32, copy=False)
     if isinstance(source, (bytes, bytearray, memoryview)):  # a file's bytes (the Ray engine reads them)
         data = bytes(source)
+        _check_file_size(len(data), max_file_bytes)
         grey = _fast_grey(data, max_pixels)
-        return grey.astype(np.float32) if grey is not None else to_grey(open_image_bytes(data, max_pixels))
+        if grey is not None:
+            return grey.astype(np.float32)
+        return to_grey(open_image_bytes(data, max_pixels, max_file_bytes=max_file_bytes))
     raise ImageError(f"cannot read an image from a {type(source).__name__}; give a path, a PIL image or a numpy array")
 
 
-def grey_pixels(path: Union[str, Path], max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def grey_pixels(path: Union[str, Path], max_pixels: int = DEFAULT_MAX_PIXELS, *,
+                max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> np.ndarray:
     """An image file -> grey (H, W) 0..255: uint8 from the fast path (a small plain grey PNG),
     float32 otherwise; the same values as to_grey_any. Raises ImageError."""
-    img = _load(path, max_pixels, fast=True)
+    img = _load(path, max_pixels, fast=True, max_file_bytes=max_file_bytes)
     return img if isinstance(img, np.ndarray) else to_grey(img)

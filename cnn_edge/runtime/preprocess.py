@@ -14,7 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..core.constants import DEFAULT_MAX_PIXELS, IMAGE_SIZE
+from ..core.constants import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_PIXELS, IMAGE_SIZE
 from ..core.errors import ImageError, first_line
 from .images import Source, grey_pixels, to_grey_any
 
@@ -33,11 +33,25 @@ ROUND_NUDGE = 1e-6
 NOISE_SIGMAS = 3.0
 
 
-def _border(g: np.ndarray) -> np.ndarray:
-    """(N, H, W) -> (N, pixels on the frame)."""
-    if min(g.shape[1:]) <= 2:
-        return g.reshape(len(g), -1)
+# A strip this thin (or thinner) on its short side is mostly digit along its long sides (a "1"
+# cropped tight): its paper is read from its two short ends instead of the whole frame.
+STRIP_WIDTH = 3
+
+
+def _frame(g: np.ndarray) -> np.ndarray:
+    """(N, H, W) -> (N, pixels where the paper shows): the frame; for a strip (short side at
+    most STRIP_WIDTH), its two short ends (first and last row of a tall one, column of a wide one)."""
+    _, h, w = g.shape
+    if min(h, w) <= STRIP_WIDTH:
+        return np.concatenate([g[:, 0], g[:, -1]] if h >= w else [g[:, :, 0], g[:, :, -1]], axis=1)
     return np.concatenate([g[:, 0], g[:, -1], g[:, 1:-1, 0], g[:, 1:-1, -1]], axis=1)
+
+
+def _light_paper(frame: np.ndarray, strip: bool) -> np.ndarray:
+    """(N,) True where the paper is light (dark ink: invert). The frame's upper median decides;
+    a strip's few end pixels decide by their mean (its upper median of 2 to 6 values leans light,
+    and a stroke ending at one end would then decide)."""
+    return (frame.mean(axis=1, dtype=np.float64) if strip else _median(frame)) > 127.5
 
 
 def _median(a: np.ndarray) -> np.ndarray:
@@ -56,10 +70,10 @@ def mnist_v1_batch(greys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if g.ndim != 3 or min(g.shape[1:]) < 1:
         raise ImageError(f"expected grey images (N, H, W), got shape {g.shape}")
     n, h, w = g.shape
-    border = _border(g)
+    border = _frame(g)
     background = _median(border)
     # Polarity: MNIST has light ink on dark paper; a light background means dark ink, so invert.
-    dark_ink = background > 127.5
+    dark_ink = _light_paper(border, min(h, w) <= STRIP_WIDTH)
     if dark_ink.any():
         g[dark_ink] = 255.0 - g[dark_ink]
         border[dark_ink] = 255.0 - border[dark_ink]
@@ -161,9 +175,10 @@ def _centre(digit: np.ndarray) -> np.ndarray:
     return out
 
 
-def preprocess(source: Source, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def preprocess(source: Source, max_pixels: int = DEFAULT_MAX_PIXELS, *,
+               max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> np.ndarray:
     """One path, PIL image or numpy array -> the model's (28, 28) float32 input, MNIST-style."""
-    return mnist_v1(to_grey_any(source, max_pixels))
+    return mnist_v1(to_grey_any(source, max_pixels, max_file_bytes=max_file_bytes))
 
 
 # Images up to this many pixels are stacked by size and preprocessed together; bigger ones go one
@@ -171,7 +186,8 @@ def preprocess(source: Source, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarr
 STACK_MAX_PIXELS = 64 * 64
 
 
-def preprocess_many(sources: Sequence[Source], max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, list[str]]:
+def preprocess_many(sources: Sequence[Source], max_pixels: int = DEFAULT_MAX_PIXELS, *,
+                    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> tuple[np.ndarray, list[str]]:
     """Many images -> ((N, 28, 28) float32 with zeros where one failed, the error of each: '' when fine).
 
     Never raises for a bad image: whatever goes wrong with one becomes its error. Decoding is per
@@ -191,7 +207,10 @@ def preprocess_many(sources: Sequence[Source], max_pixels: int = DEFAULT_MAX_PIX
     for i, source in enumerate(sources):
         try:
             # A file's grey pixels may stay uint8 (the fast path): the stack becomes float32 once.
-            grey = grey_pixels(source, max_pixels) if isinstance(source, (str, Path)) else to_grey_any(source, max_pixels)
+            if isinstance(source, (str, Path)):
+                grey = grey_pixels(source, max_pixels, max_file_bytes=max_file_bytes)
+            else:
+                grey = to_grey_any(source, max_pixels, max_file_bytes=max_file_bytes)
             if grey.size > STACK_MAX_PIXELS:
                 finish([i], grey[None])
                 continue

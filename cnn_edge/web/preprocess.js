@@ -55,14 +55,29 @@
     return sorted[Math.floor(sorted.length / 2)];
   }
 
-  function border(g, w, h) {
-    if (Math.min(w, h) <= 2) return Array.from(g);
+  const STRIP_WIDTH = 3; // see preprocess.py: a strip's paper is read from its two short ends
+
+  /** Where the paper shows, as preprocess.py's _frame: the frame, or a strip's two short ends. */
+  function frame(g, w, h) {
     const out = [];
+    if (Math.min(w, h) <= STRIP_WIDTH) {
+      if (h >= w) { for (let x = 0; x < w; x++) out.push(g[x]); for (let x = 0; x < w; x++) out.push(g[(h - 1) * w + x]); }
+      else { for (let y = 0; y < h; y++) out.push(g[y * w]); for (let y = 0; y < h; y++) out.push(g[y * w + w - 1]); }
+      return out;
+    }
     for (let x = 0; x < w; x++) out.push(g[x]);
     for (let x = 0; x < w; x++) out.push(g[(h - 1) * w + x]);
     for (let y = 1; y < h - 1; y++) out.push(g[y * w]);
     for (let y = 1; y < h - 1; y++) out.push(g[y * w + w - 1]);
     return out;
+  }
+
+  /** As preprocess.py's _light_paper: the frame's upper median, a strip's ends' mean. */
+  function lightPaper(edge, strip) {
+    if (!strip) return upperMedian(edge) > 127.5;
+    let sum = 0;
+    for (const v of edge) sum += v;
+    return sum / edge.length > 127.5;
   }
 
   /** (nOut x nIn) weights of Pillow's anti-aliased resize along one axis. */
@@ -152,9 +167,9 @@
   function mnistV1(greyIn, width, height) {
     const g = Float64Array.from(greyIn);
     const n = width * height;
-    let edge = border(g, width, height);
+    let edge = frame(g, width, height);
     let background = upperMedian(edge);
-    if (background > 127.5) { // dark ink on light paper: invert, MNIST has light ink on black
+    if (lightPaper(edge, Math.min(width, height) <= STRIP_WIDTH)) { // dark ink on light paper: invert, MNIST has light ink on black
       for (let i = 0; i < n; i++) g[i] = 255 - g[i];
       edge = edge.map((v) => 255 - v);
       background = 255 - background;

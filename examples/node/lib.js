@@ -9,7 +9,7 @@ const path = require('path');
 const ort = require('onnxruntime-node');
 const bmp = require('bmp-js');
 const sharp = require('sharp');
-const { orient, preprocessRGBA } = require('../../cnn_edge/web/preprocess.js');
+const { mnistV1, orient, preprocessRGBA } = require('../../cnn_edge/web/preprocess.js');
 const { argmax, judge, packPixels } = require('../../cnn_edge/web/vectors.js');
 
 const INPUT = 'pixels'; // the model's I/O contract: float32 [batch, 1, 28, 28], raw 0..255
@@ -28,56 +28,132 @@ async function probabilities(session, pixels, batch) {
 // The same pixel limit as Python's default (--max-pixels): checked from the header, before any
 // pixel is decoded, so a 900-megapixel file costs nothing.
 const MAX_PIXELS = 40000000;
+// The same file-size limit as Python's default (--max-file-bytes, cnn_edge/core/constants.py
+// DEFAULT_MAX_FILE_BYTES): checked from the file's size before any byte is read, since the file is
+// read whole; a 1 GiB file costs nothing.
+const MAX_FILE_BYTES = 64 * 1024 * 1024;
 // The formats Python reads that a browser-grade decoder also reads: sharp (libvips, its prebuilt
 // binaries from the npm registry) for these, bmp-js for BMP. Anything else (SVG, HEIF...) is
 // refused, as Python refuses it.
 const SHARP_FORMATS = ['png', 'jpeg', 'webp', 'gif', 'tiff'];
 
-function tooLarge(width, height) {
-  return new Error(`image is ${width}x${height} = ${(width * height / 1e6).toFixed(1)} Mpixels, above the limit of ${MAX_PIXELS / 1e6} Mpixels`);
+function tooLarge(width, height, maxPixels) {
+  return new Error(`image is ${width}x${height} = ${(width * height / 1e6).toFixed(1)} Mpixels, above the limit of ${maxPixels / 1e6} Mpixels (--max-pixels)`);
 }
 
-/** A BMP -> {rgba, width, height}: bmp-js gives ABGR bytes, and no alpha below 32 bits. */
-function decodeBmp(buf) {
-  if (buf.length < 26) throw new Error('truncated BMP header');
+/** Python's message for a file above the size limit (images.py _check_file_size), word for word. */
+function tooBig(size, maxFileBytes) {
+  const mib = (n) => n / 2 ** 20;
+  return new Error(`file is ${size.toLocaleString('en-US')} bytes (${mib(size).toFixed(1)} MiB), above the limit of ` +
+    `${maxFileBytes.toLocaleString('en-US')} bytes (${mib(maxFileBytes)} MiB; --max-file-bytes)`);
+}
+
+/** A BMP -> {rgba, width, height}. bmp-js gives ABGR bytes for plain 32-bit files and BGRA for
+ * bit-field ones; alpha is read where Pillow reads it (a 32-bit bit-field file with an alpha mask),
+ * never from a plain 32-bit file's fourth byte, which Pillow and most writers leave as padding. */
+function decodeBmp(buf, maxPixels) {
+  if (buf.length < 34) throw new Error('truncated BMP header');
   const width = Math.abs(buf.readInt32LE(18)), height = Math.abs(buf.readInt32LE(22));
-  if (width * height > MAX_PIXELS) throw tooLarge(width, height);
-  const bitsPerPixel = buf.length >= 30 ? buf.readUInt16LE(28) : 0;
+  if (width * height > maxPixels) throw tooLarge(width, height, maxPixels);
+  const bitsPerPixel = buf.readUInt16LE(28), compression = buf.readUInt32LE(30);
+  let order = [3, 2, 1, -1]; // source byte of R, G, B, A in bmp-js's output; -1: opaque
+  if (bitsPerPixel === 32 && compression === 3) {
+    if (buf.length < 70) throw new Error('truncated BMP header');
+    const masks = [54, 58, 62, 66].map((o) => buf.readUInt32LE(o));
+    if (masks[0] !== 0xff0000 || masks[1] !== 0xff00 || masks[2] !== 0xff || ![0, 0xff000000].includes(masks[3])) {
+      throw new Error('cannot decode the image (a 32-bit BMP with bit fields other than BGRA/BGRX)');
+    }
+    order = [2, 1, 0, masks[3] ? 3 : -1];
+  }
   const img = bmp.decode(buf);
   const rgba = new Uint8Array(img.width * img.height * 4);
   for (let i = 0; i < rgba.length; i += 4) {
-    rgba[i] = img.data[i + 3]; rgba[i + 1] = img.data[i + 2]; rgba[i + 2] = img.data[i + 1];
-    rgba[i + 3] = bitsPerPixel === 32 ? img.data[i] : 255;
+    for (let c = 0; c < 4; c++) rgba[i + c] = order[c] < 0 ? 255 : img.data[i + order[c]];
   }
   return { rgba, width: img.width, height: img.height, orientation: 1 };
 }
 
-/** Any supported image file -> {rgba, width, height, orientation}; throws with a reason. */
-async function decodeFile(file) {
+/** A one-band float TIFF (Pillow's mode "F") -> grey Float64Array, upright, by Python's rule
+ * (images.py _opaque_grey): NaN or infinite values refused; values up to 1 are scaled by 255,
+ * others kept as they are. */
+async function decodeFloatGrey(buf, options, meta) {
+  if (meta.channels !== 1) throw new Error(`cannot decode the image (a float TIFF with ${meta.channels} samples per pixel)`);
+  const { data, info } = await sharp(buf, options).autoOrient().toColourspace('b-w').raw({ depth: 'float' })
+    .toBuffer({ resolveWithObject: true });
+  const values = new Float32Array(data.buffer, data.byteOffset, data.length / 4);
+  let max = -Infinity;
+  for (const v of values) {
+    if (!Number.isFinite(v)) throw new Error('the image holds NaN or infinite pixel values');
+    if (v > max) max = v;
+  }
+  const scale = max <= 1 ? 255 : 1;
+  return { grey: Float64Array.from(values, (v) => Math.fround(v * scale)), width: info.width, height: info.height };
+}
+
+/** The file's bytes, after the checks Python makes first: a regular file, not empty, within the
+ * size limit (before any byte is read). `file` is a string or a Buffer (a name that is not UTF-8). */
+function readImageFile(file, maxFileBytes) {
   const stat = fs.statSync(file);
   if (!stat.isFile()) throw new Error('not a regular file');
   if (stat.size === 0) throw new Error('empty file (0 bytes)');
-  const buf = fs.readFileSync(file);
-  if (buf.toString('latin1', 0, 2) === 'BM') return decodeBmp(buf);
-  const options = { limitInputPixels: MAX_PIXELS, failOn: 'error' };
+  if (stat.size > maxFileBytes) throw tooBig(stat.size, maxFileBytes);
+  return fs.readFileSync(file);
+}
+
+/** Any supported image file -> {rgba, width, height, orientation} or, for a float TIFF,
+ * {grey, width, height} already upright; throws with a reason. */
+async function decodeFile(file, { maxPixels = MAX_PIXELS, maxFileBytes = MAX_FILE_BYTES } = {}) {
+  const buf = readImageFile(file, maxFileBytes);
+  if (buf.toString('latin1', 0, 2) === 'BM') return decodeBmp(buf, maxPixels);
+  const options = { limitInputPixels: maxPixels, failOn: 'error' };
   let meta;
   try {
     meta = await sharp(buf, options).metadata();
   } catch (e) {
-    if (/pixel limit/i.test(e.message)) throw new Error(`image above the limit of ${MAX_PIXELS / 1e6} Mpixels`);
+    if (/pixel limit/i.test(e.message)) throw new Error(`image above the limit of ${maxPixels / 1e6} Mpixels (--max-pixels)`);
     throw new Error('not an image in a format cnn-edge reads');
   }
   if (!SHARP_FORMATS.includes(meta.format)) throw new Error(`not an image in a format cnn-edge reads (${meta.format})`);
-  if (meta.width * meta.height > MAX_PIXELS) throw tooLarge(meta.width, meta.height);
+  if (meta.width * meta.height > maxPixels) throw tooLarge(meta.width, meta.height, maxPixels);
+  if (meta.depth === 'float' || meta.depth === 'double') return decodeFloatGrey(buf, options, meta);
   const { data, info } = await sharp(buf, options).toColourspace('srgb').ensureAlpha()
     .raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
   return { rgba: data, width: info.width, height: info.height, orientation: meta.orientation || 1 };
 }
 
-/** An image file -> { pixels: Float32Array(784), blank }: pixel limit, decode, EXIF orientation,
- * then the preprocessing Python runs (throws, with a reason, on a file it cannot use). */
-async function preprocessFile(file) {
-  const img = await decodeFile(file);
+/** Command-line arguments as file names: an argument that is not valid UTF-8 reaches
+ * process.argv with U+FFFD in place of its bytes, a name no file has; on Linux its true bytes
+ * are read back from /proc/self/cmdline and returned as a Buffer (fs takes Buffer paths). */
+function fileArgs(args) {
+  if (!args.some((a) => a.includes('\uFFFD'))) return args;
+  let raw;
+  try {
+    raw = fs.readFileSync('/proc/self/cmdline');
+  } catch (e) {
+    return args;
+  }
+  const parts = [];
+  for (let start = 0; start < raw.length;) {
+    const end = raw.indexOf(0, start);
+    parts.push(raw.subarray(start, end < 0 ? raw.length : end));
+    start = end < 0 ? raw.length : end + 1;
+  }
+  const tail = parts.slice(parts.length - args.length); // the user's arguments end the command line
+  if (tail.length !== args.length) return args;
+  return args.map((a, i) => (a.includes('\uFFFD') && tail[i].toString('utf8') === a ? Buffer.from(tail[i]) : a));
+}
+
+/** A file name to print: a Buffer (not UTF-8) as Node decodes it, U+FFFD for the bad bytes. */
+function displayName(file) {
+  return Buffer.isBuffer(file) ? file.toString('utf8') : file;
+}
+
+/** An image file -> { pixels: Float32Array(784), blank }: the size and pixel limits, decode, EXIF
+ * orientation, then the preprocessing Python runs (throws, with a reason, on a file it cannot use).
+ * `limits`: { maxPixels, maxFileBytes }, Python's defaults when left out. */
+async function preprocessFile(file, limits = {}) {
+  const img = await decodeFile(file, limits);
+  if (img.grey) return mnistV1(img.grey, img.width, img.height);
   const upright = orient(img.rgba, img.width, img.height, img.orientation);
   return preprocessRGBA(upright.rgba, upright.width, upright.height);
 }
@@ -92,4 +168,5 @@ async function checkVectors(session, vectors, precision) {
   return { n, agreement, maxAbsDiff, pass, precision };
 }
 
-module.exports = { EXPORTS, MAX_PIXELS, loadModel, probabilities, decodeFile, preprocessFile, argmax, readVectors, checkVectors };
+module.exports = { EXPORTS, MAX_PIXELS, MAX_FILE_BYTES, loadModel, probabilities, decodeFile, preprocessFile, fileArgs,
+  displayName, argmax, readVectors, checkVectors };
