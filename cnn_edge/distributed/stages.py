@@ -130,9 +130,7 @@ def _node_id() -> str:
 def score(predictor, batch: Batch, top_k: int, side: dict[str, str]) -> RowBatch:
     """A decoded batch ({"path", "pixels", "error"}) -> its rows, as the local engine makes them,
     with `side` (node, worker, provider) on every row."""
-    errors = [str(e) for e in batch["error"]]
-    ok = [i for i, e in enumerate(errors) if not e]
-    probabilities = predictor.probabilities(np.asarray(batch["pixels"], np.float32)[ok])
+    errors, probabilities = predictor.score(np.asarray(batch["pixels"], np.float32), [str(e) for e in batch["error"]])
     rows = RowBatch.scored([str(p) for p in batch["path"]], errors, probabilities, top_k)
     rows.side = {name: [value] * len(rows) for name, value in side.items()}
     return rows
