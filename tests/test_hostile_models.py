@@ -50,7 +50,13 @@ def build(path, twist: str = "", classes: int = 10, labels=None, declared=("batc
         arr = np.asarray(value)
         init.append(helper.make_tensor(name, dtype, arr.shape, arr.ravel().tolist()))
 
-    if twist in ("one_row", "slice_row"):  # one row for a batch of many
+    if twist == "first_four":  # at most 4 rows: right for small batches, wrong for larger ones
+        add("Identity", ["raw"], logits)
+        add("Softmax", ["raw"], "soft", axis=1)
+        const("starts", [0], TensorProto.INT64)
+        const("ends", [4], TensorProto.INT64)
+        add("Slice", ["soft", "starts", "ends"], probs)
+    elif twist in ("one_row", "slice_row"):  # one row for a batch of many
         add("Identity", ["raw"], logits)
         add("Softmax", ["raw"], "soft", axis=1)
         if twist == "one_row":
@@ -143,16 +149,24 @@ def hostile(tmp_path, name: str):
     return build(tmp_path / f"{name}.onnx", twist, **options)
 
 
-@pytest.fixture(scope="module")
-def images(tmp_path_factory):
-    """Three digit-like PNGs (distinct, so one copied row would show)."""
+def write_digits(folder, n: int) -> list[str]:
+    """`n` digit-like PNGs (distinct, so one copied row would show)."""
     sys.path.insert(0, str(REPO / "scripts"))
     from hostile_files import digit
 
-    folder = tmp_path_factory.mktemp("digits")
-    for i in range(3):
+    for i in range(n):
         Image.fromarray(digit(i, 28)).save(folder / f"d{i}.png")
     return sorted(str(p) for p in folder.glob("*.png"))
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    return write_digits(tmp_path_factory.mktemp("digits"), 3)
+
+
+@pytest.fixture(scope="module")
+def six_images(tmp_path_factory):
+    return write_digits(tmp_path_factory.mktemp("six"), 6)
 
 
 def predict(model, images, out, *extra):
@@ -268,6 +282,19 @@ def test_predict_stops_with_one_line_on_either_engine_path(tmp_path, images, nam
 
 
 @pytest.mark.parametrize("workers", ["0", "2"])
+def test_a_fault_that_shows_only_on_larger_batches_stops_the_run_where_it_shows(tmp_path, six_images, workers):
+    """The model passes the probe at open (3 rows for 3) and answers 4 rows for a batch of 6: found
+    where the batch runs, in the main process or in a scoring worker (which reports it, and does not
+    die: no "decoding process died" row)."""
+    model = build(tmp_path / "m.onnx", "first_four", declared=None)
+    Predictor(model, provider="cpu")  # opens
+    out = tmp_path / "r.csv"
+    result = predict(model, six_images, out, "--workers", workers, "--batch-size", "6")
+    line = assert_one_line_error(result, 2, model, "4 rows for 6 inputs")
+    assert "died" not in line and not out.exists()
+
+
+@pytest.mark.parametrize("workers", ["0", "2"])
 def test_predict_fails_nan_rows_and_never_writes_them_ok(tmp_path, images, workers):
     model = build(tmp_path / "m.onnx", "nan")
     out = tmp_path / "r.jsonl"
@@ -354,5 +381,13 @@ def test_ray_stops_on_one_row_and_fails_nan_rows(tmp_path, images):
         assert result.exit_code == 3, result.output
         rows = [json.loads(line) for part in sorted(out.glob("*.jsonl")) for line in part.read_text().splitlines()]
         assert len(rows) == 3 and all(r["error"] == NON_FINITE_ROW and r["prediction"] is None for r in rows)
+        # a fault the driver's probe cannot see: each row says what the model did, none that a process died
+        six = write_digits(tmp_path, 6)
+        out = tmp_path / "out3"
+        result = predict(build(tmp_path / "four.onnx", "first_four", declared=None), six, out, "--engine", "ray",
+                         "--format", "jsonl", "--batch-size", "6")
+        assert result.exit_code == 3, result.output
+        rows = [json.loads(line) for part in sorted(out.glob("*.jsonl")) for line in part.read_text().splitlines()]
+        assert len(rows) == 6 and all("4 rows for 6 inputs" in r["error"] for r in rows), rows
     finally:
         ray.shutdown()

@@ -20,6 +20,11 @@ from ..core.errors import ConfigError, ImageError, ModelFileError, ModelOutputEr
 from .images import Source
 from .onnx_model import NON_FINITE_ROW, OnnxModel, open_model
 from .preprocess import preprocess_many
+from .timing import random_batch
+
+# The batch Predictor runs once when it opens a model: more than one row, so that a model answering
+# one row for many is found.
+PROBE_BATCH = 3
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,12 @@ class Predictor:
         preprocessing_of(self.model)  # refuses a model that asks for a preprocessing we do not have
         self.labels = self.model.class_labels
         self.max_pixels = max_pixels
+        if self.provider == "cpu":
+            # One run on a small batch: a model whose outputs cannot be rows of the batch (one row
+            # for many, another class count, logits) is refused here, before any results file is
+            # opened or cluster started (the Ray driver opens the model this way). Not on a GPU
+            # provider, where a batch of another size can cost an engine build; the first run checks.
+            self.probabilities(random_batch(PROBE_BATCH)[:, 0])
 
     @property
     def provider(self) -> str:
