@@ -27,6 +27,12 @@ class ModelFileError(CnnEdgeError):
     """An ONNX file is missing, not ONNX, or breaks the I/O contract."""
 
 
+class ModelOutputError(ModelFileError):
+    """A model that opened but answers outside the contract when it runs: another shape than
+    (batch, classes) for the batch it was given, values that are not probabilities, or a failure of
+    ONNX Runtime itself. The run stops: every row it would make is wrong."""
+
+
 class OutputPathError(CnnEdgeError):
     """An output path cannot be written."""
 

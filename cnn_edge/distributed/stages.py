@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.constants import IMAGE_SIZE
-from ..core.errors import ImageError, first_line
+from ..core.errors import ImageError, ModelOutputError, first_line
 from ..core.files import atomic_write_bytes
 from ..prediction.rows import RowBatch
 from .sources import is_uri, read_bytes
@@ -131,8 +131,15 @@ def score(predictor, batch: Batch, top_k: int, side: dict[str, str]) -> RowBatch
     """A decoded batch ({"path", "pixels", "error"}) -> its rows, as the local engine makes them,
     with `side` (node, worker, provider) on every row."""
     errors = [str(e) for e in batch["error"]]
-    ok = [i for i, e in enumerate(errors) if not e]
-    probabilities = predictor.probabilities(np.asarray(batch["pixels"], np.float32)[ok])
+    try:
+        errors, probabilities = predictor.score(np.asarray(batch["pixels"], np.float32), errors)
+    except ModelOutputError as exc:
+        # A fault the driver's probe (Predictor, on the CPU) did not show: one that depends on the
+        # batch's size or content, or on this provider. Raised here, it would reach the driver as a
+        # bare UserCodeException (Ray Data drops its cause), and the engine would retry file by file
+        # and report each file as a dead process; the rows say what it was instead.
+        errors = [e or f"the model failed on this batch: {exc}" for e in errors]
+        probabilities = np.zeros((0, len(predictor.labels)), np.float32)
     rows = RowBatch.scored([str(p) for p in batch["path"]], errors, probabilities, top_k)
     rows.side = {name: [value] * len(rows) for name, value in side.items()}
     return rows

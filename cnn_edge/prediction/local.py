@@ -56,7 +56,7 @@ class LocalEngine:
         self.workers = resolve_workers(cfg.workers, len(paths))
         # On the CPU, at ONNX Runtime's default threads, the workers infer too (see workers.py).
         scoring = predictor.provider == "cpu" and cfg.threads is None and predictor.model.data
-        model = (predictor.model.data, len(predictor.labels)) if scoring else None
+        model = (predictor.model.data, len(predictor.labels), str(predictor.model.path)) if scoring else None
         if self.workers and paths:
             self.pool = DecodePool(self.workers, cfg.max_pixels, model)
 
@@ -68,11 +68,13 @@ class LocalEngine:
         else:
             results = ((chunk, Decoded(*preprocess_many(chunk, cfg.max_pixels))) for chunk in chunks)
         for chunk, result in results:
-            ok = [i for i, e in enumerate(result.errors) if not e]
-            # Decoded: the model runs here; Scored: the worker ran it.
-            probabilities = predictor.probabilities(result.pixels[ok]) if isinstance(result, Decoded) \
-                else result.probabilities[ok]
-            yield RowBatch.scored(chunk, result.errors, probabilities, cfg.top_k)
+            # Decoded: the model runs here; Scored: the worker ran it (and checked its outputs alike).
+            if isinstance(result, Decoded):
+                errors, probabilities = predictor.score(result.pixels, result.errors)
+            else:
+                errors = result.errors
+                probabilities = result.probabilities[[i for i, e in enumerate(errors) if not e]]
+            yield RowBatch.scored(chunk, errors, probabilities, cfg.top_k)
 
     def close(self) -> None:
         if self.pool is not None:

@@ -25,9 +25,11 @@ from typing import Iterable, Iterator, NamedTuple, Optional
 
 import numpy as np
 
-from ..core import contract as C
 from ..core.constants import IMAGE_SIZE
+from ..core.errors import CnnEdgeError
 from ..runtime import preprocess
+from ..runtime.onnx_model import run_session
+from ..runtime.predictor import finite_rows
 
 # Chunks queued per worker: enough to keep every core busy while the main process infers.
 CHUNKS_PER_WORKER = 2
@@ -49,8 +51,9 @@ class Scored(NamedTuple):
     errors: list[str]
 
 
-# What a scoring worker needs: the model's bytes as the main process checked them, its class count.
-Model = Optional[tuple[bytes, int]]
+# What a scoring worker needs: the model's bytes as the main process checked them, its class count,
+# and its name (for errors).
+Model = Optional[tuple[bytes, int, str]]
 
 
 def _session(model: bytes):
@@ -64,18 +67,21 @@ def _session(model: bytes):
 
 
 def _work(chunk: list[str], max_pixels: int, model: Model, sessions: list) -> Decoded | Scored:
-    """Decode and preprocess a chunk; with a model, score it too."""
+    """Decode and preprocess a chunk; with a model, score it too (through runtime.onnx_model's
+    run_session: the outputs checked as the main process checks its own)."""
     # Looked up at each call (not bound at import): the preprocessing module's current function.
     prepared, errors = preprocess.preprocess_many(chunk, max_pixels)
     if model is None:
         return Decoded(prepared, errors)
-    probs = np.zeros((len(chunk), model[1]), np.float32)
+    data, classes, name = model
+    probs = np.zeros((len(chunk), classes), np.float32)
     ok = [i for i, e in enumerate(errors) if not e]
     if ok:
         if not sessions:
-            sessions.append(_session(model[0]))
+            sessions.append(_session(data))
         x = np.ascontiguousarray(prepared[ok])[:, None]  # (B, 1, 28, 28), as Predictor.probabilities
-        probs[ok] = sessions[0].run([C.OUTPUT_PROBABILITIES], {C.INPUT_NAME: x})[0]
+        errors, scored = finite_rows(errors, ok, run_session(sessions[0], name, x, classes)[0])
+        probs[[i for i in ok if not errors[i]]] = scored
     return Scored(probs, errors)
 
 
@@ -94,7 +100,11 @@ def _serve(tasks, results, max_pixels: int, parent: int, model: Model = None) ->
             chunk = tasks.recv()
             if chunk is None:
                 return
-            results.send(_work(chunk, max_pixels, model, sessions))
+            try:
+                result = _work(chunk, max_pixels, model, sessions)
+            except CnnEdgeError as exc:  # the model broke the contract: the run stops, in the main process
+                result = exc
+            results.send(result)
         except (EOFError, OSError):
             return
 
@@ -138,11 +148,15 @@ class _Worker:
         self._outbox.put(chunk)
 
     def receive(self) -> Decoded | Scored | None:
-        """The next result, or None when the worker died."""
+        """The next result, or None when the worker died. Raises the error (a ModelOutputError) that
+        stopped the worker's chunk: a faulty model is not a dead process, and every chunk would hit it."""
         try:
-            return self.results.recv()
+            result = self.results.recv()
         except (EOFError, OSError):
             return None
+        if isinstance(result, BaseException):
+            raise result
+        return result
 
     def stop(self, timeout: float = 5.0) -> None:
         self._outbox.put(None)

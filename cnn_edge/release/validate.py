@@ -13,7 +13,7 @@ import numpy as np
 
 from ..core import contract as C
 from ..core.constants import NUM_CLASSES
-from ..core.errors import ConfigError, ParityError
+from ..core.errors import ConfigError, ModelFileError, ParityError
 from ..runtime.compat import DEFAULT_TARGETS, Compatibility, check_targets
 from ..runtime.onnx_model import open_model
 from ..training.data import MnistSplit
@@ -160,9 +160,14 @@ def validate_model(
     """Accuracy of `model_path` on the test split, run on `provider` (the one production will use:
     parity holds there, not only on the CPU); with `checkpoint`, parity with PyTorch too.
 
-    Raises ModelFileError/CheckpointError for bad input, ConfigError for a provider that cannot run.
+    Raises ModelFileError/CheckpointError for bad input, ConfigError for a provider that cannot run,
+    ModelOutputError (a ModelFileError: exit 2, not a parity failure) for a model whose outputs
+    break the contract: another shape, not probabilities, or NaN for any test image.
     Parity failures are collected in the report (see `raise_for_failures`)."""
     model = open_model(Path(model_path), provider=provider, precision=precision)
+    if len(model.class_labels) != NUM_CLASSES:
+        raise ModelFileError(f"{model_path} has {len(model.class_labels)} classes; validate measures it on MNIST's "
+                             f"{NUM_CLASSES} digits")
     compatibility = check_targets(Path(model_path), targets)
     if limit is not None:
         if limit < 1:

@@ -37,12 +37,22 @@ def is_loopback(host: str) -> bool:
 
 
 def model_info(model: Path) -> dict:
-    """What the page shows and which tolerance it applies to the test vectors."""
+    """What the page shows and which tolerance it applies to the test vectors.
+
+    The browser runs the model, where a wrong answer is silent; so it is run here first, on a
+    batch of two (one row for a batch of many, NaN, logits, another class count: ModelOutputError
+    or ModelFileError, one line before the server starts)."""
     from ..core import contract as C
+    from ..core.constants import NUM_CLASSES
     from .onnx_model import open_model
     from .predictor import preprocessing_of
+    from .timing import random_batch
 
     m = open_model(model)
+    if len(m.class_labels) != NUM_CLASSES:
+        raise ModelFileError(f"{model} has {len(m.class_labels)} classes; the demo page draws the {NUM_CLASSES} "
+                             f"digits of MNIST")
+    m.run_strict(random_batch(2))
     return {"name": model.name, "int8": m.is_int8, "preprocessing": preprocessing_of(m),
             "test_accuracy": m.metadata_float(C.META_TEST_ACCURACY)}
 

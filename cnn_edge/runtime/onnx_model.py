@@ -10,10 +10,75 @@ import numpy as np
 
 from ..core import contract as C
 from ..core.constants import CLASS_LABELS
-from ..core.errors import ModelFileError
+from ..core.errors import ModelFileError, ModelOutputError, first_line
 from .compat import is_int8_model
 from .model_file import read_model_bytes
 from .providers import Choice
+
+
+# The error of a row whose probabilities are not numbers: the model's fault, for this input alone
+# (a faulty graph can overflow on some inputs only), so the row fails and the run goes on.
+NON_FINITE_ROW = ("the model returned NaN or infinite probabilities for this image: a fault of the model, "
+                  "not of the image")
+
+
+def check_outputs(model: object, batch: int, classes: int, probabilities, logits=None) -> np.ndarray:
+    """What a model returned for a batch of `batch` inputs, checked against the contract (both
+    outputs (batch, classes), probabilities in [0, 1] summing to 1 on each finite row).
+
+    Returns the rows (bool, (batch,)) whose probabilities are not finite: each caller fails those
+    rows alone. Raises ModelOutputError naming `model` and the shapes for anything else, which
+    would make every row wrong: one row for a batch of many (numpy would copy it to every row),
+    another rank or class count, logits in place of probabilities."""
+    for name, out in ((C.OUTPUT_PROBABILITIES, probabilities), (C.OUTPUT_LOGITS, logits)):
+        if out is None:
+            continue
+        shape = tuple(np.shape(out))
+        if shape != (batch, classes):
+            why = ""
+            if len(shape) >= 1 and shape[0] != batch:
+                why = (f": {shape[0]} row{'s' if shape[0] != 1 else ''} for {batch} inputs (a graph that "
+                       f"reduces or slices the batch axis)")
+            elif len(shape) == 2:
+                why = f": {shape[1]} classes, but it has {classes} labels"
+            raise ModelOutputError(f"{model} returned {name} of shape {_describe_shape(shape)} for a batch of "
+                                   f"{batch}{why}; the contract is [{batch}, {classes}]")
+    probabilities = np.asarray(probabilities)
+    bad = ~np.isfinite(probabilities).all(axis=1)
+    finite = probabilities[~bad]
+    if len(finite):
+        tol = C.PROBABILITY_TOLERANCE
+        sums = finite.sum(axis=1, dtype=np.float64)
+        low, high, worst = float(finite.min()), float(finite.max()), int(np.argmax(np.abs(sums - 1)))
+        if low < -tol or high > 1 + tol or abs(sums[worst] - 1) > tol:
+            raise ModelOutputError(
+                f"{model} returned {C.OUTPUT_PROBABILITIES} that are not probabilities (values from {low:.4g} to "
+                f"{high:.4g}, a row summing to {sums[worst]:.4g}); the contract is a softmax over the classes "
+                f"(logits? end the graph with Softmax)")
+    return bad
+
+
+def run_session(session, model: object, pixels: np.ndarray, classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """pixels (B, 1, 28, 28) float32 -> (probabilities, logits), each (B, classes), through an ONNX
+    Runtime session of `model`, checked by check_outputs (rows that are not finite come back as
+    they are). A failure inside ONNX Runtime (a Reshape that does not fit the batch, say) is a
+    ModelOutputError too: one line, never a traceback or a dead worker. The one run every engine
+    makes: OnnxModel.run, and the scoring workers of the local engine."""
+    try:
+        probs, logits = session.run(list(C.OUTPUT_NAMES), {C.INPUT_NAME: pixels})
+    except Exception as exc:  # onnxruntime's Fail, InvalidArgument, RuntimeException...
+        raise ModelOutputError(f"{model} failed to run on a batch of {len(pixels)}: {first_line(exc)}") from None
+    check_outputs(model, len(pixels), classes, probs, logits)
+    return probs, logits
+
+
+def refuse_non_finite(model: object, probs: np.ndarray, first: int = 0) -> None:
+    """For callers that judge a whole model (validate, quantize, bench): one row whose probabilities
+    are not numbers is a faulty model. Raises ModelOutputError naming the first such input."""
+    bad = np.flatnonzero(~np.isfinite(probs).all(axis=1))
+    if len(bad):
+        raise ModelOutputError(f"{model} returned NaN or infinite {C.OUTPUT_PROBABILITIES} for {len(bad):,} of "
+                               f"{len(probs):,} images (the first: image {first + bad[0]}); the model is faulty")
 
 
 def run_in_batches(run, images: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
@@ -36,32 +101,49 @@ class OnnxModel:
     metadata: dict[str, str] = field(default_factory=dict)
     choice: Choice = field(default_factory=lambda: Choice("cpu", "asked for"))  # what runs it, and why
     data: bytes = field(default=b"", repr=False)  # the file's bytes as checked: what decoding workers load
+    classes: int | None = None  # the class count its outputs declare; None: not fixed in the graph
 
     @property
     def provider(self) -> str:
         """The provider that actually runs it (cpu, cuda, tensorrt, openvino)."""
         return self.choice.provider
 
-    def run(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """pixels (B, 1, 28, 28) float32 0..255 -> (probabilities, logits), each (B, 10)."""
-        probs, logits = self.session.run(list(C.OUTPUT_NAMES), {C.INPUT_NAME: pixels})
+    def run(self, pixels: np.ndarray, *, checked: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """pixels (B, 1, 28, 28) float32 0..255 -> (probabilities, logits), each (B, classes), checked
+        by check_outputs (ModelOutputError; rows that are not finite come back as they are).
+        `checked=False` is for timing loops only, after one checked run."""
+        if not checked:
+            probs, logits = self.session.run(list(C.OUTPUT_NAMES), {C.INPUT_NAME: pixels})
+            return probs, logits
+        return run_session(self.session, self.path, pixels, len(self.class_labels))
+
+    def run_strict(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """run, refusing a batch with any row that is not finite (ModelOutputError)."""
+        probs, logits = self.run(pixels)
+        refuse_non_finite(self.path, probs)
         return probs, logits
 
     def run_batched(self, images: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
-        """uint8 or float images (N, 28, 28) -> (probabilities, logits) (N, 10), in batches."""
-        return run_in_batches(self.run, images, batch_size)
+        """uint8 or float images (N, 28, 28) -> (probabilities, logits) (N, classes), in batches.
+        Judges the whole model (validate, quantize): any row that is not finite raises ModelOutputError."""
+        probs, logits = run_in_batches(self.run, images, batch_size)
+        refuse_non_finite(self.path, probs)
+        return probs, logits
 
     @cached_property
     def is_int8(self) -> bool:
         """Whether its graph is quantized (compat.is_int8_model: the one answer), read when asked."""
         return is_int8_model(self.data, self.path)
 
-    @property
+    @cached_property
     def class_labels(self) -> list[str]:
-        """The labels the model's metadata declares (checked when it was opened); the contract's
-        when it declares none."""
+        """The labels the model's metadata declares (checked when it was opened); without any, the
+        class numbers "0".."N-1" for the N classes its graph declares (the contract's 10 when the
+        graph leaves that open: a run that returns another count is refused)."""
         raw = self.metadata.get(C.META_CLASS_LABELS)
-        return json.loads(raw) if raw else list(CLASS_LABELS)
+        if raw:
+            return json.loads(raw)
+        return [str(i) for i in range(self.classes)] if self.classes else list(CLASS_LABELS)
 
     def metadata_float(self, key: str) -> float | None:
         """A number the metadata states (e.g. its test accuracy); None when absent or empty."""
@@ -74,19 +156,54 @@ class OnnxModel:
             raise ModelFileError(f"{self.path} has malformed metadata: {key} = {raw[:40]!r} is not a number") from None
 
 
-def _check_metadata(path: Path, metadata: dict[str, str], classes: int) -> None:
+def _check_metadata(path: Path, metadata: dict[str, str], classes: int | None) -> None:
     """Metadata a cnn-edge model reads back must be what export writes: one line naming the key
-    otherwise, never a traceback later."""
+    otherwise, never a traceback later. `classes`: the count the graph declares (None: open; the
+    first run checks it against the labels).
+
+    An empty label is refused rather than replaced by its number: a row whose prediction is ''
+    reads back as a row without a prediction, and "3" may be another class's label."""
     raw = metadata.get(C.META_CLASS_LABELS)
-    if raw is not None:
-        try:
-            labels = json.loads(raw)
-        except ValueError:
-            labels = None
-        if not (isinstance(labels, list) and len(labels) == classes and all(isinstance(x, str) for x in labels)
-                and len(set(labels)) == classes):
-            raise ModelFileError(f"{path} has malformed metadata: {C.META_CLASS_LABELS} must be a JSON list of "
-                                 f"{classes} distinct strings, got {raw[:60]!r}")
+    if raw is None:
+        return
+    try:
+        labels = json.loads(raw)
+    except ValueError:
+        labels = None
+    want = f"{classes} " if classes else ""
+    if not (isinstance(labels, list) and labels and all(isinstance(x, str) and x.strip() for x in labels)
+            and len(set(labels)) == len(labels)):
+        raise ModelFileError(f"{path} has malformed metadata: {C.META_CLASS_LABELS} must be a JSON list of "
+                             f"{want}distinct, non-empty strings, got {raw[:60]!r}")
+    if classes and len(labels) != classes:
+        raise ModelFileError(f"{path} has malformed metadata: {C.META_CLASS_LABELS} names {len(labels)} classes, "
+                             f"but its {C.OUTPUT_PROBABILITIES} has {classes}; fix the labels (or remove them: "
+                             f"the classes are then numbered 0..{classes - 1})")
+
+
+def _declared_classes(path: Path, outputs) -> int | None:
+    """The class count the graph declares for its outputs (None when it leaves it open), after
+    refusing declared shapes no run could fit: another rank, a fixed batch, zero classes, two counts."""
+    counts = set()
+    for out in outputs:
+        shape = list(out.shape or [])
+        if not shape:  # no shape declared (or a scalar): the first run checks it
+            continue
+        problem = ""
+        if len(shape) != 2:
+            problem = f"rank {len(shape)}"
+        elif isinstance(shape[0], int):
+            problem = f"a fixed batch of {shape[0]} (the input's batch is dynamic)"
+        elif isinstance(shape[1], int) and shape[1] < 1:
+            problem = "no classes"
+        if problem:
+            raise ModelFileError(f"{path} declares output {out.name!r} of shape {_describe_shape(shape)}, {problem}; "
+                                 f"the contract is [batch, classes]")
+        if isinstance(shape[1], int):
+            counts.add(shape[1])
+    if len(counts) > 1:
+        raise ModelFileError(f"{path} declares {sorted(counts)} classes on its two outputs; the contract is one count")
+    return counts.pop() if counts else None
 
 
 def _describe_shape(shape) -> str:
@@ -139,7 +256,6 @@ def open_model(path: Path, *, provider: str = "cpu", threads: int | None = None,
     if missing:
         raise ModelFileError(f"{path} lacks outputs {missing}; the contract is {list(C.OUTPUT_NAMES)}")
     metadata = dict(session.get_modelmeta().custom_metadata_map)
-    probs = next(o for o in session.get_outputs() if o.name == C.OUTPUT_PROBABILITIES)
-    classes = probs.shape[-1] if probs.shape and isinstance(probs.shape[-1], int) else len(CLASS_LABELS)
+    classes = _declared_classes(path, [o for o in session.get_outputs() if o.name in C.OUTPUT_NAMES])
     _check_metadata(path, metadata, classes)
-    return OnnxModel(path, session, metadata, ran_on, data)
+    return OnnxModel(path, session, metadata, ran_on, data, classes)

@@ -16,10 +16,15 @@ from PIL import Image
 
 from ..core import contract as C
 from ..core.constants import DEFAULT_MAX_PIXELS
-from ..core.errors import ConfigError, ImageError, ModelFileError
+from ..core.errors import ConfigError, ImageError, ModelFileError, ModelOutputError
 from .images import Source
-from .onnx_model import OnnxModel, open_model
+from .onnx_model import NON_FINITE_ROW, OnnxModel, open_model
 from .preprocess import preprocess_many
+from .timing import random_batch
+
+# The batch Predictor runs once when it opens a model: more than one row, so that a model answering
+# one row for many is found.
+PROBE_BATCH = 3
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,12 @@ class Predictor:
         preprocessing_of(self.model)  # refuses a model that asks for a preprocessing we do not have
         self.labels = self.model.class_labels
         self.max_pixels = max_pixels
+        if self.provider == "cpu":
+            # One run on a small batch: a model whose outputs cannot be rows of the batch (one row
+            # for many, another class count, logits) is refused here, before any results file is
+            # opened or cluster started (the Ray driver opens the model this way). Not on a GPU
+            # provider, where a batch of another size can cost an engine build; the first run checks.
+            self.probabilities(random_batch(PROBE_BATCH)[:, 0])
 
     @property
     def provider(self) -> str:
@@ -72,28 +83,62 @@ class Predictor:
         prepared, errors = preprocess_many(images, self.max_pixels)
         for i, error in enumerate(errors):
             if error:
-                name = images[i] if isinstance(images[i], (str, Path)) else f"image {i}"
-                raise ImageError(f"{name}: {error}")
-        return self.predict_prepared(prepared, top_k)
+                raise ImageError(f"{_name(images, i)}: {error}")
+        return self.predict_prepared(prepared, top_k, names=images)
 
     def probabilities(self, prepared: np.ndarray) -> np.ndarray:
-        """(N, 28, 28) model inputs -> (N, 10) probabilities."""
+        """(N, 28, 28) model inputs -> (N, classes) probabilities, checked against the contract
+        (onnx_model.check_outputs: ModelOutputError); a row that is not finite comes back as it is."""
         x = np.ascontiguousarray(prepared, dtype=np.float32)[:, None]
         if len(x) == 0:
             return np.zeros((0, len(self.labels)), np.float32)
         probs, _ = self.model.run(x)
         return probs
 
-    def predict_prepared(self, prepared: np.ndarray, top_k: int = 3) -> list[Prediction]:
+    def score(self, pixels: np.ndarray, errors: Sequence[str]) -> tuple[list[str], np.ndarray]:
+        """A batch's model inputs (N, 28, 28) and each input's error ('' when it was decoded) -> each
+        input's error, now also NON_FINITE_ROW where the model's answer is not a number, and the
+        (M, classes) probabilities of the M inputs still without one, in order (what
+        RowBatch.scored takes). The one scoring step of every engine."""
+        ok = [i for i, e in enumerate(errors) if not e]
+        return finite_rows(errors, ok, self.probabilities(np.asarray(pixels)[ok]))
+
+    def predict_prepared(self, prepared: np.ndarray, top_k: int = 3, names: Sequence[Source] = ()) -> list[Prediction]:
+        """Model inputs (N, 28, 28) -> one Prediction each. Raises ModelOutputError when the model's
+        outputs break the contract, naming the first input (`names`, else its position) whose
+        probabilities are not numbers."""
         if top_k < 1:
             raise ConfigError(f"top-k must be at least 1, got {top_k}")
-        return list(self.to_predictions(self.probabilities(prepared), top_k))
+        probs = self.probabilities(prepared)
+        bad = np.flatnonzero(~np.isfinite(probs).all(axis=1))
+        if len(bad):
+            raise ModelOutputError(f"{_name(names, bad[0])}: {NON_FINITE_ROW} ({self.model.path})")
+        return list(self.to_predictions(probs, top_k))
 
     def to_predictions(self, probs: np.ndarray, top_k: int) -> Iterable[Prediction]:
         order, values = top_classes(probs, top_k)
         for row, idx, p in zip(probs, order, values):
             top = tuple((self.labels[j], float(v)) for j, v in zip(idx, p))
             yield Prediction(top[0][0], int(idx[0]), top[0][1], top, row)
+
+
+def _name(images: Sequence[Source], i: int) -> str:
+    """How an error names input i: its path, else its position."""
+    image = images[i] if i < len(images) else None
+    return str(image) if isinstance(image, (str, Path)) else f"image {i}"
+
+
+def finite_rows(errors: Sequence[str], ok: Sequence[int], probs: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """`errors` of a batch, the positions `ok` that were run and their probabilities (len(ok), C) ->
+    the errors with NON_FINITE_ROW where a row is not finite, and the probabilities of the rows
+    still ok. Shared by Predictor.score and the local engine's scoring workers."""
+    finite = np.isfinite(probs).all(axis=1)
+    if finite.all():
+        return list(errors), probs
+    errors = list(errors)
+    for i in np.flatnonzero(~finite):
+        errors[ok[i]] = NON_FINITE_ROW
+    return errors, probs[finite]
 
 
 def top_classes(probs: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -14,9 +14,10 @@ from typing import Optional
 import numpy as np
 
 from ..core import contract as C
+from ..core.constants import NUM_CLASSES
 from ..core.errors import ConfigError, ModelFileError, first_line
 from ..runtime.model_file import read_model_bytes
-from ..runtime.onnx_model import run_in_batches
+from ..runtime.onnx_model import check_outputs, refuse_non_finite, run_in_batches
 
 # OpenVINO's inference precision hint, as for the plugin provider. Without one, its CPU plugin
 # computes an fp32 model in bf16 where the CPU has bf16 (max diff 1.3e-2 in issue 14's
@@ -30,11 +31,20 @@ class OpenVinoModel:
     compiled: "object"  # openvino.CompiledModel
     precision: str  # the inference precision OpenVINO reports it runs
 
-    def run(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """pixels (B, 1, 28, 28) float32 0..255 -> (probabilities, logits), each (B, 10)."""
+    def run(self, pixels: np.ndarray, *, checked: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """pixels (B, 1, 28, 28) float32 0..255 -> (probabilities, logits), each (B, 10), checked as
+        OnnxModel.run checks them (`checked=False`: timing loops, after one checked run)."""
         out = self.compiled({C.INPUT_NAME: pixels})
         by_name = {port.get_any_name(): value for port, value in out.items()}
-        return by_name[C.OUTPUT_PROBABILITIES], by_name[C.OUTPUT_LOGITS]
+        probs, logits = by_name[C.OUTPUT_PROBABILITIES], by_name[C.OUTPUT_LOGITS]
+        if checked:
+            check_outputs(self.path, len(pixels), NUM_CLASSES, probs, logits)
+        return probs, logits
+
+    def run_strict(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        probs, logits = self.run(pixels)
+        refuse_non_finite(self.path, probs)
+        return probs, logits
 
     def run_batched(self, images: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
         """uint8 or float images (N, 28, 28) -> (probabilities, logits) (N, 10), in batches."""
