@@ -1,0 +1,242 @@
+"""--resume accepts every file `predict` writes: CSV and JSONL results files and their .partial
+files (complete, cut at any byte of a row, or cut by a real full disk), and the part folders of
+--engine ray, with every awkward kind of file name and with models whose scores are logits or whose
+labels include the empty string. The files are made by really running `python3 -m cnn_edge predict`
+on PNGs with those names; each resumed run must end byte-equal to one uninterrupted run. A file
+that is not ours, or is damaged before its last row, is still refused."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+from PIL import Image
+
+from cnn_edge.core import contract as C
+from cnn_edge.prediction.rows import RowSchema
+from cnn_edge.prediction.sinks import ResultFile
+from conftest import REPO
+
+sys.path.insert(0, str(REPO / "scripts"))
+from hostile_files import digit  # noqa: E402
+
+RELEASED = REPO / "exports" / "mnist_cnn.int8.onnx"
+EXIT_BAD_INPUT = 2
+# Every awkward kind of file name (NUL cannot be in a POSIX name). The separators are line ends for
+# str.splitlines and some readers, not for json or the csv module.
+NAMES = {
+    "u2028": "line\u2028sep.png",
+    "u2029": "para\u2029sep.png",
+    "nel": "next\x85line.png",
+    "cr": "carriage\rreturn.png",
+    "lf": "new\nline.png",
+    "crlf": "both\r\nends.png",
+    "lf_lf": "\n\nmany\n\n.png",
+    "quotes": 'say "hi", "there".png',
+    "lone_quote": 'a"b.png',
+    "comma": "a,b,c.png",
+    "formula": "=SUM(A1).png",
+    "apostrophe": "'quoted.png",
+    "spaces": "  spaced out  .png",
+    "tab": "tab\tbed.png",
+    "bom": "\ufeffbom.png",
+    "long": "L" * 240 + ".png",
+    "not_utf8": os.fsdecode(b"bytes\xff\xfe\x80.png"),
+    "plain": "plain.png",
+}
+# The tiny logits model's labels: the empty string, and labels a spreadsheet would run.
+LOGIT_LABELS = ["e\u2028ight", "=one", "'two", "-3", "four, five", 'six "6"', "se\nven", "", "nine", "ten"]
+
+
+def logits_model(path: Path, labels=LOGIT_LABELS) -> Path:
+    """A contract-shaped model whose "probabilities" are its logits (Identity): scores above 1 and
+    below 0, and labels from metadata (the empty string among them)."""
+    rng = np.random.default_rng(0)
+    weight = helper.make_tensor("w", TensorProto.FLOAT, [784, 10], (rng.normal(size=(784, 10)) / 300).ravel().tolist())
+    shape = helper.make_tensor("shape", TensorProto.INT64, [2], [-1, 784])
+    bias = helper.make_tensor("b", TensorProto.FLOAT, [10], np.linspace(-20, 5, 10).tolist())  # some scores < 0
+    nodes = [helper.make_node("Reshape", [C.INPUT_NAME, "shape"], ["flat"]),
+             helper.make_node("MatMul", ["flat", "w"], ["scores"]),
+             helper.make_node("Add", ["scores", "b"], [C.OUTPUT_LOGITS]),
+             helper.make_node("Identity", [C.OUTPUT_LOGITS], [C.OUTPUT_PROBABILITIES])]
+    graph = helper.make_graph(
+        nodes, "logits", [helper.make_tensor_value_info(C.INPUT_NAME, TensorProto.FLOAT, ["batch", 1, 28, 28])],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["batch", 10]) for n in C.OUTPUT_NAMES],
+        [weight, shape, bias])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", C.OPSET)])
+    model.ir_version = 10
+    helper.set_model_props(model, {C.META_CLASS_LABELS: json.dumps(labels)})
+    onnx.checker.check_model(model, full_check=True)
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
+def images(folder: Path, names=NAMES.values()) -> Path:
+    """A PNG per name (a digit, or noise that is an error row), and a broken file (an error row)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, name in enumerate(names):
+        pixels = digit(i, 28) if i % 2 else np.random.default_rng(i).integers(0, 256, (28, 28), np.uint8)
+        Image.fromarray(pixels).save(os.fsencode(folder) + b"/" + os.fsencode(name), format="PNG")
+    (folder / "broken\u2028\n.png").write_bytes(b"\x89PNG not really")
+    return folder
+
+
+def predict(model: Path, inputs, out: Path, *extra, fsize: int | None = None) -> subprocess.CompletedProcess:
+    """The real command in a fresh process; `fsize` sets RLIMIT_FSIZE there, so a write past it fails
+    with EFBIG as on a full disk (SIGXFSZ ignored, else it kills the process)."""
+    def limit():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
+
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    return subprocess.run([sys.executable, "-m", "cnn_edge", "predict", str(model), *map(str, inputs), "-o", str(out),
+                           "-q", "--workers", "0", "--batch-size", "4", *extra], capture_output=True, cwd=REPO,
+                          env=env, timeout=120, preexec_fn=limit if fsize is not None else None)
+
+
+def record_ends(data: bytes, fmt: str) -> list[int]:
+    """Where the writer ended each record (the CSV header too), found independently of the reader
+    under test: JSONL after each b"\\n"; CSV after each b"\\r\\n" outside quotes (the writer quotes
+    every cell holding a quote, so an even count of quotes so far means outside)."""
+    if fmt == "jsonl":
+        return [i + 1 for i, b in enumerate(data) if b == 0x0A]
+    ends, quotes = [], 0
+    for i, b in enumerate(data):
+        quotes += b == 0x22
+        if b == 0x0A and data[i - 1] == 0x0D and quotes % 2 == 0:
+            ends.append(i + 1)
+    return ends
+
+
+def row_paths(data: bytes, fmt: str) -> list[str]:
+    text = data.decode("utf-8", "surrogateescape")
+    if fmt == "jsonl":
+        return [json.loads(line)["path"] for line in text.split("\n")[:-1]]
+    paths = [row[0] for row in list(csv.reader(io.StringIO(text, newline="")))[1:]]
+    return [p[1:] if p[:1] == "'" else p for p in paths]
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory):
+    """The inputs, the two models, and each model's uninterrupted file in each format, written by the
+    real command: {(model, fmt): (model path, labels, file bytes)}."""
+    root = tmp_path_factory.mktemp("any")
+    folder = images(root / "in")
+    models = {"released": (RELEASED, [str(d) for d in range(10)]),
+              "logits": (logits_model(root / "logits.onnx"), LOGIT_LABELS)}
+    files = {}
+    for key, (model, labels) in models.items():
+        for fmt in ("csv", "jsonl"):
+            out = root / f"{key}.{fmt}"
+            proc = predict(model, [folder], out)
+            assert proc.returncode == 3, proc.stderr.decode()  # the broken file's row is an error
+            files[key, fmt] = (model, labels, out.read_bytes())
+    return folder, files
+
+
+CASES = [(m, f) for m in ("released", "logits") for f in ("csv", "jsonl")]
+
+
+def test_the_files_hold_what_this_test_is_about(made):
+    """The awkward names, raw separators, scores outside [0, 1] and the empty label really are in
+    the files (else the tests below prove nothing)."""
+    folder, files = made
+    csv_logits, jsonl_logits = files["logits", "csv"][2], files["logits", "jsonl"][2]
+    for data in (csv_logits, jsonl_logits):
+        assert "\u2028".encode() in data and "\u2029".encode() in data and "\x85".encode() in data
+        assert b"\xff\xfe\x80" in data or b"\\udcff" in data
+    assert b'"' + str(folder).encode() + b"/new\nline.png" in csv_logits
+    assert b",-" in csv_logits and b',,' in csv_logits  # a negative score; the empty label's cell
+    rows = [json.loads(line) for line in jsonl_logits.decode().split("\n")[:-1]]
+    scores = [t["probability"] for r in rows for t in r["top_k"]]
+    assert min(scores) < 0 and max(scores) > 1
+    assert "" in {r["prediction"] for r in rows} and "" in {t["label"] for r in rows for t in r["top_k"]}
+    assert 5 <= sum(bool(r["error"]) for r in rows) <= len(rows) - 5  # error rows (noise, broken) and ok rows
+    assert len(rows) == len(NAMES) + 1
+
+
+@pytest.mark.parametrize("model,fmt", CASES)
+def test_a_cut_at_every_byte_keeps_exactly_the_whole_rows_before_it(made, model, fmt, tmp_path):
+    """Every byte offset of the whole file: what --resume keeps is the file up to the last record
+    the writer ended, and the paths of exactly those rows."""
+    _, files = made
+    _, labels, data = files[model, fmt]
+    schema = RowSchema(tuple(labels), 3)
+    ends = record_ends(data, fmt)
+    paths = row_paths(data, fmt)
+    first_row = 1 if fmt == "csv" else 0  # the CSV header is a record, not a row
+    assert len(ends) == len(paths) + first_row and ends[-1] == len(data)
+    for offset in range(len(data) + 1):
+        whole = [e for e in ends if e <= offset]
+        kept = schema.kept_rows(data[:offset], fmt, "r", may_be_cut=True)
+        assert kept.data == data[: whole[-1] if whole else 0], offset
+        assert kept.paths == set(paths[: max(len(whole) - first_row, 0)]), offset
+    # The same through the sink, at the start of each record and one byte into it.
+    out = tmp_path / f"r.{fmt}"
+    for offset in [e + d for e in [0, *ends[:-1]] for d in (0, 1)]:
+        (tmp_path / f"r.{fmt}.partial").write_bytes(data[:offset])
+        sink = ResultFile(out, fmt, resume=True)
+        sink.open(schema)
+        sink.abort()
+        whole = [e for e in ends if e <= offset] or [ends[0] if fmt == "csv" else 0]  # CSV: a new header
+        assert (tmp_path / f"r.{fmt}.partial").read_bytes() == data[: whole[-1]], offset
+
+
+def cut_points(data: bytes) -> list[int]:
+    """Offsets inside the awkward rows: just after the raw newline inside a quoted CSV name (after the
+    "\\n" escape in JSONL), inside the three bytes of U+2028, between the two quotes of a doubled CSV
+    quote (inside the JSONL escape \\"), and one byte short of the end."""
+    points = []
+    for needle, into in ((b"new\nline", 4), (b"new\\nline", 5), ("line\u2028sep".encode(), 5),
+                         (b'say ""hi""', 5), (b'say \\"hi\\"', 5)):
+        at = data.find(needle)
+        if at >= 0:
+            points.append(at + into)
+    assert len(points) == 3, points
+    return [*points, len(data) - 1]
+
+
+@pytest.mark.parametrize("model,fmt", CASES)
+def test_resume_after_a_cut_anywhere_ends_equal_to_one_run(made, model, fmt, tmp_path):
+    """A .partial cut inside each awkward row (as a crash leaves it), resumed by the real command:
+    byte-equal to the uninterrupted run's file. And --resume onto the finished file changes nothing."""
+    folder, files = made
+    model_path, _, data = files[model, fmt]
+    out = tmp_path / f"r.{fmt}"
+    partial = tmp_path / f"r.{fmt}.partial"
+    for offset in cut_points(data):
+        partial.write_bytes(data[:offset])
+        proc = predict(model_path, [folder], out, "--resume")
+        assert proc.returncode in (0, 3), (offset, proc.stderr.decode())  # 3 when this run met a broken file
+        assert out.read_bytes() == data and not partial.exists(), offset
+    proc = predict(model_path, [folder], out, "--resume")  # the finished file itself
+    assert proc.returncode == 0 and out.read_bytes() == data, proc.stderr.decode()
+
+
+@pytest.mark.parametrize("model,fmt", CASES)
+def test_resume_after_a_real_full_disk_ends_equal_to_one_run(made, model, fmt, tmp_path):
+    """RLIMIT_FSIZE in the child: write() fails with EFBIG part-way through an awkward row (a quoted
+    name with a newline, a JSONL string, a U+2028), exactly as a full disk stops it. The run says how
+    to go on; --resume then ends byte-equal to the uninterrupted run."""
+    folder, files = made
+    model_path, _, data = files[model, fmt]
+    out = tmp_path / f"r.{fmt}"
+    partial = tmp_path / f"r.{fmt}.partial"
+    for limit in cut_points(data)[:3]:
+        out.unlink(missing_ok=True)
+        proc = predict(model_path, [folder], out, fsize=limit)
+        stderr = proc.stderr.decode()
+        assert proc.returncode == EXIT_BAD_INPUT and "--resume" in stderr and "Traceback" not in stderr, stderr
+        assert partial.read_bytes() == data[:limit] and not out.exists()  # cut right there, by the limit
+        proc = predict(model_path, [folder], out, "--resume")
+        assert proc.returncode in (0, 3) and out.read_bytes() == data, (limit, proc.stderr.decode())
