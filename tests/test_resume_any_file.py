@@ -23,8 +23,9 @@ from onnx import TensorProto, helper
 from PIL import Image
 
 from cnn_edge.core import contract as C
-from cnn_edge.prediction.rows import RowSchema
-from cnn_edge.prediction.sinks import ResultFile
+from cnn_edge.core.errors import ConfigError
+from cnn_edge.prediction.rows import RowBatch, RowSchema
+from cnn_edge.prediction.sinks import PartFolder, ResultFile
 from conftest import REPO
 
 sys.path.insert(0, str(REPO / "scripts"))
@@ -240,3 +241,113 @@ def test_resume_after_a_real_full_disk_ends_equal_to_one_run(made, model, fmt, t
         assert partial.read_bytes() == data[:limit] and not out.exists()  # cut right there, by the limit
         proc = predict(model_path, [folder], out, "--resume")
         assert proc.returncode in (0, 3) and out.read_bytes() == data, (limit, proc.stderr.decode())
+
+
+# --- Rows read back directly: what the writer can write is kept, anything else refused ----------
+
+LOGITS = RowSchema(tuple(LOGIT_LABELS), 3)
+
+
+def logit_batch(paths) -> RowBatch:
+    """Rows of logits (scores above 1 and below 0; the empty label wins some), one error row."""
+    scores = np.linspace(-3, 30, 10 * len(paths)).reshape(len(paths), 10)[:, ::-1].astype(np.float32)
+    scores[::2] = scores[::2, ::-1]  # the empty label (index 7) and "ten" take turns near the top
+    errors = ["broken\u2028file" if i == 1 else "" for i in range(len(paths))]
+    return RowBatch.scored(paths, errors, scores[[i for i, e in enumerate(errors) if not e]], 3)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_rows_of_logits_and_the_empty_label_are_kept(fmt):
+    names = list(NAMES.values())
+    data = LOGITS.encode(logit_batch(names), fmt)
+    assert LOGITS.kept_paths(data, fmt, "r") == set(names)
+
+
+@pytest.mark.parametrize("fmt,damage", [
+    ("csv", lambda d: d.replace(b"\r\n", b"\r\nextra,cell\r\n", 3)),  # a foreign row in the middle
+    ("csv", lambda d: d.replace(b"0.", b"0.5", 1)),  # a score not in the writer's form
+    ("csv", lambda d: d.replace(b",ten,", b",elf,", 1)),  # not a label of the model
+    ("csv", lambda d: d.replace(b"\r\n", b"\r\n\r\n", 4)),  # an empty record in the middle
+    ("jsonl", lambda d: d.replace("\u2028".encode(), b"\n", 1)),  # a separator made a line end
+    ("jsonl", lambda d: d.replace(b'"confidence": ', b'"confidence": 1', 1)),  # not the top-1 score
+    ("jsonl", lambda d: d.replace(b"\n", b"\nNaN\n", 1)),
+])
+def test_a_file_damaged_before_its_last_row_is_refused(fmt, damage):
+    data = damage(LOGITS.encode(logit_batch(list(NAMES.values())), fmt))
+    with pytest.raises(ConfigError, match=r"r line \d+"):
+        LOGITS.kept_rows(data, fmt, "r", may_be_cut=True)
+
+
+@pytest.mark.parametrize("fmt,data", [
+    ("csv", b"name,score\r\nx,1"), ("csv", b"name,score"), ("jsonl", b"[1, 2]"), ("jsonl", b"hello"),
+    ("csv", LOGITS.header_text().encode() + b"a,b,c,d,e,f,g,h,i,j,k,l"),  # a cut row of too many cells
+])
+def test_a_file_that_is_not_ours_is_refused_even_when_its_end_looks_cut(fmt, data):
+    with pytest.raises(ConfigError):
+        LOGITS.kept_rows(data, fmt, "r", may_be_cut=True)
+
+
+@pytest.mark.parametrize("score", [float("nan"), float("inf"), -float("inf")])
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_scores_the_writer_never_writes_are_refused(fmt, score):
+    batch = logit_batch(["a.png", "b.png", "c.png"])
+    batch.top_probability[0, 1] = score
+    with pytest.raises(ConfigError, match="r line"):
+        LOGITS.kept_paths(LOGITS.encode(batch, fmt), fmt, "r")
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv", "jsonl"])
+def test_part_folders_with_every_awkward_name_resume(tmp_path, fmt):
+    """Part files as the Ray engine writes them (RowSchema.encode, whole files): every awkward name,
+    logits and the empty label are read back; a part file cut short (never written so) is refused."""
+    pytest.importorskip("pyarrow")
+    pytest.importorskip("fsspec")
+    # Parquet strings are UTF-8: a name that is not is the Ray engine's to handle before a part file.
+    names = [n for n in NAMES.values() if fmt != "parquet" or n != NAMES["not_utf8"]]
+    for i, chunk in enumerate((names[:9], names[9:])):
+        (tmp_path / f"part-run-{i:05d}.{fmt}").write_bytes(LOGITS.encode(logit_batch(chunk), fmt))
+    folder = PartFolder(str(tmp_path), fmt, resume=True)
+    folder.open(LOGITS)
+    assert folder.done == set(names) and [p["rows"] for p in folder.parts] == [9, len(names) - 9]
+    if fmt != "parquet":
+        last = tmp_path / f"part-run-00001.{fmt}"
+        last.write_bytes(last.read_bytes()[:-3])
+        with pytest.raises(ConfigError, match="cut off"):
+            PartFolder(str(tmp_path), fmt, resume=True).open(LOGITS)
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    ray = pytest.importorskip("ray")
+    pytest.importorskip("pyarrow")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_ray_part_folders_with_line_separator_names_resume(ray_cluster, tmp_path, fmt):
+    """--engine ray: a part folder holding U+2028/U+2029/U+0085 names, resumed with more inputs,
+    ends with every input once and the local engine's rows."""
+    from typer.testing import CliRunner
+
+    from cnn_edge.cli import app
+
+    def invoke(*args):
+        return CliRunner().invoke(app, [str(a) for a in args])
+
+    first = images(tmp_path / "a", [NAMES["u2028"], NAMES["u2029"], NAMES["nel"], NAMES["lf"]])
+    second = images(tmp_path / "b", ["x\u2028y.png", "z\u2029.png"])
+    out = tmp_path / "out"
+    result = invoke("predict", RELEASED, first, "-o", out, "--engine", "ray", "--format", fmt, "-q")
+    assert result.exit_code in (0, 3), result.output
+    result = invoke("predict", RELEASED, first, second, "-o", out, "--engine", "ray", "--format", fmt, "-q",
+                    "--resume")
+    assert result.exit_code in (0, 3), result.output
+    rows = b"".join(p.read_bytes() for p in sorted(out.glob(f"part-*.{fmt}")))
+    paths = PartFolder(str(out), fmt, resume=True)
+    paths.open(RowSchema(tuple(str(d) for d in range(10)), 3))
+    expected = {str(folder / name) for folder in (first, second) for name in os.listdir(folder)}
+    assert paths.done == expected and len(expected) == 8  # each folder's broken file is a row too
+    assert "\u2028".encode() in rows and "\x85".encode() in rows
