@@ -224,6 +224,7 @@ def test_resume_after_a_cut_anywhere_ends_equal_to_one_run(made, model, fmt, tmp
     assert proc.returncode == 0 and out.read_bytes() == data, proc.stderr.decode()
 
 
+@pytest.mark.slow  # 6 runs of the command per case: 3 to 7 s on 2 shared cores
 @pytest.mark.parametrize("model,fmt", CASES)
 def test_resume_after_a_real_full_disk_ends_equal_to_one_run(made, model, fmt, tmp_path):
     """RLIMIT_FSIZE in the child: write() fails with EFBIG part-way through an awkward row (a quoted
