@@ -222,31 +222,62 @@ class RowSchema:
     # --- reading rows back (--resume) ---
 
     def kept_paths(self, data: bytes, fmt: str, source: str) -> set[str]:
-        """The paths of the complete rows of a file being resumed, after checking every row.
-        Raises ConfigError naming the file and line when one was not written by cnn-edge predict
-        with these settings."""
+        """The paths of the rows of a whole file (a part file, written in one piece), after checking
+        every row. Raises ConfigError naming the file and line when one was not written by cnn-edge
+        predict with these settings, or was cut off."""
+        return self.kept_rows(data, fmt, source).paths
+
+    def kept_rows(self, data: bytes, fmt: str, source: str, *, may_be_cut: bool = False) -> "Kept":
+        """The rows of a file being resumed, split into records exactly as the writer ended them, each
+        checked. `may_be_cut`: the file was being appended to when the run stopped (a crash, a full
+        disk), so a last record the writer never ended is dropped (Kept.data stops before it) rather
+        than refused, provided what is there could start a record of ours. Raises ConfigError naming
+        the file and line of a record cnn-edge predict did not write with these settings."""
         if fmt == "parquet":
-            return self._kept_parquet(data, source)
+            return Kept(self._kept_parquet(data, source), data)
         text = data.decode("utf-8", ENCODING_ERRORS)
+        records = _csv_records(text) if fmt == "csv" else _jsonl_records(text)
         done: set[str] = set()
-        if fmt == "csv":
-            lines = list(csv.reader(io.StringIO(text)))
-            if lines and lines[0] != csv_header(self.top_k):
-                raise ConfigError(f"{source} has columns {lines[0][:4]}...; it was not written by cnn-edge predict "
-                                  f"with --top-k {self.top_k} in CSV, so it cannot be resumed (use another -o)")
-            rows = ((n, lambda cells=cells: self._csv_row(cells, lines[0])) for n, cells in enumerate(lines[1:], 2))
+        end, header, number = 0, None, 1
+        try:
+            for number, record, record_end in records:
+                if record_end is None:  # the writer never ended it: cut where the run stopped
+                    if not may_be_cut:
+                        raise KeptRowError("the file ends inside this row (cut off)")
+                    self._check_cut(record, fmt, header, alone=end == 0)
+                    break
+                if fmt == "csv" and header is None:
+                    header = record
+                    if header != csv_header(self.top_k):
+                        raise ConfigError(f"{source} has columns {header[:4]}...; it was not written by cnn-edge "
+                                          f"predict with --top-k {self.top_k} in CSV, so it cannot be resumed "
+                                          f"(use another -o)")
+                else:
+                    path = self._csv_row(record) if fmt == "csv" else self._jsonl_row(record)
+                    if not path or path in done:
+                        raise KeptRowError("an empty path" if not path else f"{path!r} a second time")
+                    done.add(path)
+                end = record_end
+        except KeptRowError as exc:
+            raise ConfigError(f"{source} line {exc.line or number}: {exc}; it was not written by cnn-edge predict (or was "
+                              f"edited), so it cannot be resumed: fix or remove it, or use another -o") from None
+        return Kept(done, text[:end].encode("utf-8", ENCODING_ERRORS))
+
+    def _check_cut(self, raw: str, fmt: str, header: Optional[list[str]], alone: bool) -> None:
+        """A record cut off at the end must look like the start of one the writer writes, so that a
+        file that is not ours is refused, never emptied: alone in the file, the start of the CSV
+        header or of a JSONL row; after the header, a row of no more cells than the header."""
+        if fmt == "jsonl":
+            start = '{"path": '
+            if alone and not (raw.startswith(start) or start.startswith(raw)):
+                raise KeptRowError("the file's only line is not the start of a row")
+        elif header is None:
+            if not self.header_text().startswith(raw):
+                raise KeptRowError(f"{raw[:40]!r} is not the start of cnn-edge predict's CSV header")
         else:
-            rows = ((n, lambda line=line: self._jsonl_row(line)) for n, line in enumerate(text.splitlines(), 1))
-        for number, read in rows:
-            try:
-                path = read()
-                if not path or path in done:
-                    raise KeptRowError("an empty path" if not path else f"{path!r} a second time")
-            except KeptRowError as exc:
-                raise ConfigError(f"{source} line {number}: {exc}; it was not written by cnn-edge predict (or was "
-                                  f"edited), so it cannot be resumed: fix or remove it, or use another -o") from None
-            done.add(path)
-        return done
+            cells = next(csv.reader(io.StringIO(raw)), [])  # lenient: the last cell may be cut inside its quotes
+            if len(cells) > len(header):
+                raise KeptRowError(f"{len(cells)} cells, expected {len(header)}")
 
     def _kept_parquet(self, data: bytes, source: str) -> set[str]:
         import pyarrow.parquet as pq
@@ -265,29 +296,42 @@ class RowSchema:
             raise ConfigError(f"{source} repeats a path or lacks one; it was edited: remove it and rerun with --resume")
         return set(paths)
 
-    def _check_prediction(self, label, confidence, tops: list) -> None:
+    def _check_prediction(self, label, confidence: float, tops: list[tuple[object, float]]) -> None:
+        """A classified row as the writer makes it: labels of the model (the empty string too, when
+        the model has it), the k = min(--top-k, classes) best classes, distinct and best first, the
+        first being the prediction and its confidence. Scores need not be probabilities (a model may
+        answer logits); they are finite numbers."""
         labels, top_k = self.labels, self.top_k
-        if labels and label not in labels:
-            raise KeptRowError(f"prediction {label!r} is not one of the model's labels")
-        _probability(confidence, "confidence")
-        if len(tops) != min(top_k, len(labels) or top_k):
-            raise KeptRowError(f"{len(tops)} top-k entries, expected {min(top_k, len(labels) or top_k)}")
-        for top_label, p in tops:
+        expected = min(top_k, len(labels) or top_k)
+        if len(tops) != expected:
+            raise KeptRowError(f"{len(tops)} top-k entries, expected {expected}")
+        for top_label, _ in tops:
             if labels and top_label not in labels:
                 raise KeptRowError(f"top-k label {top_label!r} is not one of the model's labels")
-            _probability(p, "top-k probability")
+        if len({t for t, _ in tops}) != len(tops):
+            raise KeptRowError("a label twice in the top-k")
+        if (label, confidence) != tops[0]:
+            raise KeptRowError(f"prediction {label!r} ({confidence!r}) is not the first of the top-k {tops[0]!r}")
+        scores = [p for _, p in tops]
+        if any(a < b for a, b in zip(scores, scores[1:])):
+            raise KeptRowError(f"top-k scores {scores} are not best first")
 
-    def _csv_row(self, cells: list[str], header: list[str]) -> str:
+    def _csv_row(self, cells: list[str]) -> str:
+        header = csv_header(self.top_k)
         if len(cells) != len(header):
             raise KeptRowError(f"{len(cells)} cells, expected {len(header)}")
-        path, label, confidence, error = restore(cells[0]), restore(cells[1]), restore(cells[2]), restore(cells[-1])
-        pairs = [(restore(cells[i]), restore(cells[i + 1])) for i in range(3, 3 + 2 * self.top_k, 2)]
-        if label:
-            if error:
-                raise KeptRowError("both a prediction and an error")
-            self._check_prediction(label, confidence, [p for p in pairs if p[0]])
-        elif not error or confidence or any(a or b for a, b in pairs):
-            raise KeptRowError("no prediction, but no error either, or figures without a prediction")
+        path, label, confidence, error = restore(cells[0]), restore(cells[1]), cells[2], restore(cells[-1])
+        pairs = [(restore(cells[i]), cells[i + 1]) for i in range(3, 3 + 2 * self.top_k, 2)]
+        # The error cell tells the two kinds apart: a label may be the empty string.
+        if error:
+            if label or confidence or any(a or b for a, b in pairs):
+                raise KeptRowError("both an error and a prediction")
+            return path
+        listed = sum(1 for _, p in pairs if p)  # the writer pads the top-k with empty pairs
+        if any(a or b for a, b in pairs[listed:]):
+            raise KeptRowError("top-k cells after the padding")
+        self._check_prediction(label, _csv_number(confidence, "confidence"),
+                               [(t, _csv_number(p, "top-k score")) for t, p in pairs[:listed]])
         return path
 
     def _jsonl_row(self, line: str) -> str:
@@ -298,10 +342,12 @@ class RowSchema:
         if not isinstance(row, dict) or tuple(row) != JSONL_KEYS:
             raise KeptRowError(f"not a row with the keys {', '.join(JSONL_KEYS)}")
         path, label, error, tops = row["path"], row["prediction"], row["error"], row["top_k"]
-        if not isinstance(tops, list) or not all(isinstance(t, dict) and set(t) == {"label", "probability"} for t in tops):
+        if not isinstance(tops, list) or not all(isinstance(t, dict) and tuple(t) == ("label", "probability")
+                                                 and isinstance(t["label"], str) for t in tops):
             raise KeptRowError("top_k is not a list of {label, probability}")
         if isinstance(label, str) and error is None:
-            self._check_prediction(label, row["confidence"], [(t["label"], t["probability"]) for t in tops])
+            self._check_prediction(label, _json_number(row["confidence"], "confidence"),
+                                   [(t["label"], _json_number(t["probability"], "top-k score")) for t in tops])
         elif not (label is None and isinstance(error, str) and error and row["confidence"] is None and not tops):
             raise KeptRowError("neither a prediction nor an error")
         if not isinstance(path, str):
@@ -309,16 +355,83 @@ class RowSchema:
         return path
 
 
+class Kept(NamedTuple):
+    """What --resume keeps of a file: the paths of its rows, and its bytes up to the last whole record."""
+
+    paths: set[str]
+    data: bytes
+
+
 class KeptRowError(ValueError):
-    """A row of a results file that cnn-edge predict did not write (or that was edited)."""
+    """A row of a results file that cnn-edge predict did not write (or that was edited); `line`
+    where the splitting itself found it."""
+
+    def __init__(self, message: str, line: Optional[int] = None):
+        super().__init__(message)
+        self.line = line
 
 
-def _probability(value, what: str) -> float:
-    if isinstance(value, str):
+def _csv_records(text: str) -> Iterator[tuple[int, object, Optional[int]]]:
+    """(line number, cells, offset just past it) of each record, split by the csv module's quoting
+    rules as the writer quoted them: a name holding a newline is one quoted cell, and only a line end
+    outside quotes ends a record (U+2028, U+2029, U+0085 end nothing). A last record the writer never
+    ended (no line end after it, or the file ends inside a quoted cell: the writer's quotes are
+    always paired) comes as (line number, its raw text, None)."""
+    offset = lines_read = 0
+
+    def lines():
+        nonlocal offset, lines_read
+        for line in io.StringIO(text):  # split at "\n" only: StringIO's default newline
+            offset += len(line)
+            lines_read += 1
+            yield line
+
+    reader = csv.reader(lines(), strict=True)
+    open_quote_at_end = text.count('"') % 2 == 1
+    start, number = 0, 1
+    while True:
         try:
-            value = float(value)
-        except ValueError:
-            raise KeptRowError(f"{what} {value!r} is not a number") from None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0.0 <= value <= 1.0) or math.isnan(value):
-        raise KeptRowError(f"{what} {value!r} is not a probability")
-    return float(value)
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            if offset == len(text) and open_quote_at_end:
+                yield number, text[start:], None
+                return
+            raise KeptRowError(f"not CSV as cnn-edge writes it ({exc})", number) from None
+        if offset == len(text) and (open_quote_at_end or not text.endswith("\n")):
+            yield number, text[start:], None
+            return
+        yield number, cells, offset
+        start, number = offset, lines_read + 1
+
+
+def _jsonl_records(text: str) -> Iterator[tuple[int, str, Optional[int]]]:
+    """(line number, line, offset just past it) of each line, ended by "\\n" only, as json writes
+    them (it escapes a newline in a string, and leaves U+2028, U+2029, U+0085 as they are, which
+    str.splitlines would split at). A last line with no "\\n" comes with None."""
+    end = 0
+    pieces = text.split("\n")
+    for number, line in enumerate(pieces[:-1], 1):
+        end += len(line) + 1
+        yield number, line, end
+    if pieces[-1]:
+        yield len(pieces), pieces[-1], None
+
+
+def _csv_number(cell: str, what: str) -> float:
+    """A score cell exactly as the writer formats one (f"{x:.6f}" of a finite float)."""
+    try:
+        value = float(cell)
+    except ValueError:
+        raise KeptRowError(f"{what} {cell!r} is not a number") from None
+    if not math.isfinite(value) or f"{value:.{DECIMALS}f}" != cell:
+        raise KeptRowError(f"{what} {cell!r} is not a score as cnn-edge writes one ({DECIMALS} decimals)")
+    return value
+
+
+def _json_number(value, what: str) -> float:
+    """A score as the writer writes one in JSON: a finite float (json writes round(x, 6) as 0.5, 1.0)."""
+    if not isinstance(value, float) or not math.isfinite(value):
+        raise KeptRowError(f"{what} {value!r} is not a score as cnn-edge writes one")
+    return value

@@ -45,7 +45,7 @@ from ..core.errors import ConfigError, OutputPathError, first_line
 from ..core import files
 from ..core.files import atomic_write_bytes, check_writable
 from .inputs import is_uri
-from .rows import ENCODING_ERRORS, FOLDER_FORMATS, RowBatch, RowSchema
+from .rows import ENCODING_ERRORS, FOLDER_FORMATS, Kept, RowBatch, RowSchema
 
 SUCCESS = "_SUCCESS"
 MANIFEST_VERSION = 1
@@ -91,11 +91,14 @@ def refuse_overwriting(output: Path, protected: Iterable[str]) -> None:
         files.refuse_overwriting(target, protected)
 
 
-def _complete_lines(path: Path) -> bytes:
-    """The file's bytes up to its last newline: a row cut by a crash is dropped, then rewritten."""
+def _kept_rows(path: Path, schema: RowSchema, fmt: str) -> Kept:
+    """The checked rows of a results file being resumed, and its bytes up to the last record the
+    writer ended: a row cut by a crash or a full disk is dropped, then rewritten. Records are split
+    as the writer ended them (RowSchema.kept_rows), never at the last newline: a CSV name may hold
+    one inside its quotes."""
     with open(path, "rb") as f:
         data = f.read()
-    return data[: data.rfind(b"\n") + 1]
+    return schema.kept_rows(data, fmt, str(path), may_be_cut=True)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -174,8 +177,7 @@ class ResultFile(Sink):
         if self._fresh:
             fd = _open_new(self.partial)
         else:
-            kept = _complete_lines(source)
-            self.done = schema.kept_paths(kept, self.fmt, str(source))
+            self.done, kept = _kept_rows(source, schema, self.fmt)
             fd = os.open(self.partial, os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
             os.ftruncate(fd, 0)
             _write_all(fd, kept)  # the checked rows only: a row cut by a crash goes
