@@ -17,6 +17,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 from typer.testing import CliRunner
@@ -284,12 +285,21 @@ def test_an_s3_input_on_the_local_engine_points_at_ray(tmp_path):
     assert not (tmp_path / "r.csv.partial").exists()
 
 
-def test_count_rows_counts_complete_rows_only(tmp_path):
-    f = tmp_path / "r.csv"
-    f.write_bytes(HEADER.encode() + b'"a\nb.png",1,0.5,1,0.5,2,0.3,3,0.2,\nc.png,1,0.5,1,0.5,2,0.3,3,0.2,\n"cut\n')
-    assert count_rows(f, "csv") == complete_csv_rows(f) == 2
-    f.write_bytes(b'{"path": "a"}\n{"path": "b"}\n{"pa')
-    assert count_rows(f, "jsonl") == 2
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_count_rows_counts_complete_rows_only(tmp_path, fmt):
+    """The count said on a full disk is what --resume will keep: names with a newline, a quote or a
+    line separator count once, a row cut mid-name not at all."""
+    schema = RowSchema(tuple(str(d) for d in range(10)), 3)
+    probs = np.full((3, 10), 0.1, np.float32)
+    batch = RowBatch.scored(['a\nb.png', 'q"u.png', "l\u2028s.png"], ["", "", ""], probs, 3)
+    text = (schema.header_text() if fmt == "csv" else "") + schema.text(batch, fmt)
+    f = tmp_path / f"r.{fmt}"
+    for cut, expected in ((len(text), 3), (text.rindex("l\u2028") + 3, 2)):
+        f.write_text(text[:cut], encoding="utf-8")
+        assert count_rows(f, schema, fmt) == expected
+    if fmt == "csv":
+        f.write_text(text, encoding="utf-8")
+        assert complete_csv_rows(f) == 3
 
 
 @pytest.mark.parametrize("fmt", ["csv", "jsonl"])

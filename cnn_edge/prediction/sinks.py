@@ -196,7 +196,7 @@ class ResultFile(Sink):
             if self.stream_kind is not None:
                 raise OutputPathError(f"cannot write {self.output} ({exc.strerror or exc}); it is "
                                       f"{self.stream_kind}, with nothing to resume") from None
-            self.kept = count_rows(self.partial, self.fmt)
+            self.kept = count_rows(self.partial, self.schema, self.fmt)
             raise OutputPathError(f"cannot write {self.partial} ({exc.strerror or exc}); the {self.kept:,} complete "
                                   f"rows written so far are kept there: make room and rerun with --resume") from None
 
@@ -231,7 +231,7 @@ class ResultFile(Sink):
         self._close()
         if self.stream_kind is not None:
             return
-        self.kept = count_rows(self.partial, self.fmt)
+        self.kept = count_rows(self.partial, self.schema, self.fmt)
         if self._fresh and self.kept == 0:
             self.partial.unlink(missing_ok=True)
         elif self.kept:
@@ -240,18 +240,15 @@ class ResultFile(Sink):
             self._lock.release()
 
 
-def count_rows(path: Path, fmt: str) -> int:
-    """Complete rows in a results file: lines ended by a newline, less the CSV header; in CSV a
-    newline inside a quoted cell (a file name with a newline) does not end a row (quotes inside a
-    cell are doubled, so a newline is a row's end exactly when an even number of quotes precede it)."""
+def count_rows(path: Path, schema: RowSchema, fmt: str) -> int:
+    """The rows of a results file that --resume will keep: counted by the reader --resume uses
+    (RowSchema.kept_rows), so a name holding a newline or a quote counts once and a row cut by a
+    full disk not at all. 0 for a file that cannot be read or that --resume would refuse."""
     try:
         data = Path(path).read_bytes()
-    except OSError:
+        return len(schema.kept_rows(data, fmt, str(path), may_be_cut=True).paths)
+    except (OSError, ConfigError):
         return 0
-    if fmt != "csv":
-        return data.count(b"\n")
-    ends = sum(piece.count(b"\n") for piece in data.split(b'"')[0::2])
-    return max(ends - 1, 0)
 
 
 class Stream(Sink):
