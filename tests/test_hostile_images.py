@@ -185,6 +185,34 @@ def test_a_file_above_the_size_limit_is_refused_before_it_is_read(tmp_path):
         preprocess(small.read_bytes(), max_file_bytes=100)  # bytes in memory (the Ray engine's): the same rule
 
 
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_predict_applies_max_file_bytes_on_every_path(tmp_path, workers):
+    """predict --max-file-bytes: a file above it is its own failed row (exit 3), in this process and
+    in decoding workers alike, the Python API takes the same limit, and a limit below 1 is refused."""
+    from typer.testing import CliRunner
+
+    from cnn_edge import Predictor
+    from cnn_edge.cli import app
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i, (image, _) in enumerate(digits(3)):
+        Image.fromarray(image).save(folder / f"{i}.png")
+    with open(folder / "big.png", "wb") as f:
+        f.truncate(5000)
+    out = tmp_path / "r.jsonl"
+    result = CliRunner().invoke(app, ["predict", str(EXPORTS / "mnist_cnn.onnx"), str(folder), "-o", str(out),
+                                      "--max-file-bytes", "4000", "--workers", workers, "-q"])
+    assert result.exit_code == 3, result.output
+    rows = {Path(r["path"]).name: r for r in map(json.loads, out.read_text().splitlines())}
+    assert "above the limit of 4,000 bytes" in rows["big.png"]["error"]
+    assert all(rows[f"{i}.png"]["error"] is None for i in range(3))
+    with pytest.raises(ImageError, match="above the limit of 100 bytes"):
+        Predictor(EXPORTS / "mnist_cnn.onnx", max_file_bytes=100).predict(folder / "0.png")
+    bad = CliRunner().invoke(app, ["predict", str(EXPORTS / "mnist_cnn.onnx"), str(folder), "--max-file-bytes", "0"])
+    assert bad.exit_code == 2 and "--max-file-bytes must be positive, got 0" in bad.output
+
+
 def peak_rss_mb(command: list[str], **kwargs) -> tuple[float, subprocess.CompletedProcess]:
     """Run `command` under a Python parent of its own; its peak RSS (ru_maxrss of that parent's children)."""
     code = ("import json, resource, subprocess, sys; p = subprocess.run(sys.argv[1:], capture_output=True, text=True); "

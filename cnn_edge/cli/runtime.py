@@ -49,6 +49,7 @@ def predict(
     provider: Provider = ProviderOpt,
     precision: Precision = PrecisionOpt,
     max_pixels: int = typer.Option(PREDICT.max_pixels, "--max-pixels", help="Refuse images above this many pixels (decompression bombs)."),
+    max_file_bytes: int = typer.Option(PREDICT.max_file_bytes, "--max-file-bytes", help="Refuse image files above this many bytes, before reading them (default 64 MiB)."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted -o file: skip paths already written."),
     quiet: bool = QuietOpt,
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON (without -o, the rows too, as JSON lines)."),
@@ -70,6 +71,7 @@ def predict(
                           "there: give -o FILE without --json (-o /dev/null to discard the rows)")
     _check_argument_order(model, inputs, output)
     cfg = PredictConfig(batch_size=batch_size, workers=workers, top_k=top_k, max_pixels=max_pixels,
+                        max_file_bytes=max_file_bytes,
                         provider=provider.value, threads=threads, precision=precision.value)
     if engine.value == "ray":
         from ..distributed.config import RayOptions

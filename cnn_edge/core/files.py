@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterator, Union
 
+from .constants import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_PIXELS
 from .errors import ConfigError, ImageError, OutputPathError
 
 try:
@@ -55,6 +56,20 @@ def write_through(path: Union[str, Path], data: bytes) -> None:
             view = view[os.write(fd, view):]
     finally:
         os.close(fd)
+
+
+@dataclass(frozen=True)
+class ReadLimits:
+    """The most one input image may be: its file's size, checked before any byte is read, and its
+    pixels, checked from its header before it is decoded (--max-file-bytes, --max-pixels)."""
+
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+
+    def __post_init__(self) -> None:
+        for flag, value in (("--max-pixels", self.max_pixels), ("--max-file-bytes", self.max_file_bytes)):
+            if value < 1:
+                raise ConfigError(f"{flag} must be positive, got {value}")
 
 
 def check_writable(path: Path) -> Path:

@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass
 from typing import Optional
 
-from ..core.constants import DEFAULT_MAX_PIXELS
+from ..core.constants import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_PIXELS
 from ..core.errors import ConfigError
 
 # Below this many files a worker pool costs more to start than it saves (cold start matters).
@@ -21,6 +21,7 @@ class PredictConfig:
     workers: Optional[int] = None  # None: one per core for big jobs, none for small ones
     top_k: int = 3
     max_pixels: int = DEFAULT_MAX_PIXELS
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
     provider: str = "auto"
     threads: Optional[int] = None  # ONNX Runtime intra-op threads; None: its default
     precision: str = "f32"  # OpenVINO's inference precision (f32|bf16|f16); other providers run the model's own
@@ -32,10 +33,17 @@ class PredictConfig:
             raise ConfigError(f"--workers must be 0 (decode in this process) or more, got {self.workers}")
         if not 1 <= self.top_k <= 10:
             raise ConfigError(f"--top-k must be between 1 and 10, got {self.top_k}")
-        if self.max_pixels < 1:
-            raise ConfigError(f"--max-pixels must be positive, got {self.max_pixels}")
+        self.read_limits  # checks --max-pixels and --max-file-bytes
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"--threads must be at least 1 (or left out: one per core), got {self.threads}")
+
+
+    @property
+    def read_limits(self):
+        """The limits on each input image (core.files.ReadLimits)."""
+        from ..core.files import ReadLimits
+
+        return ReadLimits(self.max_pixels, self.max_file_bytes)
 
 
 def cores() -> int:

@@ -42,6 +42,7 @@ class LocalEngine:
         # With decoding workers on the same cores, ONNX Runtime's threads must not spin while idle.
         spin = resolve_workers(cfg.workers, n_inputs) == 0
         self.predictor = Predictor(model, provider=cfg.provider, threads=cfg.threads, max_pixels=cfg.max_pixels,
+                                   max_file_bytes=cfg.max_file_bytes,
                                    spin=spin, precision=cfg.precision)
         return tuple(self.predictor.labels)
 
@@ -58,7 +59,7 @@ class LocalEngine:
         scoring = predictor.provider == "cpu" and cfg.threads is None and predictor.model.data
         model = (predictor.model.data, len(predictor.labels), str(predictor.model.path)) if scoring else None
         if self.workers and paths:
-            self.pool = DecodePool(self.workers, cfg.max_pixels, model)
+            self.pool = DecodePool(self.workers, cfg.read_limits, model)
 
     def rows(self, paths: list[str]) -> Iterator[RowBatch]:
         cfg, predictor = self.cfg, self.predictor
@@ -66,7 +67,7 @@ class LocalEngine:
         if self.pool is not None:
             results = self.pool.results(chunks)
         else:
-            results = ((chunk, Decoded(*preprocess_many(chunk, cfg.max_pixels))) for chunk in chunks)
+            results = ((chunk, Decoded(*preprocess_many(chunk, cfg.max_pixels, max_file_bytes=cfg.max_file_bytes))) for chunk in chunks)
         for chunk, result in results:
             # Decoded: the model runs here; Scored: the worker ran it (and checked its outputs alike).
             if isinstance(result, Decoded):

@@ -27,6 +27,7 @@ import numpy as np
 
 from ..core.constants import IMAGE_SIZE
 from ..core.errors import CnnEdgeError
+from ..core.files import ReadLimits
 from ..runtime import preprocess
 from ..runtime.onnx_model import run_session
 from ..runtime.predictor import finite_rows
@@ -66,11 +67,11 @@ def _session(model: bytes):
     return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
 
 
-def _work(chunk: list[str], max_pixels: int, model: Model, sessions: list) -> Decoded | Scored:
+def _work(chunk: list[str], limits: ReadLimits, model: Model, sessions: list) -> Decoded | Scored:
     """Decode and preprocess a chunk; with a model, score it too (through runtime.onnx_model's
     run_session: the outputs checked as the main process checks its own)."""
     # Looked up at each call (not bound at import): the preprocessing module's current function.
-    prepared, errors = preprocess.preprocess_many(chunk, max_pixels)
+    prepared, errors = preprocess.preprocess_many(chunk, limits.max_pixels, max_file_bytes=limits.max_file_bytes)
     if model is None:
         return Decoded(prepared, errors)
     data, classes, name = model
@@ -85,7 +86,7 @@ def _work(chunk: list[str], max_pixels: int, model: Model, sessions: list) -> De
     return Scored(probs, errors)
 
 
-def _serve(tasks, results, max_pixels: int, parent: int, model: Model = None) -> None:
+def _serve(tasks, results, limits: ReadLimits, parent: int, model: Model = None) -> None:
     """A worker: decode and preprocess each chunk it is sent (and with `model`, infer), until told
     to stop, or until the run that started it is gone (so a killed run leaves no orphans)."""
     sessions: list = []  # the worker's session, made at its first chunk
@@ -101,7 +102,7 @@ def _serve(tasks, results, max_pixels: int, parent: int, model: Model = None) ->
             if chunk is None:
                 return
             try:
-                result = _work(chunk, max_pixels, model, sessions)
+                result = _work(chunk, limits, model, sessions)
             except CnnEdgeError as exc:  # the model broke the contract: the run stops, in the main process
                 result = exc
             results.send(result)
@@ -113,7 +114,7 @@ class _Worker:
     """One decoding process, its two pipes, and a thread that sends its chunks (so the main
     process never blocks on a full pipe while the worker blocks on sending a result)."""
 
-    def __init__(self, max_pixels: int, model: Model = None):
+    def __init__(self, limits: ReadLimits, model: Model = None):
         import multiprocessing
 
         # fork starts a worker in milliseconds, after the caller created ONNX Runtime's session:
@@ -123,7 +124,7 @@ class _Worker:
         ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
         tasks_r, tasks_w = ctx.Pipe(duplex=False)
         results_r, results_w = ctx.Pipe(duplex=False)
-        self.process = ctx.Process(target=_serve, args=(tasks_r, results_w, max_pixels, os.getpid(), model),
+        self.process = ctx.Process(target=_serve, args=(tasks_r, results_w, limits, os.getpid(), model),
                                        daemon=True)
         self.process.start()
         tasks_r.close()  # the child's ends: with ours closed, the child's death is EOF on results
@@ -173,8 +174,8 @@ class DecodePool:
     chunk comes back as Decoded; with `model` (bytes, classes) the workers also infer, and each
     chunk comes back as Scored."""
 
-    def __init__(self, workers: int, max_pixels: int, model: Model = None):
-        self.workers, self.max_pixels, self.model = workers, max_pixels, model
+    def __init__(self, workers: int, limits: ReadLimits, model: Model = None):
+        self.workers, self.limits, self.model = workers, limits, model
         self.restarts = 0  # how many workers died and were replaced
         self._slots: list[_Worker] = []
 
@@ -185,7 +186,7 @@ class DecodePool:
 
     def _replace(self, slot: int) -> None:
         self._slots[slot].stop(timeout=0)
-        self._slots[slot] = _Worker(self.max_pixels, self.model)
+        self._slots[slot] = _Worker(self.limits, self.model)
         self.restarts += 1
 
     def _one_by_one(self, chunk: list[str]) -> Decoded | Scored:
@@ -194,7 +195,7 @@ class DecodePool:
         kind, shape = (Scored, (self.model[1],)) if self.model else (Decoded, (IMAGE_SIZE, IMAGE_SIZE))
         out = np.zeros((len(chunk), *shape), np.float32)
         errors = [""] * len(chunk)
-        worker = _Worker(self.max_pixels, self.model)
+        worker = _Worker(self.limits, self.model)
         try:
             for i, path in enumerate(chunk):
                 worker.send([path])
@@ -202,7 +203,7 @@ class DecodePool:
                 if result is None:
                     errors[i] = WORKER_DIED
                     worker.stop(timeout=0)
-                    worker = _Worker(self.max_pixels, self.model)
+                    worker = _Worker(self.limits, self.model)
                     self.restarts += 1
                     continue
                 out[i], errors[i] = result[0][0], result[1][0]
@@ -213,7 +214,7 @@ class DecodePool:
     def results(self, chunks: Iterable[list[str]]) -> Iterator[tuple[list[str], Decoded | Scored]]:
         """(chunk, its Decoded or Scored) for each chunk, in order, with at most CHUNKS_PER_WORKER
         chunks per worker in flight."""
-        self._slots = self._slots or [_Worker(self.max_pixels, self.model) for _ in range(self.workers)]
+        self._slots = self._slots or [_Worker(self.limits, self.model) for _ in range(self.workers)]
         todo = iter(chunks)
         pending: deque = deque()  # (chunk, slot), in input order
         turn = 0

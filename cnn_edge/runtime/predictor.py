@@ -15,8 +15,9 @@ import numpy as np
 from PIL import Image
 
 from ..core import contract as C
-from ..core.constants import DEFAULT_MAX_PIXELS
+from ..core.constants import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_PIXELS
 from ..core.errors import ConfigError, ImageError, ModelFileError, ModelOutputError
+from ..core.files import ReadLimits
 from .images import Source
 from .onnx_model import NON_FINITE_ROW, OnnxModel, open_model
 from .preprocess import preprocess_many
@@ -57,11 +58,12 @@ class Predictor:
     precision: OpenVINO's inference precision (f32, the default, or bf16|f16)."""
 
     def __init__(self, model: Union[str, Path], *, provider: str = "auto", threads: int | None = None,
-                 max_pixels: int = DEFAULT_MAX_PIXELS, spin: bool = True, precision: str = "f32"):
+                 max_pixels: int = DEFAULT_MAX_PIXELS, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES, spin: bool = True,
+                 precision: str = "f32"):
         self.model = open_model(Path(model), provider=provider, threads=threads, spin=spin, precision=precision)
         preprocessing_of(self.model)  # refuses a model that asks for a preprocessing we do not have
         self.labels = self.model.class_labels
-        self.max_pixels = max_pixels
+        self.limits = ReadLimits(max_pixels, max_file_bytes)
         if self.provider == "cpu":
             # One run on a small batch: a model whose outputs cannot be rows of the batch (one row
             # for many, another class count, logits) is refused here, before any results file is
@@ -80,7 +82,7 @@ class Predictor:
         if isinstance(images, (str, Path, np.ndarray, Image.Image)):
             images = [images]
         images = list(images)
-        prepared, errors = preprocess_many(images, self.max_pixels)
+        prepared, errors = preprocess_many(images, self.limits.max_pixels, max_file_bytes=self.limits.max_file_bytes)
         for i, error in enumerate(errors):
             if error:
                 raise ImageError(f"{_name(images, i)}: {error}")
