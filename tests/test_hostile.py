@@ -126,12 +126,12 @@ def test_a_worker_killed_mid_run_costs_nothing(tmp_path):
     assert (summary.files, summary.ok, summary.failed) == (600, 600, 0)
 
 
-def _dies_on_poison(chunk, max_pixels):
+def _dies_on_poison(chunk, *args, **kwargs):
     """Runs in a worker process: decoding `poison.png` kills the process, as a decoder crash or the
     OOM killer would."""
     if any(p.endswith("poison.png") for p in chunk):
         os.kill(os.getpid(), signal.SIGKILL)
-    return _real_preprocess_many(chunk, max_pixels)
+    return _real_preprocess_many(chunk, *args, **kwargs)
 
 
 _real_preprocess_many = preprocess_many

@@ -36,12 +36,6 @@ FP32_MIN_TOP1_AGREEMENT = 1.0
 INT8_MIN_TOP1_AGREEMENT = 0.9985
 INT8_MAX_ACCURACY_DROP_PP = 0.1
 
-# How far the probabilities a model returns may stray from a distribution (each in [0, 1], each
-# row summing to 1) before they are taken for something else (logits, scores). Float32 softmax
-# sums within 1e-6; bf16/fp16 inference (OpenVINO --precision, TensorRT) rounds each of the 10
-# values to about 3 digits, so the bound is loose; logits miss it by far.
-PROBABILITY_TOLERANCE = 0.05
-
 # Batch sizes at which validation compares ONNX Runtime with PyTorch. Batch 1 and an odd size
 # catch exports that froze the batch dimension into a Reshape.
 PARITY_BATCH_SIZES = (1, 7, 256)

@@ -29,8 +29,7 @@ class ModelFileError(CnnEdgeError):
 
 class ModelOutputError(ModelFileError):
     """A model that opened but answers outside the contract when it runs: another shape than
-    (batch, classes) for the batch it was given, values that are not probabilities, or a failure of
-    ONNX Runtime itself. The run stops: every row it would make is wrong."""
+    (batch, classes) for the batch it was given, or a failure of ONNX Runtime itself. The run stops: every row it would make is wrong."""
 
 
 class OutputPathError(CnnEdgeError):

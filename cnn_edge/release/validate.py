@@ -162,7 +162,7 @@ def validate_model(
 
     Raises ModelFileError/CheckpointError for bad input, ConfigError for a provider that cannot run,
     ModelOutputError (a ModelFileError: exit 2, not a parity failure) for a model whose outputs
-    break the contract: another shape, not probabilities, or NaN for any test image.
+    break the contract: another shape, or NaN for any test image.
     Parity failures are collected in the report (see `raise_for_failures`)."""
     model = open_model(Path(model_path), provider=provider, precision=precision)
     if len(model.class_labels) != NUM_CLASSES:
