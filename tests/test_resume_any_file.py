@@ -218,10 +218,11 @@ def test_resume_after_a_cut_anywhere_ends_equal_to_one_run(made, model, fmt, tmp
     for offset in cut_points(data):
         partial.write_bytes(data[:offset])
         proc = predict(model_path, [folder], out, "--resume")
-        assert proc.returncode in (0, 3), (offset, proc.stderr.decode())  # 3 when this run met a broken file
+        # 3: the finished file holds failed rows (noise, a broken file), whichever run wrote them
+        assert proc.returncode == 3, (offset, proc.stderr.decode())
         assert out.read_bytes() == data and not partial.exists(), offset
-    proc = predict(model_path, [folder], out, "--resume")  # the finished file itself
-    assert proc.returncode == 0 and out.read_bytes() == data, proc.stderr.decode()
+    proc = predict(model_path, [folder], out, "--resume")  # the finished file itself: nothing to do
+    assert proc.returncode == 3 and out.read_bytes() == data, proc.stderr.decode()
 
 
 @pytest.mark.slow  # 6 runs of the command per case: 3 to 7 s on 2 shared cores
@@ -241,7 +242,7 @@ def test_resume_after_a_real_full_disk_ends_equal_to_one_run(made, model, fmt, t
         assert proc.returncode == EXIT_BAD_INPUT and "--resume" in stderr and "Traceback" not in stderr, stderr
         assert partial.read_bytes() == data[:limit] and not out.exists()  # cut right there, by the limit
         proc = predict(model_path, [folder], out, "--resume")
-        assert proc.returncode in (0, 3) and out.read_bytes() == data, (limit, proc.stderr.decode())
+        assert proc.returncode == 3 and out.read_bytes() == data, (limit, proc.stderr.decode())
 
 
 # --- Rows read back directly: what the writer can write is kept, anything else refused ----------
@@ -353,3 +354,23 @@ def test_ray_part_folders_with_line_separator_names_resume(ray_cluster, tmp_path
     expected = {str(folder / name) for folder in (first, second) for name in os.listdir(folder)}
     assert paths.done == expected and len(expected) == 8  # each folder's broken file is a row too
     assert "\u2028".encode() in rows and "\x85".encode() in rows
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_a_resumed_run_exits_by_the_finished_file(tmp_path, fmt):
+    """Exit 3 means the finished output holds failures: a resumed run whose own rows are all fine
+    still exits 3 when a failure came from the run before it, and the summary says so."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i, name in enumerate(["a.png", "b.png", "c.png"]):
+        Image.fromarray(digit(i + 1, 28)).save(folder / name)
+    (folder / "broken.png").write_bytes(b"\x89PNG not really")
+    out = tmp_path / f"r.{fmt}"
+    assert predict(RELEASED, [folder / "broken.png", folder / "a.png"], out).returncode == 3
+    proc = predict(RELEASED, [folder], out, "--resume", "--json")
+    summary = json.loads(proc.stdout)
+    assert proc.returncode == 3, proc.stderr.decode()
+    assert (summary["failed"], summary["skipped"], summary["skipped_failed"], summary["ok"]) == (0, 2, 1, 2)
+    out2 = tmp_path / f"s.{fmt}"
+    assert predict(RELEASED, [folder / "c.png"], out2).returncode == 0
+    assert predict(RELEASED, [folder / "c.png", folder / "a.png"], out2, "--resume").returncode == 0

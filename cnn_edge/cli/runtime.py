@@ -111,7 +111,7 @@ def predict(
                                  say_provider=not quiet and engine.value == "local", chosen=not (as_json or to_stdout))
     rows_on_stdout = to_stdout or _is_stdout(output)  # -o /dev/stdout too: the summary must not join the rows
     print_summary(summary, None if output is None else sink.where, as_json=as_json, rows_on_stdout=rows_on_stdout)
-    if summary.failed:
+    if summary.failed or summary.skipped_failed:  # the finished output, earlier runs' rows included
         raise typer.Exit(EXIT_SOME_FAILED)
 
 

@@ -85,6 +85,7 @@ class PredictSummary:
     cpu_fallback: list[str] = field(default_factory=list)  # nodes the provider left to the CPU
     engine: str = "local"  # local, or ray (--engine ray)
     engine_figures: Any = None  # what only that engine measures: LocalFigures or RayFigures (docs/reports.md)
+    skipped_failed: int = 0  # of the skipped rows, the failures (the finished output holds failed + these)
     schema: str = SCHEMA
 
 
@@ -141,4 +142,4 @@ def run_prediction(model: Path, paths: list[str], cfg: PredictConfig, sink: Opti
                           provider=report.provider, workers=report.workers, model=report.model,
                           output=sink.where if sink is not None else None, provider_reason=report.provider_reason,
                           precision=report.precision, cpu_fallback=report.cpu_fallback, engine=engine.name,
-                          engine_figures=report.figures)
+                          engine_figures=report.figures, skipped_failed=sink.done_failed if sink is not None else 0)

@@ -234,10 +234,11 @@ class RowSchema:
         than refused, provided what is there could start a record of ours. Raises ConfigError naming
         the file and line of a record cnn-edge predict did not write with these settings."""
         if fmt == "parquet":
-            return Kept(self._kept_parquet(data, source), data)
+            return self._kept_parquet(data, source)
         text = data.decode("utf-8", ENCODING_ERRORS)
         records = _csv_records(text) if fmt == "csv" else _jsonl_records(text)
         done: set[str] = set()
+        failed = 0
         end, header, number = 0, None, 1
         try:
             for number, record, record_end in records:
@@ -253,15 +254,16 @@ class RowSchema:
                                           f"predict with --top-k {self.top_k} in CSV, so it cannot be resumed "
                                           f"(use another -o)")
                 else:
-                    path = self._csv_row(record) if fmt == "csv" else self._jsonl_row(record)
+                    path, error = self._csv_row(record) if fmt == "csv" else self._jsonl_row(record)
                     if not path or path in done:
                         raise KeptRowError("an empty path" if not path else f"{path!r} a second time")
                     done.add(path)
+                    failed += error
                 end = record_end
         except KeptRowError as exc:
             raise ConfigError(f"{source} line {exc.line or number}: {exc}; it was not written by cnn-edge predict (or was "
                               f"edited), so it cannot be resumed: fix or remove it, or use another -o") from None
-        return Kept(done, text[:end].encode("utf-8", ENCODING_ERRORS))
+        return Kept(done, text[:end].encode("utf-8", ENCODING_ERRORS), failed)
 
     def _check_cut(self, raw: str, fmt: str, header: Optional[list[str]], alone: bool) -> None:
         """A record cut off at the end must look like the start of one the writer writes, so that a
@@ -279,7 +281,7 @@ class RowSchema:
             if len(cells) > len(header):
                 raise KeptRowError(f"{len(cells)} cells, expected {len(header)}")
 
-    def _kept_parquet(self, data: bytes, source: str) -> set[str]:
+    def _kept_parquet(self, data: bytes, source: str) -> "Kept":
         import pyarrow.parquet as pq
 
         try:
@@ -294,7 +296,7 @@ class RowSchema:
         paths = table["path"].to_pylist()
         if len(set(paths)) != len(paths) or None in paths:
             raise ConfigError(f"{source} repeats a path or lacks one; it was edited: remove it and rerun with --resume")
-        return set(paths)
+        return Kept(set(paths), data, sum(e is not None for e in table["error"].to_pylist()))
 
     def _check_prediction(self, label, confidence: float, tops: list[tuple[object, float]]) -> None:
         """A classified row as the writer makes it: labels of the model (the empty string too, when
@@ -316,7 +318,8 @@ class RowSchema:
         if any(a < b for a, b in zip(scores, scores[1:])):
             raise KeptRowError(f"top-k scores {scores} are not best first")
 
-    def _csv_row(self, cells: list[str]) -> str:
+    def _csv_row(self, cells: list[str]) -> tuple[str, bool]:
+        """(path, whether it is an error row) of a CSV record, checked."""
         header = csv_header(self.top_k)
         if len(cells) != len(header):
             raise KeptRowError(f"{len(cells)} cells, expected {len(header)}")
@@ -326,15 +329,16 @@ class RowSchema:
         if error:
             if label or confidence or any(a or b for a, b in pairs):
                 raise KeptRowError("both an error and a prediction")
-            return path
+            return path, True
         listed = sum(1 for _, p in pairs if p)  # the writer pads the top-k with empty pairs
         if any(a or b for a, b in pairs[listed:]):
             raise KeptRowError("top-k cells after the padding")
         self._check_prediction(label, _csv_number(confidence, "confidence"),
                                [(t, _csv_number(p, "top-k score")) for t, p in pairs[:listed]])
-        return path
+        return path, False
 
-    def _jsonl_row(self, line: str) -> str:
+    def _jsonl_row(self, line: str) -> tuple[str, bool]:
+        """(path, whether it is an error row) of a JSONL line, checked."""
         try:
             row = json.loads(line)
         except ValueError:
@@ -352,14 +356,16 @@ class RowSchema:
             raise KeptRowError("neither a prediction nor an error")
         if not isinstance(path, str):
             raise KeptRowError("path is not a string")
-        return path
+        return path, error is not None
 
 
 class Kept(NamedTuple):
-    """What --resume keeps of a file: the paths of its rows, and its bytes up to the last whole record."""
+    """What --resume keeps of a file: the paths of its rows, its bytes up to the last whole record,
+    and how many of its rows are failures (a finished run's exit code counts them)."""
 
     paths: set[str]
     data: bytes
+    failed: int = 0
 
 
 class KeptRowError(ValueError):

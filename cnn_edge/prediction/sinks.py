@@ -57,12 +57,14 @@ SECONDS_PER_FILE = 30.0
 
 class Sink:
     """What the job needs of a sink. `where` names it for the user; `done` holds the paths already
-    written (--resume), known once opened; `written` counts this run's rows; after abort,
+    written (--resume), known once opened, and `done_failed` how many of them are failures;
+    `written` counts this run's rows; after abort,
     `kept_in` says where the rows written so far wait for --resume (None: nothing kept), and `kept`
     how many there are."""
 
     where: str
     done: set[str]
+    done_failed: int = 0
     written: int = 0
     kept: int = 0  # after abort: the complete rows kept for --resume (earlier runs' too)
     kept_in: Optional[str] = None
@@ -177,7 +179,7 @@ class ResultFile(Sink):
         if self._fresh:
             fd = _open_new(self.partial)
         else:
-            self.done, kept = _kept_rows(source, schema, self.fmt)
+            self.done, kept, self.done_failed = _kept_rows(source, schema, self.fmt)
             fd = os.open(self.partial, os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
             os.ftruncate(fd, 0)
             _write_all(fd, kept)  # the checked rows only: a row cut by a crash goes
@@ -356,11 +358,12 @@ class PartFolder(Sink):
                 continue
             if not name.endswith("." + self.fmt):
                 raise ConfigError(f"{self.output} holds {name}; resume it with --format {name.rsplit('.', 1)[-1]}")
-            paths = schema.kept_paths(self.fs.cat_file(names[name]), self.fmt, f"{self.output}/{name}")
+            paths, _, failed = schema.kept_rows(self.fs.cat_file(names[name]), self.fmt, f"{self.output}/{name}")
             if paths & self.done:
                 raise ConfigError(f"{self.output}/{name} repeats rows of another part file; it was edited: "
                                   f"remove it and rerun with --resume")
             self.done |= paths
+            self.done_failed += failed
             self.parts.append({**old.get(name, {}), "name": name, "rows": len(paths)})
 
     def write(self, batch: RowBatch) -> None:
