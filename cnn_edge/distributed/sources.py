@@ -10,9 +10,11 @@ patterns apply to local paths only.
 """
 from __future__ import annotations
 
+import os
 import posixpath
 from typing import Iterable
 
+from ..core.constants import DEFAULT_MAX_FILE_BYTES
 from ..core.errors import ConfigError, ImageError, first_line
 from ..core.files import NOT_FOUND
 from ..prediction.inputs import is_uri
@@ -89,23 +91,62 @@ def collect(specs: Iterable[str], *, recursive: bool = False) -> list[str]:
     return paths
 
 
-def read_bytes(path: str) -> bytes:
-    """A file's or an object's bytes. Raises ImageError (its row's error), never anything else."""
+def too_large(size: int, limit: int) -> str:
+    """The row's error for a file above the size limit (checked before it is read)."""
+    return f"file is {size / 2**20:.1f} MiB ({size:,} bytes), above the limit of {limit / 2**20:g} MiB"
+
+
+class FileTooLarge(ImageError):
+    """A file above the size limit it was read with; `size` is its size in bytes."""
+
+    def __init__(self, size: int, limit: int):
+        super().__init__(too_large(size, limit))
+        self.size, self.limit = size, limit
+
+    def __reduce__(self):  # picklable with its own arguments, as every error of ours
+        return FileTooLarge, (self.size, self.limit)
+
+
+def oversized(path: str, limit: int) -> str:
+    """A local file's error when it is a regular file above `limit` bytes, else "" (what else is
+    wrong with it, the decoder says, as on the local engine)."""
+    import stat
+
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return ""
+    return too_large(st.st_size, limit) if stat.S_ISREG(st.st_mode) and st.st_size > limit else ""
+
+
+def read_bytes(path: str, limit: int = DEFAULT_MAX_FILE_BYTES) -> bytes:
+    """A file's or an object's bytes, its size checked against `limit` before anything is read.
+    Raises ImageError (its row's error), never anything else."""
     if not is_uri(path):
         from ..runtime.images import open_regular_file
 
         with open_regular_file(path) as f:
+            if (size := os.fstat(f.fileno()).st_size) > limit:
+                raise FileTooLarge(size, limit)
             try:
-                return f.read()
+                data = f.read(limit + 1)  # a file that grew since: still never more than the limit
             except OSError as exc:  # an I/O error half-way through the file
                 raise ImageError(f"cannot read the file: {exc.strerror or exc}") from None
-    try:
-        fs, inner = filesystem(path)
-        with fs.open_input_file(inner) as f:
-            return f.readall()
-    except FileNotFoundError:
-        raise ImageError(NOT_FOUND) from None
-    except ConfigError as exc:
-        raise ImageError(str(exc)) from None
-    except Exception as exc:  # a network error, a folder, access denied: this object's row
-        raise ImageError(f"cannot read the object: {first_line(exc, 160)}") from None
+    else:
+        try:
+            fs, inner = filesystem(path)
+            with fs.open_input_file(inner) as f:
+                if (size := f.size()) > limit:
+                    raise FileTooLarge(size, limit)
+                data = f.read(limit + 1)
+        except ImageError:
+            raise
+        except FileNotFoundError:
+            raise ImageError(NOT_FOUND) from None
+        except ConfigError as exc:
+            raise ImageError(str(exc)) from None
+        except Exception as exc:  # a network error, a folder, access denied: this object's row
+            raise ImageError(f"cannot read the object: {first_line(exc, 160)}") from None
+    if len(data) > limit:
+        raise FileTooLarge(len(data), limit)
+    return data
