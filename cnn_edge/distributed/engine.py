@@ -87,7 +87,7 @@ class LocalCluster:
         self.temp_dir = tempfile.mkdtemp(prefix="cnn-edge-ray-")
         env = {k: v for k, v in os.environ.items() if k != ENV}
         self.watchdog = subprocess.Popen([sys.executable, "-m", "cnn_edge.distributed.watchdog", self.token,
-                                          self.temp_dir], stdin=subprocess.PIPE, env=env, start_new_session=True)
+                                          self.temp_dir, str(os.getpid())], stdin=subprocess.PIPE, env=env, start_new_session=True)
 
     @contextlib.contextmanager
     def marked(self):
@@ -264,6 +264,7 @@ class RayEngine:
                 raise ConfigError(f"--engine ray needs {name}, which the base install leaves out: {RAY_EXTRA_HINT}") from None
         self.opts, self.started = opts, started or time.perf_counter()
         self.local: Optional[LocalCluster] = None  # the cluster this engine started, if it did
+        self._running = None  # the pass's Ray Data iterator, while one runs
         self.providers: set[str] = set()
         self.figures = RayFigures()
         self.plan: Optional[Plan] = None
@@ -321,8 +322,9 @@ class RayEngine:
             passes += 1
             try:
                 with _lost_blocks_allowed(isolate):
-                    for columns in _dataset(todo, self.model, self.model_path, self.cfg, self.opts, self.plan,
-                                            isolate).iter_batches(batch_size=None, batch_format="numpy"):
+                    self._running = iter(_dataset(todo, self.model, self.model_path, self.cfg, self.opts, self.plan,
+                                                  isolate).iter_batches(batch_size=None, batch_format="numpy"))
+                    for columns in self._running:
                         yield note(from_columns(columns))
                 if isolate and (lost := [x for x in todo if x not in made]):
                     yield note(RowBatch.failed(lost, WORKER_DIED))  # each killed its own task on every retry
@@ -342,6 +344,12 @@ class RayEngine:
 
     def close(self) -> None:
         """Stop the local cluster this engine started (a cluster it joined keeps running)."""
+        if self._running is not None and hasattr(self._running, "close"):
+            # A run stopped early (SIGTERM, Ctrl-C, a sink's error): Ray Data's executor is stopped
+            # first, so that its threads do not meet a cluster being shut down (a native abort).
+            with contextlib.suppress(Exception):
+                self._running.close()
+            self._running = None
         if self.local is not None:
             import ray
 

@@ -60,6 +60,12 @@ def _list_uri(uri: str, recursive: bool) -> list[str]:
             scheme = uri.partition("://")[0]
             return sorted(f"{scheme}://{f.path}" for f in found
                           if f.type == pafs.FileType.File and is_image_name(posixpath.basename(f.path)))
+        if info.type == pafs.FileType.NotFound:
+            bucket = path.split("/", 1)[0]
+            if fs.get_file_info(bucket).type == pafs.FileType.NotFound:  # no such bucket: no row can be made
+                from .output import missing_bucket
+
+                raise ConfigError(f"cannot read {uri}: {missing_bucket(uri)}")
     except OSError as exc:  # no credentials, no such bucket, no network: the user must fix it, not a row
         raise ConfigError(f"cannot list {uri}: {first_line(exc)}") from None
     return []  # one object, or nothing there: the argument stands for itself
