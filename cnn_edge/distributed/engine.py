@@ -58,6 +58,17 @@ def connect(address: Optional[str]) -> Optional["LocalCluster"]:
     try:
         with captured_stderr(), (local.marked() if local else contextlib.nullcontext()):
             ray.init(address=address or "local", **quiet, **(local.init_args() if local else {}))
+    except SystemExit as exc:
+        if exc.code != signal.SIGTERM:
+            raise
+        # SIGTERM while Ray started, where its own handler (sys.exit(15)) ran: stopped as the
+        # caller's handler stops a run, which the signal is sent again to, once it is back.
+        ray.shutdown()
+        if local:
+            local.close()
+        signal.signal(signal.SIGTERM, sigterm)
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise
     except (ConnectionError, ValueError, RuntimeError) as exc:
         if local:
             local.close()
@@ -83,8 +94,10 @@ class LocalCluster:
         from .watchdog import ENV
 
         self.env, self.token = ENV, uuid.uuid4().hex
-        # Short: Ray's unix sockets live under it, and a socket path may hold 107 bytes at most.
-        self.temp_dir = tempfile.mkdtemp(prefix="cnn-edge-ray-")
+        # Ray's unix sockets live under it (session_<date>_<pid>/sockets/plasma_store, ~75 bytes),
+        # and a socket path holds 107 bytes at most: a long TMPDIR (macOS's) gives way to /tmp.
+        base = tempfile.gettempdir()
+        self.temp_dir = tempfile.mkdtemp(prefix="cnn-edge-ray-", dir=base if len(base) <= 24 else "/tmp")
         env = {k: v for k, v in os.environ.items() if k != ENV}
         self.watchdog = subprocess.Popen([sys.executable, "-m", "cnn_edge.distributed.watchdog", self.token,
                                           self.temp_dir, str(os.getpid())], stdin=subprocess.PIPE, env=env, start_new_session=True)
