@@ -6,6 +6,7 @@ imported inside the commands that need them, so `--help` and `info` answer at on
 """
 from __future__ import annotations
 
+import contextlib
 import enum
 import functools
 from typing import Iterable
@@ -27,6 +28,7 @@ EXIT_PARITY_FAILED = ParityError.exit_code
 EXIT_BAD_INPUT = 2
 EXIT_FP32_ONLY = 4  # pipeline: the fp32 model was released, but no int8 model met parity (the card says why)
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM, what a shell reports for a process SIGTERM ended
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a standard tool whose reader went away
 # Libraries of the `train` extra: a command that needs one says which install brings it.
 TRAIN_EXTRA = frozenset({"torch", "torchvision", "onnx", "onnxscript", "safetensors"})
@@ -82,11 +84,40 @@ def handle_errors(fn):
             raise typer.Exit(EXIT_BROKEN_PIPE) from None
         except OSError as exc:  # disk full, permissions changed mid-run: still one line
             raise fail(f"{exc.strerror or exc} ({exc.filename or 'file system'})", EXIT_BAD_INPUT) from None
-        except KeyboardInterrupt:
-            raise fail("interrupted; rerun the same command with --resume to continue where it stopped",
-                       EXIT_INTERRUPTED) from None
+        except KeyboardInterrupt as exc:
+            how, code = ("terminated (SIGTERM)", EXIT_TERMINATED) if isinstance(exc, Terminated) else \
+                ("interrupted", EXIT_INTERRUPTED)
+            raise fail(f"{how}; rerun the same command with --resume to continue where it stopped", code) from None
 
     return wrapper
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread by sigterm_stops: the run stops as on Ctrl-C."""
+
+
+@contextlib.contextmanager
+def sigterm_stops():
+    """While inside, SIGTERM stops the command as Ctrl-C does (the job aborts its sink, so the rows
+    written so far stay and the user is told how to resume; the engine shuts down its workers or its
+    cluster), then exits 143, instead of the process vanishing mid-write (or, once Ray is
+    initialised, exiting 15 with a native stack dump). A second SIGTERM meanwhile is ignored."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _quiet_stdout() -> None:

@@ -15,7 +15,7 @@ from ..prediction.rows import FILE_FORMATS
 from ..runtime.demo import DEFAULT_HOST, DEFAULT_PORT
 from ..tools.bench import BenchConfig
 from .app import (JsonOpt, Precision, PrecisionOpt, Provider, QuietOpt, app, choices, handle_errors, plural, print_json,
-                  stdout_is_open)
+                  sigterm_stops, stdout_is_open)
 from .summary import EXIT_SOME_FAILED, print_summary  # noqa: F401  (EXIT_SOME_FAILED: tests import it here)
 
 ResultFormat = choices("ResultFormat", (*FILE_FORMATS, "parquet"))  # parquet: --engine ray only
@@ -39,7 +39,7 @@ def _print_row(row, top_k: int) -> None:
 def predict(
     model: Path = typer.Argument(..., help="ONNX model (cnn-edge contract), e.g. exports/mnist_cnn.onnx."),
     inputs: list[str] = typer.Argument(..., help="Image files, folders and glob patterns ('scans/*.png')."),
-    output: Optional[str] = typer.Option(None, "-o", "--output", help="Results file (.csv or .jsonl; - for stdout); without it, a table on screen (JSON lines with --json). --engine ray: a directory, local or s3://..."),
+    output: Optional[str] = typer.Option(None, "-o", "--output", help="Results file (.csv or .jsonl; - for stdout); without it, a table on screen (JSON lines with --json). --engine ray: a directory of part files, local or s3://... (or one local .csv/.jsonl results file)"),
     fmt: Optional[ResultFormat] = typer.Option(None, "--format", help="Results format (default: from the -o extension, else csv)."),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Go into sub-folders (and let ** in patterns match them)."),
     top_k: int = typer.Option(PREDICT.top_k, "--top-k", help="How many most likely classes each row lists."),
@@ -76,6 +76,7 @@ def predict(
     if engine.value == "ray":
         from ..distributed.config import RayOptions
         from ..distributed.engine import RayEngine
+        from ..distributed.output import check_writable_output, one_results_file
         from ..distributed.sources import collect
         from ..prediction.sinks import PartFolder
 
@@ -84,7 +85,12 @@ def predict(
 
         runner = RayEngine(RayOptions(address=ray_address, actors=actors, gpus_per_worker=gpus_per_worker), started)
         paths = collect(inputs, recursive=recursive)
-        sink = PartFolder(output, fmt.value if fmt else "parquet", resume=resume)
+        if one_results_file(output):  # -o results.csv: the one file the local engine writes, rows in the order made
+            sink = _local_sink(output, fmt.value if fmt else None, resume=resume, as_json=False,
+                               protected=[str(model), *paths])
+        else:
+            check_writable_output(output)
+            sink = PartFolder(output, fmt.value if fmt else "parquet", resume=resume)
     else:
         from ..prediction.inputs import collect_inputs, is_uri
         from ..prediction.local import LocalEngine
@@ -107,8 +113,9 @@ def predict(
                            protected=[str(model), *paths])
     table = output is None and not as_json  # rows on screen, one line each
     bar = not quiet and not to_stdout
-    summary = _run_with_progress(model, paths, cfg, sink, runner, show_rows=table, bar=bar,
-                                 say_provider=not quiet and engine.value == "local", chosen=not (as_json or to_stdout))
+    with sigterm_stops():
+        summary = _run_with_progress(model, paths, cfg, sink, runner, show_rows=table, bar=bar,
+                                     say_provider=not quiet and engine.value == "local", chosen=not (as_json or to_stdout))
     rows_on_stdout = to_stdout or _is_stdout(output)  # -o /dev/stdout too: the summary must not join the rows
     print_summary(summary, None if output is None else sink.where, as_json=as_json, rows_on_stdout=rows_on_stdout)
     if summary.failed or summary.skipped_failed:  # the finished output, earlier runs' rows included

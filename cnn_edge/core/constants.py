@@ -27,3 +27,6 @@ DEFAULT_MAX_FILE_BYTES = 64 * 1024 * 1024
 
 # Size of the validation split the default recipe takes out of the 60,000 training images.
 DEFAULT_VAL_SIZE = 5_000
+
+# The size limit of an input file, checked before it is read: 64 MiB, far above any scan of a digit.
+DEFAULT_MAX_FILE_BYTES = 64 * 1024 * 1024

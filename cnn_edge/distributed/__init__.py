@@ -8,4 +8,6 @@ runtime's own decoding and Predictor; the job, the sinks and the row schema are 
     sources   inputs: local paths and object-store URIs; reading their bytes
     stages    what runs on the cluster: decode+preprocess tasks, the ONNX Runtime actor
     engine    RayEngine: join or start a cluster, run the pipeline, yield rows
+    output    -o checked before any work: writable, its bucket there
+    watchdog  the local cluster a run starts dies with its driver (stdlib only)
 """

@@ -15,6 +15,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
+import threading
 import time
 import warnings
 from dataclasses import dataclass
@@ -37,25 +39,91 @@ class RayRunError(CnnEdgeError):
     exit_code = 1
 
 
-def connect(address: Optional[str]) -> bool:
-    """Connect to `address` (or RAY_ADDRESS), else start a local cluster. True when started here
+def connect(address: Optional[str]) -> Optional["LocalCluster"]:
+    """Connect to `address` (or RAY_ADDRESS), else start a local cluster: returned when started here
     (and so to be shut down by the caller). A Ray already initialised in this process is used."""
     import ray
 
     if ray.is_initialized():
-        return False
+        return None
     address = address or os.environ.get("RAY_ADDRESS") or None
     quiet = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
     # Ray's core logs an "E" line to stderr for every actor pool Ray Data creates (its constructor
     # arguments live in the object store: ray-project/ray#53727); it stays in the session's logs.
     os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
+    local = LocalCluster() if address is None else None
+    # ray.init makes SIGTERM exit the process at once (sys.exit(15)); the caller's handler stays.
+    sigterm = signal.getsignal(signal.SIGTERM)
     try:
-        with captured_stderr():  # Ray's core announces the log level it read from the environment
-            ray.init(address=address or "local", **quiet)
+        with captured_stderr(), (local.marked() if local else contextlib.nullcontext()):
+            ray.init(address=address or "local", **quiet, **(local.init_args() if local else {}))
+    except SystemExit as exc:
+        if exc.code != signal.SIGTERM:
+            raise
+        # SIGTERM while Ray started, where its own handler (sys.exit(15)) ran: stopped as the
+        # caller's handler stops a run, which the signal is sent again to, once it is back.
+        ray.shutdown()
+        if local:
+            local.close()
+        signal.signal(signal.SIGTERM, sigterm)
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise
     except (ConnectionError, ValueError, RuntimeError) as exc:
+        if local:
+            local.close()
         raise ConfigError(f"cannot connect to the Ray cluster at {address!r} (--ray-address / RAY_ADDRESS): "
                           f"{first_line(exc)}") from None
-    return address is None
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, sigterm)
+    return local
+
+
+class LocalCluster:
+    """The local Ray cluster a run starts: its session folder is a temporary folder of ours, and a
+    watchdog (distributed/watchdog.py) kills its processes and removes the folder when the driver
+    ends, even by `kill -9`."""
+
+    def __init__(self):
+        import subprocess
+        import sys
+        import tempfile
+        import uuid
+
+        from .watchdog import ENV
+
+        self.env, self.token = ENV, uuid.uuid4().hex
+        # Ray's unix sockets live under it (session_<date>_<pid>/sockets/plasma_store, ~75 bytes),
+        # and a socket path holds 107 bytes at most: a long TMPDIR (macOS's) gives way to /tmp.
+        base = tempfile.gettempdir()
+        self.temp_dir = tempfile.mkdtemp(prefix="cnn-edge-ray-", dir=base if len(base) <= 24 else "/tmp")
+        env = {k: v for k, v in os.environ.items() if k != ENV}
+        self.watchdog = subprocess.Popen([sys.executable, "-m", "cnn_edge.distributed.watchdog", self.token,
+                                          self.temp_dir, str(os.getpid())], stdin=subprocess.PIPE, env=env, start_new_session=True)
+
+    @contextlib.contextmanager
+    def marked(self):
+        """The environment Ray's processes start with marks them as this run's (only while starting:
+        a later subprocess of the caller's is not marked)."""
+        os.environ[self.env] = self.token
+        try:
+            yield
+        finally:
+            os.environ.pop(self.env, None)
+
+    def init_args(self) -> dict:
+        return {"_temp_dir": self.temp_dir}
+
+    def close(self, timeout: float = 15.0) -> None:
+        """Let the watchdog clean up now (the cluster was shut down), and wait for it."""
+        import subprocess
+
+        if self.watchdog.stdin and not self.watchdog.stdin.closed:
+            self.watchdog.stdin.close()
+        try:
+            self.watchdog.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
 
 
 def _quiet_data() -> None:
@@ -137,12 +205,24 @@ def _lost_blocks_allowed(allowed: bool):
         ctx.max_errored_blocks = saved
 
 
+def _retries(map_batches, retries: int) -> dict:
+    """map_batches' keyword for a task's retries: `max_retries` once Ray Data names it; until then
+    (Ray 2.60 names only label_selector ... runtime_env, ray-project/ray#65227) it goes through
+    **ray_remote_args, whose deprecation warning would print on every run: it is silenced for that
+    one call, by its message. The cap matters: Ray Data retries a dead task forever by default."""
+    import inspect
+
+    if "max_retries" not in inspect.signature(map_batches).parameters:
+        warnings.filterwarnings("ignore", message=r"`ray_remote_args` is deprecated", module=__name__)
+    return {"max_retries": retries}
+
+
 def _dataset(paths: list[str], model, model_path: str, cfg: PredictConfig, opts: RayOptions, p: Plan,
              isolate: bool = False):
     import pyarrow as pa
     import ray.data
 
-    from .stages import InferActor, decode_batch
+    from .stages import InferActor, decode_batch, wire_path
 
     # Enough blocks for every decoding task to have two, at most paths_per_block paths each; the
     # first block of each task holds a single batch, so the first rows come back early.
@@ -153,16 +233,16 @@ def _dataset(paths: list[str], model, model_path: str, cfg: PredictConfig, opts:
         size = min(step, cfg.batch_size) if len(cuts) < p.decode_tasks else step
         cuts.append((i, i + size))
         i += size
-    blocks = [pa.table({"path": pa.array(paths[a:b], pa.string())}) for a, b in cuts]
+    blocks = [pa.table({"path": pa.array([wire_path(p) for p in paths[a:b]], pa.binary())}) for a, b in cuts]
     ds = ray.data.from_arrow(blocks)
     # Ray Data fuses a task stage into the actor stage after it when both reserve the same
     # resources: decoding then runs inside the actors. Unless opts.fuse, the decoding tasks reserve
     # a hair less CPU, which keeps them separate tasks (what a GPU node needs: the GPU actors infer
     # while the CPUs decode).
     decode_cpus = p.decode_cpus if opts.fuse else p.decode_cpus * 0.999
-    ds = ds.map_batches(decode_batch, fn_kwargs={"max_pixels": cfg.max_pixels}, batch_size=1 if isolate else cfg.batch_size,
-                        batch_format="numpy", num_cpus=decode_cpus, concurrency=p.decode_tasks,
-                        max_retries=DECODE_RETRIES)
+    ds = ds.map_batches(decode_batch, fn_kwargs={"max_pixels": cfg.max_pixels, "max_bytes": cfg.max_file_bytes},
+                        batch_size=1 if isolate else cfg.batch_size, batch_format="numpy", num_cpus=decode_cpus,
+                        concurrency=p.decode_tasks, **_retries(ds.map_batches, DECODE_RETRIES))
     # The model travels once through the object store, in a list so that Ray hands the actor the
     # reference (resolved in the constructor) rather than keeping a large constructor argument.
     return ds.map_batches(InferActor, fn_constructor_kwargs=dict(model=[model], original=model_path, provider=p.provider,
@@ -195,7 +275,8 @@ class RayEngine:
             except ImportError:
                 raise ConfigError(f"--engine ray needs {name}, which the base install leaves out: {RAY_EXTRA_HINT}") from None
         self.opts, self.started = opts, started or time.perf_counter()
-        self.started_here = False
+        self.local: Optional[LocalCluster] = None  # the cluster this engine started, if it did
+        self._running = None  # the pass's Ray Data iterator, while one runs
         self.providers: set[str] = set()
         self.figures = RayFigures()
         self.plan: Optional[Plan] = None
@@ -207,7 +288,7 @@ class RayEngine:
 
         self.opts.check(cfg)
         self.cfg, self.model_path = cfg, str(model)
-        checked = Predictor(model, provider="cpu", threads=1, max_pixels=cfg.max_pixels)
+        checked = Predictor(model, provider="cpu", threads=1, max_pixels=cfg.max_pixels, max_file_bytes=cfg.max_file_bytes)
         self.data = checked.model.data
         return tuple(checked.labels)
 
@@ -215,7 +296,7 @@ class RayEngine:
         """Join or start the cluster, plan the run on it, and check the provider where actors run."""
         import ray
 
-        self.started_here = connect(self.opts.address)
+        self.local = connect(self.opts.address)
         self.model = ray.put(self.data)
         resources = ray.cluster_resources()
         self.plan = plan(self.cfg, self.opts, resources.get("CPU", 1.0), resources.get("GPU", 0.0))
@@ -253,8 +334,9 @@ class RayEngine:
             passes += 1
             try:
                 with _lost_blocks_allowed(isolate):
-                    for columns in _dataset(todo, self.model, self.model_path, self.cfg, self.opts, self.plan,
-                                            isolate).iter_batches(batch_size=None, batch_format="numpy"):
+                    self._running = iter(_dataset(todo, self.model, self.model_path, self.cfg, self.opts, self.plan,
+                                                  isolate).iter_batches(batch_size=None, batch_format="numpy"))
+                    for columns in self._running:
                         yield note(from_columns(columns))
                 if isolate and (lost := [x for x in todo if x not in made]):
                     yield note(RowBatch.failed(lost, WORKER_DIED))  # each killed its own task on every retry
@@ -274,11 +356,18 @@ class RayEngine:
 
     def close(self) -> None:
         """Stop the local cluster this engine started (a cluster it joined keeps running)."""
-        if self.started_here:
+        if self._running is not None and hasattr(self._running, "close"):
+            # A run stopped early (SIGTERM, Ctrl-C, a sink's error): Ray Data's executor is stopped
+            # first, so that its threads do not meet a cluster being shut down (a native abort).
+            with contextlib.suppress(Exception):
+                self._running.close()
+            self._running = None
+        if self.local is not None:
             import ray
 
             ray.shutdown()
-            self.started_here = False
+            self.local.close()
+            self.local = None
 
     def report(self) -> EngineReport:
         p = self.plan

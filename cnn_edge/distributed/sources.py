@@ -10,9 +10,11 @@ patterns apply to local paths only.
 """
 from __future__ import annotations
 
+import os
 import posixpath
 from typing import Iterable
 
+from ..core.constants import DEFAULT_MAX_FILE_BYTES
 from ..core.errors import ConfigError, ImageError, first_line
 from ..core.files import NOT_FOUND
 from ..prediction.inputs import is_uri
@@ -58,6 +60,12 @@ def _list_uri(uri: str, recursive: bool) -> list[str]:
             scheme = uri.partition("://")[0]
             return sorted(f"{scheme}://{f.path}" for f in found
                           if f.type == pafs.FileType.File and is_image_name(posixpath.basename(f.path)))
+        if info.type == pafs.FileType.NotFound:
+            bucket = path.split("/", 1)[0]
+            if fs.get_file_info(bucket).type == pafs.FileType.NotFound:  # no such bucket: no row can be made
+                from .output import missing_bucket
+
+                raise ConfigError(f"cannot read {uri}: {missing_bucket(uri)}")
     except OSError as exc:  # no credentials, no such bucket, no network: the user must fix it, not a row
         raise ConfigError(f"cannot list {uri}: {first_line(exc)}") from None
     return []  # one object, or nothing there: the argument stands for itself
@@ -89,23 +97,47 @@ def collect(specs: Iterable[str], *, recursive: bool = False) -> list[str]:
     return paths
 
 
-def read_bytes(path: str) -> bytes:
-    """A file's or an object's bytes. Raises ImageError (its row's error), never anything else."""
+class FileTooLarge(ImageError):
+    """A file above the size limit it was read with; `size` is its size in bytes."""
+
+    def __init__(self, size: int, limit: int):
+        from ..runtime.images import too_large_file
+
+        super().__init__(too_large_file(size, limit))
+        self.size, self.limit = size, limit
+
+    def __reduce__(self):  # picklable with its own arguments, as every error of ours
+        return FileTooLarge, (self.size, self.limit)
+
+
+def read_bytes(path: str, limit: int = DEFAULT_MAX_FILE_BYTES) -> bytes:
+    """A file's or an object's bytes, its size checked against `limit` before anything is read.
+    Raises ImageError (its row's error), never anything else."""
     if not is_uri(path):
         from ..runtime.images import open_regular_file
 
         with open_regular_file(path) as f:
+            if (size := os.fstat(f.fileno()).st_size) > limit:
+                raise FileTooLarge(size, limit)
             try:
-                return f.read()
+                data = f.read(limit + 1)  # a file that grew since: still never more than the limit
             except OSError as exc:  # an I/O error half-way through the file
                 raise ImageError(f"cannot read the file: {exc.strerror or exc}") from None
-    try:
-        fs, inner = filesystem(path)
-        with fs.open_input_file(inner) as f:
-            return f.readall()
-    except FileNotFoundError:
-        raise ImageError(NOT_FOUND) from None
-    except ConfigError as exc:
-        raise ImageError(str(exc)) from None
-    except Exception as exc:  # a network error, a folder, access denied: this object's row
-        raise ImageError(f"cannot read the object: {first_line(exc, 160)}") from None
+    else:
+        try:
+            fs, inner = filesystem(path)
+            with fs.open_input_file(inner) as f:
+                if (size := f.size()) > limit:
+                    raise FileTooLarge(size, limit)
+                data = f.read(limit + 1)
+        except ImageError:
+            raise
+        except FileNotFoundError:
+            raise ImageError(NOT_FOUND) from None
+        except ConfigError as exc:
+            raise ImageError(str(exc)) from None
+        except Exception as exc:  # a network error, a folder, access denied: this object's row
+            raise ImageError(f"cannot read the object: {first_line(exc, 160)}") from None
+    if len(data) > limit:
+        raise FileTooLarge(len(data), limit)
+    return data

@@ -15,57 +15,105 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.constants import IMAGE_SIZE
+from ..core.constants import DEFAULT_MAX_FILE_BYTES, IMAGE_SIZE
 from ..core.errors import ImageError, ModelOutputError, first_line
 from ..core.files import atomic_write_bytes
 from ..prediction.rows import RowBatch
-from .sources import is_uri, read_bytes
+from .sources import FileTooLarge, is_uri, read_bytes
 
 Batch = dict[str, np.ndarray]
 SIDE = ("node", "worker", "provider")  # RowBatch.side columns an actor adds
 # Object-store reads in flight at once per decoding task: a GET waits tens of milliseconds on S3,
 # so one at a time would bound a task to a few dozen images per second (docs/scale.md).
 READS_IN_FLIGHT = 32
+# An object larger than this is not read alongside others but alone, then decoded and let go:
+# a task holds at most READS_IN_FLIGHT small objects (32 MiB) or one large one (--max-file-bytes).
+SMALL_READ_BYTES = 1024 * 1024
+_LATER = "\0read alone"  # _read_one's marker for an object too large to be read in a window
 
 
-def _read_one(path: str) -> tuple[bytes | None, str]:
-    """(bytes, "") or (None, the row's error): a surprise is this file's error, not the task's."""
+def wire_path(path: str) -> bytes:
+    """A path as it travels through Ray Data: bytes, since a file name need not be UTF-8 (Arrow's
+    strings must be); the odd bytes are Python's lone surrogates, as the local engine holds them."""
+    return path.encode("utf-8", "surrogateescape")
+
+
+def unwired_path(value) -> str:
+    return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else str(value)
+
+
+def _read_one(path: str, limit: int, window: int | None = None) -> tuple[bytes | None, str]:
+    """(bytes, "") or (None, the row's error): a surprise is this file's error, not the task's.
+    With `window`, an object above that many bytes (but within `limit`) is not read: (None, _LATER)."""
     try:
-        return read_bytes(path), ""
+        return read_bytes(path, min(limit, window or limit)), ""
+    except FileTooLarge as exc:
+        return None, _LATER if exc.size <= limit else str(exc)
     except ImageError as exc:
         return None, str(exc)
     except Exception as exc:  # as in preprocess_many
         return None, f"cannot read: {exc.__class__.__name__}: {first_line(exc, 160)}"
 
 
-def read_all(paths: list[str]) -> list[tuple[bytes | None, str]]:
+def read_all(paths: list[str], limit: int = DEFAULT_MAX_FILE_BYTES) -> list[tuple[bytes | None, str]]:
     """Every path's (bytes, error), in order; objects on a store are fetched READS_IN_FLIGHT at a time."""
-    if len(paths) > 1 and any(is_uri(p) for p in paths):
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(min(READS_IN_FLIGHT, len(paths))) as pool:
-            return list(pool.map(_read_one, paths))
-    return [_read_one(p) for p in paths]
+    return [item for _, item in _read_windows(list(enumerate(paths)), limit)]
 
 
-def decode_batch(batch: Batch, max_pixels: int) -> Batch:
-    """{"path"} -> {"path", "pixels" (N, 28, 28) float32, "error"}: each file's bytes read, then
-    decoded and preprocessed by the runtime's own preprocess_many. Never raises for a bad file:
-    its error goes into its row."""
+def _read_windows(items: list[tuple[int, str]], limit: int):
+    """(index, (bytes, error)) for each (index, path), READS_IN_FLIGHT small objects fetched at once,
+    a large one alone; yielded window by window, so what a caller lets go is gone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if not items:
+        return
+    with ThreadPoolExecutor(min(READS_IN_FLIGHT, len(items))) as pool:
+        for w in range(0, len(items), READS_IN_FLIGHT):
+            window = items[w : w + READS_IN_FLIGHT]
+            read = list(pool.map(lambda item: _read_one(item[1], limit, SMALL_READ_BYTES), window))
+            yield from ((i, got) for (i, _), got in zip(window, read) if got[1] != _LATER)
+            for (i, path), got in zip(window, read):
+                if got[1] == _LATER:
+                    yield i, _read_one(path, limit)
+
+
+def decode_batch(batch: Batch, max_pixels: int, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> Batch:
+    """{"path"} -> {"path", "pixels" (N, 28, 28) float32, "error"}: each file decoded and
+    preprocessed by the runtime's own preprocess_many, as on the local engine. Never raises for a
+    bad file: its error goes into its row.
+
+    Memory stays bounded by the limits, not by the files: a file above `max_bytes` is refused
+    before it is read; a local file is read by the decoder itself, which checks --max-pixels from
+    the header before decoding; objects are read a window at a time (see _read_windows)."""
     from ..runtime.preprocess import preprocess_many
 
-    paths = [str(p) for p in batch["path"]]
-    read = read_all(paths)
-    errors = [error for _, error in read]
-    data = {i: content for i, (content, _) in enumerate(read) if content is not None}
+    paths = [unwired_path(p) for p in batch["path"]]
+    errors = [""] * len(paths)
     pixels = np.zeros((len(paths), IMAGE_SIZE, IMAGE_SIZE), np.float32)
-    if data:
-        members = list(data)
-        prepared, decode_errors = preprocess_many([data[i] for i in members], max_pixels)
+
+    def decode(members: list[int], sources: list) -> None:
+        prepared, decode_errors = preprocess_many(sources, max_pixels, max_file_bytes=max_bytes)
         pixels[members] = prepared
         for i, error in zip(members, decode_errors):
             errors[i] = error
-    return {"path": np.array(paths, dtype=object), "pixels": pixels, "error": np.array(errors, dtype=object)}
+
+    if local := [i for i, p in enumerate(paths) if not is_uri(p)]:  # read by the decoder, limits first
+        decode(local, [paths[i] for i in local])
+    members, sources, held = [], [], 0
+    for i, (content, error) in _read_windows([(i, p) for i, p in enumerate(paths) if is_uri(p)], max_bytes):
+        errors[i] = error
+        if content is None:
+            continue
+        members.append(i)
+        sources.append(content)
+        held += len(content)
+        if held >= READS_IN_FLIGHT * SMALL_READ_BYTES or len(members) >= READS_IN_FLIGHT:
+            decode(members, sources)
+            members, sources, held = [], [], 0
+    if members:
+        decode(members, sources)
+    return {"path": np.array([wire_path(p) for p in paths], dtype=object), "pixels": pixels,
+            "error": np.array(errors, dtype=object)}
 
 
 def model_file(model: bytes, original: str) -> Path:
@@ -140,20 +188,20 @@ def score(predictor, batch: Batch, top_k: int, side: dict[str, str]) -> RowBatch
         # and report each file as a dead process; the rows say what it was instead.
         errors = [e or f"the model failed on this batch: {exc}" for e in errors]
         probabilities = np.zeros((0, len(predictor.labels)), np.float32)
-    rows = RowBatch.scored([str(p) for p in batch["path"]], errors, probabilities, top_k)
+    rows = RowBatch.scored([unwired_path(p) for p in batch["path"]], errors, probabilities, top_k)
     rows.side = {name: [value] * len(rows) for name, value in side.items()}
     return rows
 
 
 def to_columns(rows: RowBatch) -> Batch:
     """A RowBatch as Ray Data's numpy columns (the top-k as (N, k) tensor columns)."""
-    columns = {"path": np.array(rows.paths, dtype=object), "error": np.array(rows.errors, dtype=object),
+    columns = {"path": np.array([wire_path(p) for p in rows.paths], dtype=object), "error": np.array(rows.errors, dtype=object),
                "top_index": rows.top_index, "top_probability": rows.top_probability}
     columns.update({name: np.array(values, dtype=object) for name, values in rows.side.items()})
     return columns
 
 
 def from_columns(columns: Batch) -> RowBatch:
-    return RowBatch([str(p) for p in columns["path"]], [str(e) for e in columns["error"]],
+    return RowBatch([unwired_path(p) for p in columns["path"]], [str(e) for e in columns["error"]],
                     np.asarray(columns["top_index"]), np.asarray(columns["top_probability"]),
                     {name: [str(v) for v in columns[name]] for name in SIDE if name in columns})

@@ -60,12 +60,17 @@ def _too_large(w: int, h: int, max_pixels: int) -> ImageError:
                       f"{max_pixels / 1e6:g} Mpixels (--max-pixels)")
 
 
+def too_large_file(size: int, max_file_bytes: int) -> str:
+    """The one line for a file above the size limit (every engine's row, and Node.js's, say it)."""
+    return (f"file is {size:,} bytes ({size / 2**20:.1f} MiB), above the limit of "
+            f"{max_file_bytes:,} bytes ({max_file_bytes / 2**20:g} MiB; --max-file-bytes)")
+
+
 def _check_file_size(size: int, max_file_bytes: int) -> None:
     """Refuse a file above the size limit before any of it is read (a reader that takes files
     whole, the Ray engine's, holds at most the limit; Node.js's client applies the same rule)."""
     if size > max_file_bytes:
-        raise ImageError(f"file is {size:,} bytes ({size / 2**20:.1f} MiB), above the limit of "
-                         f"{max_file_bytes:,} bytes ({max_file_bytes / 2**20:g} MiB; --max-file-bytes)")
+        raise ImageError(too_large_file(size, max_file_bytes))
 
 
 def _check_ico(f: BinaryIO, max_pixels: int) -> None:
