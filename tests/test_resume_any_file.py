@@ -304,8 +304,7 @@ def test_part_folders_with_every_awkward_name_resume(tmp_path, fmt):
     logits and the empty label are read back; a part file cut short (never written so) is refused."""
     pytest.importorskip("pyarrow")
     pytest.importorskip("fsspec")
-    # Parquet strings are UTF-8: a name that is not is the Ray engine's to handle before a part file.
-    names = [n for n in NAMES.values() if fmt != "parquet" or n != NAMES["not_utf8"]]
+    names = list(NAMES.values())  # the name that is not UTF-8 too: Parquet keeps it in path_bytes
     for i, chunk in enumerate((names[:9], names[9:])):
         (tmp_path / f"part-run-{i:05d}.{fmt}").write_bytes(LOGITS.encode(logit_batch(chunk), fmt))
     folder = PartFolder(str(tmp_path), fmt, resume=True)
@@ -374,3 +373,17 @@ def test_a_resumed_run_exits_by_the_finished_file(tmp_path, fmt):
     out2 = tmp_path / f"s.{fmt}"
     assert predict(RELEASED, [folder / "c.png"], out2).returncode == 0
     assert predict(RELEASED, [folder / "c.png", folder / "a.png"], out2, "--resume").returncode == 0
+
+
+def test_parquet_keeps_a_name_that_is_not_utf8_exactly():
+    """Parquet's strings are UTF-8: `path` shows the odd bytes as U+FFFD, `path_bytes` holds the
+    exact name (null for the others), and --resume reads the exact name back."""
+    pq = pytest.importorskip("pyarrow.parquet")
+    import io
+
+    names = [NAMES["not_utf8"], NAMES["u2028"]]
+    data = LOGITS.encode(logit_batch(names), "parquet")
+    table = pq.read_table(io.BytesIO(data))
+    assert table["path"].to_pylist() == ["bytes\ufffd\ufffd\ufffd.png", NAMES["u2028"]]
+    assert table["path_bytes"].to_pylist() == [b"bytes\xff\xfe\x80.png", None]
+    assert LOGITS.kept_paths(data, "parquet", "p") == set(names)

@@ -37,6 +37,7 @@ from ..runtime.predictor import top_classes
 FILE_FORMATS = ("csv", "jsonl")  # a results file
 FOLDER_FORMATS = ("parquet", "csv", "jsonl")  # part files in a folder (--engine ray)
 ENCODING_ERRORS = "surrogateescape"  # lossless for names that are not valid UTF-8
+PATH_BYTES = "path_bytes"  # Parquet's column for a name that is not UTF-8 (see RowSchema.arrow)
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 JSONL_KEYS = ("path", "prediction", "confidence", "top_k", "error")
 EXTENSIONS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
@@ -200,12 +201,17 @@ class RowSchema:
         def probability(j: int):
             return pc.round(pa.array(probs[:, j], pa.float64(), mask=failed | (j >= k)), DECIMALS)
 
-        columns = {"path": pa.array(batch.paths, pa.string()), "prediction": pa.array(tops[:, 0], pa.string()),
-                   "confidence": probability(0)}
+        # Parquet's strings are UTF-8: a name that is not (a Linux file name may hold any bytes) is
+        # shown in `path` with U+FFFD for its odd bytes, and kept exactly in `path_bytes` (null for
+        # every other row), which --resume reads back.
+        raw = [p.encode("utf-8", ENCODING_ERRORS) for p in batch.paths]
+        columns = {"path": pa.array([r.decode("utf-8", "replace") for r in raw], pa.string()),
+                   "prediction": pa.array(tops[:, 0], pa.string()), "confidence": probability(0)}
         for j in range(self.top_k):
             columns[f"top{j + 1}"] = pa.array(tops[:, j], pa.string())
             columns[f"top{j + 1}_probability"] = probability(j)
         columns["error"] = pa.array([e or None for e in batch.errors], pa.string())
+        columns[PATH_BYTES] = pa.array([None if encodable(p) else r for p, r in zip(batch.paths, raw)], pa.binary())
         return pa.table(columns)
 
     def encode(self, batch: RowBatch, fmt: str) -> bytes:
@@ -290,10 +296,13 @@ class RowSchema:
             from ..core.errors import first_line
 
             raise ConfigError(f"{source} is not a Parquet file cnn-edge wrote ({first_line(exc)}); remove it") from None
-        if table.column_names != csv_header(self.top_k):
+        if table.column_names not in (csv_header(self.top_k), [*csv_header(self.top_k), PATH_BYTES]):
             raise ConfigError(f"{source} has columns {table.column_names[:4]}...; it was not written by cnn-edge "
                               f"predict with --top-k {self.top_k}, so it cannot be resumed (use another -o)")
         paths = table["path"].to_pylist()
+        if PATH_BYTES in table.column_names:  # the exact name where it is not UTF-8
+            paths = [p if b is None else b.decode("utf-8", ENCODING_ERRORS)
+                     for p, b in zip(paths, table[PATH_BYTES].to_pylist())]
         if len(set(paths)) != len(paths) or None in paths:
             raise ConfigError(f"{source} repeats a path or lacks one; it was edited: remove it and rerun with --resume")
         return Kept(set(paths), data, sum(e is not None for e in table["error"].to_pylist()))
