@@ -9,8 +9,14 @@ def install() -> None:
 
     real = preprocess.preprocess_many
 
+    def poisoned(source) -> bool:  # bytes read from a store, or a local path the decoder opens
+        if isinstance(source, (str, os.PathLike)):
+            with open(source, "rb") as f:
+                return b"POISON" in f.read()
+        return isinstance(source, bytes) and b"POISON" in source
+
     def dies_on_poison(sources, *args, **kwargs):
-        if any(isinstance(s, bytes) and b"POISON" in s for s in sources):
+        if any(poisoned(s) for s in sources):
             os.kill(os.getpid(), signal.SIGKILL)
         return real(sources, *args, **kwargs)
 

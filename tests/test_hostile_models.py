@@ -309,7 +309,8 @@ def test_predict_fails_nan_rows_and_never_writes_them_ok(tmp_path, images, worke
     assert all(r["prediction"] is None and r["confidence"] is None for r in rows)
     assert "NaN" not in out.read_text().replace("returned NaN", "")  # no NaN figure anywhere
     again = predict(model, images, out, "--workers", workers, "--resume")
-    assert again.exit_code == 0, again.output  # its own failed rows read back
+    # its own failed rows read back (nothing left to do); exit 3: the finished file holds failures
+    assert again.exit_code == 3 and "3 already done" in again.output, again.output
 
 
 def test_predict_subprocess_one_line_no_traceback(tmp_path, images):
