@@ -361,3 +361,33 @@ def test_every_json_report_fails_on_a_closed_stdout():
     proc = cli("info", "--json", stdout=None, stderr=subprocess.PIPE, preexec_fn=lambda: os.close(1))
     assert proc.returncode == EXIT_BAD_INPUT and "standard output is closed" in one_line(proc.stderr)
     assert cli("info", "--json").returncode == 0
+
+
+# --- 6. SIGTERM on the local engine ----------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_sigterm_keeps_the_rows_and_resume_finishes_the_file(tmp_path):
+    """The real command SIGTERMed while its rows stream into r.csv.partial: exit 143, one line of
+    rows kept and one saying how to continue, no traceback; --resume then ends with the very file
+    an undisturbed run writes."""
+    folder = images(tmp_path / "in", 3000)
+    out, reference = tmp_path / "r.csv", tmp_path / "ref.csv"
+    run = subprocess.Popen([sys.executable, "-m", "cnn_edge", "predict", str(MODEL), str(folder), "-o", str(out), "-q"],
+                           cwd=REPO, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    partial = out.with_name("r.csv.partial")
+    deadline = time.monotonic() + 60
+    while run.poll() is None and not (partial.exists() and partial.stat().st_size > len(HEADER)):
+        assert time.monotonic() < deadline
+        time.sleep(0.002)
+    assert run.poll() is None, "the run ended before it could be stopped"
+    run.send_signal(signal.SIGTERM)
+    _, err = run.communicate(timeout=60)
+    assert run.returncode == 143, err
+    assert "Traceback" not in err and "--resume" in err, err
+    kept = complete_csv_rows(partial)
+    assert 0 < kept < 3000 and not out.exists()
+    assert re.search(rf"^{kept:,} rows kept in .*r\.csv\.partial; rerun with --resume", err, re.M), err
+    resumed = cli("predict", MODEL, folder, "-o", out, "-q", "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert cli("predict", MODEL, folder, "-o", reference, "-q").returncode == 0
+    assert out.read_bytes() == reference.read_bytes() and not partial.exists()

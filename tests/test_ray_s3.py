@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import socket
 
 import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-pytestmark = pytest.mark.slow  # a Ray cluster per module
 ray = pytest.importorskip("ray")
 pytest.importorskip("pyarrow")
 boto3 = pytest.importorskip("boto3")
@@ -39,9 +39,9 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def s3(tmp_path_factory):
+def s3_server():
     """An S3 server on loopback, credentials and endpoint in the environment (pyarrow, fsspec and
-    Ray's workers read them there), one bucket of 60 digits, a truncated JPEG and a non-image."""
+    Ray's workers read them there), and a client for it; no bucket yet."""
     server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=free_port())
     server.start()
     host, port = server._server.server_address[:2]
@@ -50,7 +50,16 @@ def s3(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     for k, v in env.items():
         mp.setenv(k, v)
-    client = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"])
+    yield boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"])
+    mp.undo()
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def s3(s3_server, tmp_path_factory):
+    """The server with one bucket of 60 digits, a truncated JPEG and a non-image (and the same files
+    in a local folder), and a Ray cluster started after the environment is set."""
+    client = s3_server
     client.create_bucket(Bucket=BUCKET)
     local = tmp_path_factory.mktemp("same")
     files = {f"in/{i:03d}.png": None for i in range(60)}
@@ -67,14 +76,27 @@ def s3(tmp_path_factory):
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)  # after the environment is set
     yield client, local
     ray.shutdown()
-    mp.undo()
-    server.stop()
 
 
 def invoke(*args):
     return runner.invoke(app, [str(a) for a in args])
 
 
+def test_a_missing_bucket_is_one_line_before_any_cluster_starts(s3_server, tmp_path):
+    """-o and inputs on a bucket that is not there: refused in one line naming the bucket and the
+    endpoint asked, before a Ray cluster is started (none is running in this test)."""
+    endpoint = os.environ["AWS_ENDPOINT_URL"]
+    assert not ray.is_initialized()
+    line = assert_one_line_error(invoke("predict", MODEL, tmp_path, "-o", "s3://missing-bucket/x", "--engine", "ray", "-q"),
+                                 2, "bucket missing-bucket does not exist", endpoint)
+    assert line.startswith("error: bucket missing-bucket"), line
+    line = assert_one_line_error(invoke("predict", MODEL, "s3://missing-bucket/a.png", "-o", tmp_path / "out",
+                                        "--engine", "ray", "-q"), 2, "s3://missing-bucket/a.png",
+                                 "bucket missing-bucket does not exist", endpoint)
+    assert not ray.is_initialized() and list(tmp_path.iterdir()) == []  # no cluster started, nothing written
+
+
+@pytest.mark.slow  # a Ray cluster per module
 def test_s3_in_s3_out_gives_the_local_engines_rows(s3, tmp_path):
     client, local = s3
     result = invoke("predict", MODEL, f"s3://{BUCKET}/in/", f"s3://{BUCKET}/in/gone.png", "-r",
@@ -93,6 +115,7 @@ def test_s3_in_s3_out_gives_the_local_engines_rows(s3, tmp_path):
     assert sorted(rows, key=lambda r: r["path"]) == sorted(want, key=lambda r: r["path"])
 
 
+@pytest.mark.slow
 def test_parquet_on_s3_and_a_used_prefix_is_refused(s3):
     client, _ = s3
     out = f"s3://{BUCKET}/out/run2"

@@ -85,8 +85,10 @@ def handle_errors(fn):
         except OSError as exc:  # disk full, permissions changed mid-run: still one line
             raise fail(f"{exc.strerror or exc} ({exc.filename or 'file system'})", EXIT_BAD_INPUT) from None
         except KeyboardInterrupt as exc:
-            how, code = ("terminated (SIGTERM)", EXIT_TERMINATED) if isinstance(exc, Terminated) else \
-                ("interrupted", EXIT_INTERRUPTED)
+            # By the flag, not only the class: the Terminated raised in the main thread can reach
+            # us as another KeyboardInterrupt (seen once in 8 SIGTERMs of a Ray run: exit 130).
+            terminated = isinstance(exc, Terminated) or sigterm_stops.received
+            how, code = ("terminated (SIGTERM)", EXIT_TERMINATED) if terminated else ("interrupted", EXIT_INTERRUPTED)
             raise fail(f"{how}; rerun the same command with --resume to continue where it stopped", code) from None
 
     return wrapper
@@ -111,6 +113,7 @@ def sigterm_stops():
 
     def stop(signum, frame):
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        sigterm_stops.received = True
         raise Terminated()
 
     previous = signal.signal(signal.SIGTERM, stop)
@@ -118,6 +121,9 @@ def sigterm_stops():
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+sigterm_stops.received = False  # set by the first SIGTERM sigterm_stops turned into Terminated
 
 
 def _quiet_stdout() -> None:
