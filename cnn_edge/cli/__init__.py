@@ -22,7 +22,8 @@ from . import runtime  # noqa: F401,E402
 
 
 def main() -> None:
-    from .app import reserve_standard_fds
+    from .app import reserve_standard_fds, sigterm_stops
 
     reserve_standard_fds()
+    sigterm_stops.then_ignore = True  # this process ends with the command (see sigterm_stops)
     app()

@@ -89,9 +89,28 @@ def handle_errors(fn):
             # us as another KeyboardInterrupt (seen once in 8 SIGTERMs of a Ray run: exit 130).
             terminated = isinstance(exc, Terminated) or sigterm_stops.received
             how, code = ("terminated (SIGTERM)", EXIT_TERMINATED) if terminated else ("interrupted", EXIT_INTERRUPTED)
-            raise fail(f"{how}; rerun the same command with --resume to continue where it stopped", code) from None
+            error = fail(f"{how}; rerun the same command with --resume to continue where it stopped", code)
+            if sigterm_stops.received:
+                _exit_now(code)
+            raise error from None
 
     return wrapper
+
+
+def _exit_now(code: int) -> None:
+    """Exit at once, after a real SIGTERM, once what we own is closed (the job aborted its sink, the
+    engine shut its workers or its cluster down): the interpreter's own teardown can still abort
+    (SIGABRT, 2 runs in 24 on the Ray engine) while a thread Ray Data started, never joined, is
+    inside Ray's native code. The process manager that sent SIGTERM gets 143, never a core dump."""
+    import os
+    import sys
+
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError):
+            pass
+    os._exit(code)
 
 
 class Terminated(KeyboardInterrupt):
@@ -103,7 +122,12 @@ def sigterm_stops():
     """While inside, SIGTERM stops the command as Ctrl-C does (the job aborts its sink, so the rows
     written so far stay and the user is told how to resume; the engine shuts down its workers or its
     cluster), then exits 143, instead of the process vanishing mid-write (or, once Ray is
-    initialised, exiting 15 with a native stack dump). A second SIGTERM meanwhile is ignored."""
+    initialised, exiting 15 with a native stack dump). A second SIGTERM meanwhile is ignored.
+
+    On the way out, the handler that was there comes back; in the `cnn-edge` process itself
+    (`sigterm_stops.then_ignore`, set by cli.main) SIGTERM is ignored instead: the command is over,
+    its output committed, and a SIGTERM in the second or two the process takes to end (once Ray ran)
+    would only turn its exit code into "killed"."""
     import signal
     import threading
 
@@ -120,10 +144,11 @@ def sigterm_stops():
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN if sigterm_stops.then_ignore else previous)
 
 
 sigterm_stops.received = False  # set by the first SIGTERM sigterm_stops turned into Terminated
+sigterm_stops.then_ignore = False  # cli.main: the process ends when the command does
 
 
 def _quiet_stdout() -> None:

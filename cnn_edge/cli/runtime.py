@@ -36,6 +36,7 @@ def _print_row(row, top_k: int) -> None:
 
 @app.command()
 @handle_errors
+@sigterm_stops()  # from the first line: a SIGTERM while the model or a cluster starts stops cleanly too
 def predict(
     model: Path = typer.Argument(..., help="ONNX model (cnn-edge contract), e.g. exports/mnist_cnn.onnx."),
     inputs: list[str] = typer.Argument(..., help="Image files, folders and glob patterns ('scans/*.png')."),
@@ -62,8 +63,8 @@ def predict(
 
     Exit codes: 0 every input classified; 3 finished, but some inputs failed (their rows say why);
     2 bad options, model or output path; 1 the engine failed the run (Ray: the cluster, past its
-    retries), the rows so far kept (rerun with --resume); 130 interrupted (rerun with --resume);
-    141 the reader of the output went away."""
+    retries), the rows so far kept (rerun with --resume); 130 interrupted, 143 stopped by SIGTERM
+    (rerun with --resume); 141 the reader of the output went away."""
     started = time.perf_counter()
     to_stdout = output is None or str(output) == "-"
     if (to_stdout or as_json or _names_stdout(output)) and not stdout_is_open():  # before any work, not after
@@ -113,9 +114,8 @@ def predict(
                            protected=[str(model), *paths])
     table = output is None and not as_json  # rows on screen, one line each
     bar = not quiet and not to_stdout
-    with sigterm_stops():
-        summary = _run_with_progress(model, paths, cfg, sink, runner, show_rows=table, bar=bar,
-                                     say_provider=not quiet and engine.value == "local", chosen=not (as_json or to_stdout))
+    summary = _run_with_progress(model, paths, cfg, sink, runner, show_rows=table, bar=bar,
+                                 say_provider=not quiet and engine.value == "local", chosen=not (as_json or to_stdout))
     rows_on_stdout = to_stdout or _is_stdout(output)  # -o /dev/stdout too: the summary must not join the rows
     print_summary(summary, None if output is None else sink.where, as_json=as_json, rows_on_stdout=rows_on_stdout)
     if summary.failed or summary.skipped_failed:  # the finished output, earlier runs' rows included

@@ -365,9 +365,16 @@ class RayEngine:
         if self.local is not None:
             import ray
 
+            sigterm = signal.getsignal(signal.SIGTERM)
             ray.shutdown()
             self.local.close()
             self.local = None
+            # Ray's native shutdown puts back the default SIGTERM action underneath Python's
+            # handler: install Python's again, so that a SIGTERM while the summary is written
+            # stops the command as one mid-run does. (During the shutdown itself, about a second
+            # after the output was committed, a SIGTERM ends the process as SIGTERM does.)
+            if threading.current_thread() is threading.main_thread() and sigterm is not None:
+                signal.signal(signal.SIGTERM, sigterm)
 
     def report(self) -> EngineReport:
         p = self.plan
