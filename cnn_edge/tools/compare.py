@@ -24,6 +24,9 @@ if TYPE_CHECKING:  # annotations only: the CLI reads MNIST and hands it over
 # The version of compare.json's layout (docs/reports.md). 2: typed reports, `schema` field.
 SCHEMA = "cnn-edge-compare/2"
 QUICK_TRAIN_IMAGES = 2000  # --quick: a subset, one epoch
+# --quick: each model is timed this long per batch size (the default, 2 s, is for figures to quote;
+# four architectures, two models, two batch sizes made it half a minute of a smoke run).
+QUICK_SPEED_SECONDS = 0.25
 COMPARE_FILE = "compare.json"
 
 
@@ -98,6 +101,7 @@ def run_compare(cfg: CompareConfig, data: "MnistData", run_dir: Path, *, progres
     also writes run_dir/compare.json."""
     from ..core.machine import machine_description
     from ..release.pipeline import PipelineConfig, run_pipeline
+    from ..release.quantize import QuantConfig
     from ..training.recipes import make_config, sized_for
 
     run_dir = Path(run_dir)
@@ -109,7 +113,8 @@ def run_compare(cfg: CompareConfig, data: "MnistData", run_dir: Path, *, progres
     for arch in cfg.archs:
         on_stage(f"{arch}: {DESCRIPTIONS[arch]}")
         pipeline_cfg = PipelineConfig(train_cfg, run_dir / arch, run_dir / arch / "release", arch=arch,
-                                      device=cfg.device, resume=cfg.resume, require_int8_parity=False)
+                                      device=cfg.device, resume=cfg.resume, require_int8_parity=False,
+                                      quant=QuantConfig(speed_seconds=QUICK_SPEED_SECONDS) if cfg.quick else QuantConfig())
         report.results.append(_result(run_pipeline(pipeline_cfg, data, progress=progress, on_epoch=on_epoch)))
     write_json(run_dir / COMPARE_FILE, report)
     return report
