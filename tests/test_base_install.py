@@ -53,6 +53,7 @@ WORKS = [
 ]
 
 
+@pytest.mark.slow  # a fresh interpreter per command: 7 s of the fast tier
 @pytest.mark.parametrize("args", NEEDS_TRAIN, ids=lambda a: " ".join(map(str, a[:2])))
 def test_commands_that_need_the_train_extra_say_so(files, args):
     proc = run_base_only(*[str(a).format(**files) for a in args])

@@ -528,6 +528,7 @@ def test_demo_server_answers_only_its_routes():
         server.server_close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stage", ["request line", "headers"])
 def test_demo_cuts_off_a_request_that_trickles_in(stage):
     """A client sending its request a byte at a time, each byte inside the idle timeout, is cut off

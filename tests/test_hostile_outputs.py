@@ -188,6 +188,7 @@ def test_a_second_run_on_a_results_file_being_written_is_refused(tmp_path):
     assert cli("predict", MODEL, folder, "-o", out, "-q", "--resume").returncode == 0
 
 
+@pytest.mark.slow
 def test_two_real_runs_on_one_output(tmp_path):
     """Both runs are the real command: the first is stopped (SIGSTOP) while it holds the file, the
     second is refused, the first goes on and ends equal to a run nobody disturbed."""
@@ -302,6 +303,7 @@ def test_count_rows_counts_complete_rows_only(tmp_path, fmt):
         assert complete_csv_rows(f) == 3
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["csv", "jsonl"])
 def test_disk_full_reports_the_rows_really_kept(tmp_path, fmt):
     """A real file size limit (RLIMIT_FSIZE) stops the run mid-batch, twice (the second a --resume):

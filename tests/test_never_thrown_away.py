@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from typer.testing import CliRunner
 
 from cnn_edge.cli import app
@@ -19,6 +21,7 @@ def run(tiny_mnist, tmp_path, *extra):
                                     "--val-size", "64", "--speed-seconds", "0", *extra])
 
 
+@pytest.mark.slow
 def test_an_int8_model_that_cannot_meet_parity_leaves_the_fp32_release(tiny_mnist, tmp_path, monkeypatch):
     out = tmp_path / "out"
     out.mkdir()
@@ -36,6 +39,7 @@ def test_an_int8_model_that_cannot_meet_parity_leaves_the_fp32_release(tiny_mnis
     assert "int8 model: not released" in (out / "MODEL_CARD.md").read_text()
 
 
+@pytest.mark.slow
 def test_the_log_tells_each_stage_its_duration(tiny_mnist, tmp_path):
     result = run(tiny_mnist, tmp_path)
     assert result.exit_code == 0, result.output

@@ -207,6 +207,7 @@ def cut_points(data: bytes) -> list[int]:
     return [*points, len(data) - 1]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model,fmt", CASES)
 def test_resume_after_a_cut_anywhere_ends_equal_to_one_run(made, model, fmt, tmp_path):
     """A .partial cut inside each awkward row (as a crash leaves it), resumed by the real command:
@@ -355,6 +356,7 @@ def test_ray_part_folders_with_line_separator_names_resume(ray_cluster, tmp_path
     assert "\u2028".encode() in rows and "\x85".encode() in rows
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["csv", "jsonl"])
 def test_a_resumed_run_exits_by_the_finished_file(tmp_path, fmt):
     """Exit 3 means the finished output holds failures: a resumed run whose own rows are all fine
