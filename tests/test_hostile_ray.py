@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -88,6 +89,13 @@ def tmp():
     shutil.rmtree(folder, ignore_errors=True)
 
 
+def digit_folder(folder: Path, n: int) -> Path:
+    folder.mkdir()
+    for i in range(n):
+        digit_png(folder / f"d{i:04d}.png")
+    return folder
+
+
 def run_predict(args, tmp, **kw):
     env = {**os.environ, "PYTHONPATH": str(REPO), "TMPDIR": str(tmp)}
     return subprocess.Popen([sys.executable, "-m", "cnn_edge", "predict", str(MODEL), *map(str, args), "--engine", "ray"],
@@ -96,10 +104,7 @@ def run_predict(args, tmp, **kw):
 
 @pytest.mark.slow
 def test_one_run_odd_names_one_results_file_no_warning_nothing_left(tmp_path, tmp):
-    src = tmp_path / "in"
-    src.mkdir()
-    for i in range(3):
-        digit_png(src / f"d{i}.png")
+    src = digit_folder(tmp_path / "in", 3)
     digit_png(os.fsencode(src) + b"/" + ODD)
     p = run_predict([src, "-o", tmp_path / "results.csv", "-q"], tmp)
     out, err = p.communicate(timeout=120)
@@ -122,10 +127,7 @@ def _session_processes(tmp) -> list[int]:
 
 @pytest.mark.slow
 def test_kill_9_of_the_driver_takes_the_local_cluster_with_it(tmp_path, tmp):
-    src = tmp_path / "in"
-    src.mkdir()
-    for i in range(2000):
-        digit_png(src / f"d{i:04d}.png")
+    src = digit_folder(tmp_path / "in", 2000)
     p = run_predict([src, "-o", tmp_path / "out", "-q"], tmp)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and len(_session_processes(tmp)) < 3:  # gcs, raylet, agents...
@@ -141,10 +143,7 @@ def test_kill_9_of_the_driver_takes_the_local_cluster_with_it(tmp_path, tmp):
 
 @pytest.mark.slow
 def test_sigterm_stops_the_ray_engine_cleanly(tmp_path, tmp):
-    src = tmp_path / "in"
-    src.mkdir()
-    for i in range(2000):
-        digit_png(src / f"d{i:04d}.png")
+    src = digit_folder(tmp_path / "in", 2000)
     p = run_predict([src, "-o", tmp_path / "out", "--format", "csv", "-q"], tmp)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and len(_session_processes(tmp)) < 3:
