@@ -103,13 +103,6 @@ def _kept_rows(path: Path, schema: RowSchema, fmt: str) -> Kept:
     return schema.kept_rows(data, fmt, str(path), may_be_cut=True)
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    """os.write until every byte is written (a single call may write fewer)."""
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
 def _open_new(path: Path) -> int:
     """A new file, created here and now: never an existing one, never through a symbolic link."""
     try:
@@ -182,7 +175,7 @@ class ResultFile(Sink):
             self.done, kept, self.done_failed = _kept_rows(source, schema, self.fmt)
             fd = os.open(self.partial, os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
             os.ftruncate(fd, 0)
-            _write_all(fd, kept)  # the checked rows only: a row cut by a crash goes
+            files.write_all(fd, kept)  # the checked rows only: a row cut by a crash goes
         self._file = os.fdopen(fd, "a", encoding="utf-8", errors=ENCODING_ERRORS, newline="")
         if self.fmt == "csv" and (self._fresh or not kept):
             self._guard(lambda: self._file.write(schema.header_text()))
@@ -247,8 +240,7 @@ def count_rows(path: Path, schema: RowSchema, fmt: str) -> int:
     (RowSchema.kept_rows), so a name holding a newline or a quote counts once and a row cut by a
     full disk not at all. 0 for a file that cannot be read or that --resume would refuse."""
     try:
-        data = Path(path).read_bytes()
-        return len(schema.kept_rows(data, fmt, str(path), may_be_cut=True).paths)
+        return len(_kept_rows(path, schema, fmt).paths)
     except (OSError, ConfigError):
         return 0
 

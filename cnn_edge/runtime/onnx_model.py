@@ -22,6 +22,12 @@ NON_FINITE_ROW = ("the model returned NaN or infinite probabilities for this ima
                   "not of the image")
 
 
+def non_finite_rows(probabilities: np.ndarray) -> np.ndarray:
+    """The rows (bool, (batch,)) holding a NaN or an infinity: the one test behind every caller's
+    handling of them (failed rows, or a refused model)."""
+    return ~np.isfinite(np.asarray(probabilities)).all(axis=1)
+
+
 def check_outputs(model: object, batch: int, classes: int, probabilities, logits=None) -> np.ndarray:
     """What a model returned for a batch of `batch` inputs, checked against the contract: both
     outputs (batch, classes).
@@ -45,7 +51,7 @@ def check_outputs(model: object, batch: int, classes: int, probabilities, logits
                 why = f": {shape[1]} classes, but it has {classes} labels"
             raise ModelOutputError(f"{model} returned {name} of shape {_describe_shape(shape)} for a batch of "
                                    f"{batch}{why}; the contract is [{batch}, {classes}]")
-    return ~np.isfinite(np.asarray(probabilities)).all(axis=1)
+    return non_finite_rows(probabilities)
 
 
 def run_session(session, model: object, pixels: np.ndarray, classes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -65,7 +71,7 @@ def run_session(session, model: object, pixels: np.ndarray, classes: int) -> tup
 def refuse_non_finite(model: object, probs: np.ndarray, first: int = 0) -> None:
     """For callers that judge a whole model (validate, quantize, bench): one row whose probabilities
     are not numbers is a faulty model. Raises ModelOutputError naming the first such input."""
-    bad = np.flatnonzero(~np.isfinite(probs).all(axis=1))
+    bad = np.flatnonzero(non_finite_rows(probs))
     if len(bad):
         raise ModelOutputError(f"{model} returned NaN or infinite {C.OUTPUT_PROBABILITIES} for {len(bad):,} of "
                                f"{len(probs):,} images (the first: image {first + bad[0]}); the model is faulty")

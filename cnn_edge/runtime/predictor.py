@@ -19,7 +19,7 @@ from ..core.constants import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_PIXELS
 from ..core.errors import ConfigError, ImageError, ModelFileError, ModelOutputError
 from ..core.files import ReadLimits
 from .images import Source
-from .onnx_model import NON_FINITE_ROW, OnnxModel, open_model
+from .onnx_model import NON_FINITE_ROW, OnnxModel, non_finite_rows, open_model
 from .preprocess import preprocess_many
 from .timing import random_batch
 
@@ -112,7 +112,7 @@ class Predictor:
         if top_k < 1:
             raise ConfigError(f"top-k must be at least 1, got {top_k}")
         probs = self.probabilities(prepared)
-        bad = np.flatnonzero(~np.isfinite(probs).all(axis=1))
+        bad = np.flatnonzero(non_finite_rows(probs))
         if len(bad):
             raise ModelOutputError(f"{_name(names, bad[0])}: {NON_FINITE_ROW} ({self.model.path})")
         return list(self.to_predictions(probs, top_k))
@@ -134,7 +134,7 @@ def finite_rows(errors: Sequence[str], ok: Sequence[int], probs: np.ndarray) -> 
     """`errors` of a batch, the positions `ok` that were run and their probabilities (len(ok), C) ->
     the errors with NON_FINITE_ROW where a row is not finite, and the probabilities of the rows
     still ok. Shared by Predictor.score and the local engine's scoring workers."""
-    finite = np.isfinite(probs).all(axis=1)
+    finite = ~non_finite_rows(probs)
     if finite.all():
         return list(errors), probs
     errors = list(errors)
