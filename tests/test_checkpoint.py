@@ -11,7 +11,7 @@ from cnn_edge.core.errors import CheckpointError
 
 def test_round_trip(tiny_run):
     model, meta = load_checkpoint(tiny_run)
-    assert meta["model"] == {"arch": "spec"} and "test_accuracy" in meta
+    assert meta["model"] == {"arch": "spec", "layers": "conv32-conv32-pool-conv64-conv64-pool-fc256-fc10"} and "test_accuracy" in meta
     assert not model.training
 
 

@@ -6,7 +6,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from cnn_edge.core.arch import ARCHITECTURES, total_params
+from cnn_edge.core.arch import NAMED as ARCHITECTURES, total_params
 from cnn_edge.cli import app
 from cnn_edge.tools.compare import COMPARE_FILE, SCHEMA, CompareConfig
 from cnn_edge.core.errors import ConfigError

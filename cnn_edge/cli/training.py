@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from ..core.arch import ARCHITECTURES
+from ..core.arch import NAMED
 from ..core.artifacts import RELEASE_DIR
 from ..core.constants import SPEC_ARCH
 from ..core.errors import ConfigError
@@ -14,11 +14,10 @@ from ..release.quantize import INT8_TARGETS, QuantConfig
 from ..training.recipes import DEFAULT_RECIPE, DEVICES, RECIPES, TrainConfig
 from .app import EXIT_FP32_ONLY, DataDirOpt, JsonOpt, QuietOpt, app, choices, handle_errors, plural, print_json, stage_printer
 
-Arch = choices("Arch", ARCHITECTURES)
 Recipe = choices("Recipe", RECIPES)
 Device = choices("Device", DEVICES)
 
-ArchOpt = typer.Option(SPEC_ARCH, "--arch", help="Architecture: spec (the 4-conv spec CNN), notebook-cnn, mlp or logreg.")
+ArchOpt = typer.Option(SPEC_ARCH, "--arch", help=f"Architecture: a name ({', '.join(NAMED)}), a layer string such as conv32-conv32-pool-conv64-conv64-pool-fc256-fc10, or a .json/.toml file (docs/architectures.md).")
 RecipeOpt = typer.Option(DEFAULT_RECIPE, help="'default' (best recipe) or 'seed' (the notebook: Adam 1e-3, batch 100, 3 epochs).")
 EpochsOpt = typer.Option(None, help="Epochs (default: the recipe's).")
 BatchOpt = typer.Option(None, "--batch-size", help="Batch size (default: the recipe's).")
@@ -46,14 +45,14 @@ def notes_then(notes, then=None, *, enabled: bool = True):
 
 @app.command()
 @handle_errors
-def info(arch: Arch = typer.Option(SPEC_ARCH, "--arch", help="Architecture to describe."), as_json: bool = JsonOpt):
+def info(arch: str = typer.Option(SPEC_ARCH, "--arch", help="Architecture to describe: a name, a layer string or a .json/.toml file."), as_json: bool = JsonOpt):
     """Per-layer output shape and trainable parameters, with the formulas."""
     from ..core.arch import layer_table
 
-    rows = layer_table(arch.value)
+    rows = layer_table(arch)
     total = sum(r.params for r in rows)
     if as_json:
-        print_json({"arch": arch.value, "layers": rows, "total_params": total})
+        print_json({"arch": arch, "layers": rows, "total_params": total})
         return
     typer.echo(f"{'layer':<10} {'output shape':<14} {'parameters':>10}  formula")
     for r in rows:
@@ -67,7 +66,7 @@ def info(arch: Arch = typer.Option(SPEC_ARCH, "--arch", help="Architecture to de
 @handle_errors
 def train_cmd(
     out: Path = typer.Option(Path("runs/latest"), "--out", help="Run folder: checkpoints land here."),
-    arch: Arch = ArchOpt, recipe: Recipe = RecipeOpt, epochs: Optional[int] = EpochsOpt,
+    arch: str = ArchOpt, recipe: Recipe = RecipeOpt, epochs: Optional[int] = EpochsOpt,
     batch_size: Optional[int] = BatchOpt, lr: Optional[float] = LrOpt, seed: int = SeedOpt, device: Device = DeviceOpt,
     data_dir: Optional[str] = DataDirOpt, limit_train: Optional[int] = LimitOpt,
     val_size: Optional[int] = ValOpt, resume: bool = ResumeOpt, quiet: bool = QuietOpt, as_json: bool = JsonOpt,
@@ -79,7 +78,7 @@ def train_cmd(
     from ..training.train import train
     from .progress import training_progress
 
-    model_config = ModelConfig(arch.value)
+    model_config = ModelConfig.of(arch)
     cfg = make_config(recipe.value, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, limit_train=limit_train,
                       val_size=val_size)
     data = load_mnist(data_dir)
@@ -98,7 +97,7 @@ def train_cmd(
 def pipeline(
     out_dir: Optional[Path] = typer.Option(None, "--out-dir", help=f"Where the released files go (default: RUN_DIR/release; --out-dir {RELEASE_DIR} replaces the committed release)."),
     run_dir: Path = typer.Option(Path("runs/pipeline"), "--run-dir", help="Training run folder."),
-    arch: Arch = ArchOpt, recipe: Recipe = RecipeOpt, epochs: Optional[int] = EpochsOpt,
+    arch: str = ArchOpt, recipe: Recipe = RecipeOpt, epochs: Optional[int] = EpochsOpt,
     batch_size: Optional[int] = BatchOpt, lr: Optional[float] = LrOpt, seed: int = SeedOpt, device: Device = DeviceOpt,
     data_dir: Optional[str] = DataDirOpt, limit_train: Optional[int] = LimitOpt,
     val_size: Optional[int] = ValOpt, quiet: bool = QuietOpt, as_json: bool = JsonOpt,
@@ -132,14 +131,14 @@ def pipeline(
     train_cfg = make_config(recipe.value, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
                             limit_train=limit_train, val_size=val_size)
     out_dir = out_dir if out_dir is not None else run_dir / "release"
-    cfg = PipelineConfig(train_cfg, run_dir, out_dir, arch=arch.value, device=device.value, resume=resume,
+    cfg = PipelineConfig(train_cfg, run_dir, out_dir, arch=arch, device=device.value, resume=resume,
                          quant=QuantConfig.for_target(int8_target, speed_seconds=speed_seconds))
     data = load_mnist(data_dir)  # the one read of MNIST: every stage gets these arrays
     cfg, notes = sized_for_data(cfg, len(data.train))  # run_pipeline would size it alike: here, to say so
     train_cfg = cfg.train
     if not (as_json or quiet):
         images = (train_cfg.limit_train or len(data.train)) - train_cfg.val_size
-        typer.echo(f"plan: train {arch.value} for {plural(train_cfg.epochs, 'epoch')} on {images:,} images (recipe "
+        typer.echo(f"plan: train {cfg.arch} for {plural(train_cfg.epochs, 'epoch')} on {images:,} images (recipe "
                    f"{train_cfg.recipe}, device {device.value}), export to ONNX, validate against PyTorch, quantize to "
                    f"int8 and validate that, write test vectors, then release into {out_dir}; an estimate of the "
                    f"duration follows {ESTIMATE_AFTER_STEPS} steps past the warm-up", err=True)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional
 
-from ..core.arch import ARCHITECTURES, DESCRIPTIONS, layers_for
+from ..core.arch import DESCRIPTIONS, NAMED as ARCHITECTURES, layers_for
 from ..core.errors import ConfigError
 from ..core.references import NOTEBOOK_RESULTS
 from ..core.reports import write_json

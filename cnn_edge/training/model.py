@@ -8,15 +8,34 @@ import torch
 from torch import nn
 
 from ..core import arch as A
-from ..core.constants import CHANNELS, MNIST_MEAN, MNIST_STD, PIXEL_MAX, SPEC_ARCH
+from ..core.constants import MNIST_MEAN, MNIST_STD, PIXEL_MAX, SPEC_ARCH
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    arch: str = SPEC_ARCH  # a key of arch.ARCHITECTURES
+    """What rebuilds the network: the architecture's name (file names come from it) and its
+    canonical layer string. A checkpoint written before layer strings existed holds only a
+    built-in name, which still resolves."""
+
+    arch: str = SPEC_ARCH
+    layers: str = ""  # the canonical layer string; "" for a built-in name, filled in below
 
     def __post_init__(self) -> None:
-        A.layers_for(self.arch)  # an unknown name fails here, before any training
+        a = self.architecture()  # a bad architecture fails here, before any training
+        object.__setattr__(self, "arch", a.name)
+        object.__setattr__(self, "layers", a.spec)
+
+    def architecture(self) -> A.Architecture:
+        if not self.layers:
+            return A.resolve_arch(self.arch)
+        layers, labels = A.parse_layers(self.layers)
+        return A.check(A.Architecture(self.arch, layers, labels))
+
+    @classmethod
+    def of(cls, arch: "str | A.Architecture") -> "ModelConfig":
+        """A name, a layer string, a .json/.toml file or an Architecture."""
+        a = A.resolve_arch(arch)
+        return cls(a.name, a.spec)
 
 
 class Normalize(nn.Module):
@@ -47,24 +66,29 @@ class MnistNet(nn.Module):
         self.config = config
         self.normalize = Normalize()
         modules: OrderedDict[str, nn.Module] = OrderedDict()
-        channels, features = CHANNELS, None
-        rows = A.layer_table(config.arch)[1:]  # names (conv1, relu1, ...) match `cnn-edge info`
-        for layer, row in zip(A.layers_for(config.arch), rows):
+        a = config.architecture()
+        rows = A.layer_table(a)  # names (conv1, relu1, ...) match `cnn-edge info`
+        for layer, row, before in zip(a.layers, rows[1:], rows):
+            channels = before.output_shape[0]  # C of (C, H, W), or the features once flat
             if isinstance(layer, A.Conv):
-                modules[row.name] = nn.Conv2d(
-                    channels, layer.out_channels, layer.kernel, stride=layer.stride, padding=layer.padding
-                )
-                channels = layer.out_channels
+                modules[row.name] = nn.Conv2d(channels, layer.out_channels, layer.kernel, stride=layer.stride,
+                                              padding=layer.padding, groups=layer.groups, bias=layer.bias)
+            elif isinstance(layer, A.BatchNorm):
+                modules[row.name] = nn.BatchNorm2d(channels) if len(before.output_shape) == 3 else nn.BatchNorm1d(channels)
             elif isinstance(layer, A.ReLU):
                 modules[row.name] = nn.ReLU()
             elif isinstance(layer, A.MaxPool):
-                modules[row.name] = nn.MaxPool2d(layer.kernel)
+                modules[row.name] = nn.MaxPool2d(layer.kernel, layer.stride or layer.kernel)
+            elif isinstance(layer, A.AvgPool):
+                modules[row.name] = nn.AvgPool2d(layer.kernel, layer.stride or layer.kernel)
+            elif isinstance(layer, A.GlobalAvgPool):
+                modules[row.name] = nn.AdaptiveAvgPool2d(1)
+            elif isinstance(layer, A.Dropout):
+                modules[row.name] = nn.Dropout(layer.p)
             elif isinstance(layer, A.Flatten):
                 modules[row.name] = nn.Flatten()
-                features = row.output_shape[0]
             elif isinstance(layer, A.Linear):
-                modules[row.name] = nn.Linear(features, layer.out_features)
-                features = layer.out_features
+                modules[row.name] = nn.Linear(channels, layer.out_features, bias=layer.bias)
             elif isinstance(layer, A.Softmax):
                 pass  # see class docstring
         self.layers = nn.Sequential(modules)
