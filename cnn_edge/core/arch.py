@@ -8,15 +8,17 @@ builds the torch modules from the same list. The grammar is in docs/architecture
 """
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import re
 from dataclasses import dataclass, field, replace
+from decimal import Decimal
 from pathlib import Path
 from typing import Optional, Union
 
 from .constants import CHANNELS, IMAGE_SIZE, NUM_CLASSES, SPEC_ARCH
-from .errors import ConfigError
+from .errors import ConfigError, first_line
 
 
 @dataclass(frozen=True)
@@ -110,17 +112,34 @@ _POOL = re.compile(r"(max|avg)?pool(\d+)?(?:s(\d+))?")
 _DROP = re.compile(r"drop(?:out)?(\d*\.?\d+)")
 _FC = re.compile(r"(?:fc|dense)(\d+)")
 _WORDS = {"bn": BatchNorm, "relu": ReLU, "gap": GlobalAvgPool, "flatten": Flatten, "softmax": Softmax}
-GRAMMAR_HINT = "write layers as conv32[k3][s1][p1][g1], bn, relu, pool[2][s2], avgpool[2][s2], gap, drop0.25, flatten, fc256 (docs/architectures.md)"
+GRAMMAR_HINT = "write layers joined by '-': conv32[k3][s1][p1][g1], bn, relu, pool[2][s2], avgpool[2][s2], gap, drop0.25, flatten, fc256 (docs/architectures.md)"
+# What a token that starts like a layer but does not parse should have looked like.
+_SHAPES = (("conv", "a conv is conv<filters> and any of k<kernel> s<stride> p<padding> g<groups>, each once: conv32, conv32k5s2p0g2"),
+           ("maxpool", "a pool is pool<window>s<stride>: pool, pool3s2"), ("avgpool", "an avgpool is avgpool<window>s<stride>: avgpool, avgpool3s2"),
+           ("pool", "a pool is pool<window>s<stride>: pool, pool3s2"), ("drop", "a dropout is drop<probability in [0, 1)>: drop0.25"),
+           ("fc", "an fc is fc<outputs>: fc256"), ("dense", "a dense layer is dense<outputs>: dense256"))
+MAX_DIGITS = 9  # no layer needs a billion of anything; longer numbers are typos (and Python's int() caps at 4,300 digits)
 
 
-def _conv(token: str, digits: str, options: str) -> Conv:
+def _whole(digits: str) -> int:
+    if len(digits.lstrip("0")) > MAX_DIGITS:
+        raise ValueError(f"{digits} is too large a number")
+    return int(digits)
+
+
+def _conv(digits: str, options: str) -> Conv:
     seen: dict[str, int] = {}
     for key, value in re.findall(r"([kspg])(\d+)", options):
         if key in seen:
-            raise ValueError(f"'{key}' is given twice")
-        seen[key] = int(value)
+            raise ValueError(f"'{key}' is given twice: give each of k, s, p and g once")
+        seen[key] = _whole(value)
     kernel = seen.get("k", 3)
-    return Conv(int(digits), kernel, seen.get("p", kernel // 2), seen.get("s", 1), seen.get("g", 1))
+    return Conv(_whole(digits), kernel, seen.get("p", kernel // 2), seen.get("s", 1), seen.get("g", 1))
+
+
+def _pool(kind: type, kernel: int, stride: Optional[int]) -> Layer:
+    # A stride equal to the window is the default (None): pool2s2 and pool are one layer.
+    return kind(kernel, None if stride == kernel else stride)
 
 
 def parse_token(token: str) -> Layer:
@@ -129,19 +148,28 @@ def parse_token(token: str) -> Layer:
     if t in _WORDS:
         return _WORDS[t]()
     if m := _CONV.fullmatch(t):
-        return _conv(t, m.group(1), m.group(2))
+        return _conv(m.group(1), m.group(2))
     if m := _POOL.fullmatch(t):
         kind = AvgPool if m.group(1) == "avg" else MaxPool
-        kernel = int(m.group(2)) if m.group(2) else 2
-        return kind(kernel, int(m.group(3)) if m.group(3) else None)
+        kernel = _whole(m.group(2)) if m.group(2) else 2
+        return _pool(kind, kernel, _whole(m.group(3)) if m.group(3) else None)
     if m := _DROP.fullmatch(t):
         p = float(m.group(1))
         if not 0 <= p < 1:
-            raise ValueError(f"dropout {p:g} is not a probability in [0, 1)")
+            raise ValueError(f"dropout {_number(p)} is not a probability in [0, 1): drop0.25 drops a quarter")
         return Dropout(p)
     if m := _FC.fullmatch(t):
-        return Linear(int(m.group(1)))
-    raise ValueError("not a layer")
+        return Linear(_whole(m.group(1)))
+    for start, shape in _SHAPES:
+        if t.startswith(start):
+            raise ValueError(shape)
+    raise ValueError(f"not a layer; {GRAMMAR_HINT}")
+
+
+def _number(x: float) -> str:
+    """A probability written out in full, digits exact: 0.25, 0.00001 (never 1e-05, which the grammar does not read)."""
+    text = format(Decimal(repr(float(x))), "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def format_layer(layer: Layer) -> str:
@@ -153,9 +181,9 @@ def format_layer(layer: Layer) -> str:
     if isinstance(layer, (MaxPool, AvgPool)):
         word = "pool" if isinstance(layer, MaxPool) else "avgpool"
         stride = layer.stride if layer.stride not in (None, layer.kernel) else None
-        return word + (str(layer.kernel) if layer.kernel != 2 or stride else "") + (f"s{stride}" if stride else "")
+        return word + (str(layer.kernel) if layer.kernel != 2 or stride is not None else "") + (f"s{stride}" if stride is not None else "")
     if isinstance(layer, Dropout):
-        return f"drop{layer.p:g}"
+        return f"drop{_number(layer.p)}"
     if isinstance(layer, Linear):
         return f"fc{layer.out_features}"
     return next(word for word, kind in _WORDS.items() if type(layer) is kind)
@@ -204,18 +232,28 @@ def _implied(written: list[tuple[Layer, str]]) -> list[tuple[Layer, str]]:
     return layers
 
 
+def _tokens(text: str) -> list[str]:
+    return [t for t in re.split(r"[\s\-]+", text.strip()) if t]
+
+
+def _shown(text: str, limit: int = 40) -> str:
+    """A user's text cut for an error line."""
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def parse_layers(text: str) -> tuple[tuple[Layer, ...], tuple[str, ...]]:
     """A layer string -> (layers, labels). Raises ConfigError naming the token that is wrong."""
-    tokens = [t for t in re.split(r"[\s\-]+", text.strip()) if t]
+    tokens = _tokens(text)
     if not tokens:
-        raise ConfigError(f"the architecture {text!r} has no layers: {GRAMMAR_HINT}")
+        raise ConfigError(f"the architecture {_shown(text)!r} has no layers: {GRAMMAR_HINT}")
     written = []
     for n, token in enumerate(tokens, 1):
+        label = f"layer {n} {_shown(token.lower())}"
         try:
             layer = parse_token(token)
         except ValueError as exc:
-            raise ConfigError(f"layer {n} {token!r}: {exc}; {GRAMMAR_HINT}") from None
-        written.append((layer, f"layer {n} {token.lower()}"))
+            raise ConfigError(f"{label}: {exc}") from None
+        written.append((layer, label))
     pairs = _implied(written)
     return tuple(layer for layer, _ in pairs), tuple(label for _, label in pairs)
 
@@ -245,55 +283,78 @@ def _custom_name(layers: tuple[Layer, ...]) -> str:
     return "custom-" + hashlib.sha256(spec.encode()).hexdigest()[:8]
 
 
+# A table's type -> the token's word, and its keys -> their letters ("" for the number right
+# after the word: conv32, pool3, drop0.25, fc256).
+_TABLES: dict[str, tuple[str, dict[str, str]]] = {
+    "conv": ("conv", {"filters": "", "kernel": "k", "stride": "s", "padding": "p", "groups": "g"}),
+    "pool": ("pool", {"kernel": "", "stride": "s"}), "maxpool": ("pool", {"kernel": "", "stride": "s"}),
+    "avgpool": ("avgpool", {"kernel": "", "stride": "s"}),
+    "dropout": ("drop", {"p": ""}), "drop": ("drop", {"p": ""}),
+    "dense": ("fc", {"units": ""}), "fc": ("fc", {"units": ""}), "linear": ("fc", {"units": ""}),
+    "bn": ("bn", {}), "batchnorm": ("bn", {}), "relu": ("relu", {}), "gap": ("gap", {}),
+    "flatten": ("flatten", {}), "softmax": ("softmax", {}),
+}
+FILE_KEYS = ("name", "layers", "description")
+
+
 def _token_of(entry: object, where: str) -> str:
     """One entry of a file's `layers` list: a token ("conv32k5") or a table
     ({"type": "conv", "filters": 32, "kernel": 5, "stride": 1, "padding": 2, "groups": 1})."""
     if isinstance(entry, str):
+        if len(_tokens(entry)) != 1:
+            raise ConfigError(f"{where}: {_shown(entry)!r} is not one layer: write one token per entry (conv32k5), or the whole string as layers")
         return entry
     if not isinstance(entry, dict) or not isinstance(entry.get("type"), str):
-        raise ConfigError(f"{where}: {entry!r} is neither a layer string nor a table with a 'type'")
-    kind, rest = entry["type"].lower(), {k: v for k, v in entry.items() if k != "type"}
-    keys = {"conv": {"filters": "", "kernel": "k", "stride": "s", "padding": "p", "groups": "g"},
-            "maxpool": {"kernel": "", "stride": "s"}, "pool": {"kernel": "", "stride": "s"},
-            "avgpool": {"kernel": "", "stride": "s"}, "dropout": {"p": ""}, "drop": {"p": ""},
-            "dense": {"units": ""}, "fc": {"units": ""}, "linear": {"units": ""}}
-    allowed = keys.get(kind, {} if kind in _WORDS or kind == "batchnorm" else None)
-    if allowed is None:
-        raise ConfigError(f"{where}: unknown layer type {entry['type']!r}: conv, bn, relu, maxpool, avgpool, gap, dropout, flatten, dense")
-    if unknown := sorted(set(rest) - set(allowed)):
-        raise ConfigError(f"{where}: {kind} takes {', '.join(allowed) or 'no settings'}, not {', '.join(unknown)}")
+        raise ConfigError(f"{where}: {_shown(repr(entry))} is neither a layer token nor a table with a 'type'")
+    kind, rest = entry["type"].strip().lower(), {k: v for k, v in entry.items() if k != "type"}
+    if kind not in _TABLES:
+        raise ConfigError(f"{where}: unknown layer type {_shown(entry['type'])!r}: use {', '.join(_TABLES)}")
+    word, allowed = _TABLES[kind]
+    if unknown := sorted(set(rest) - set(allowed), key=str):
+        raise ConfigError(f"{where}: a {kind} takes {', '.join(allowed) or 'no settings'}, not {', '.join(map(str, unknown))}")
     for key, value in rest.items():
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (key == "p" or float(value).is_integer())
-        if not ok:
-            raise ConfigError(f"{where}: {kind} {key} {value!r} is not {'a number' if key == 'p' else 'a whole number'}")
-    first = [k for k, prefix in allowed.items() if prefix == ""]
-    if first and first[0] not in rest and kind not in ("maxpool", "pool", "avgpool"):
-        raise ConfigError(f"{where}: {kind} needs '{first[0]}'")
-    word = {"batchnorm": "bn", "maxpool": "pool", "dropout": "drop", "dense": "fc", "linear": "fc"}.get(kind, kind)
-    head = "".join(f"{rest[k]:g}" if k == "p" else str(int(rest[k])) for k in first if k in rest)
-    if word in ("pool", "avgpool") and "stride" in rest and "kernel" not in rest:
-        head = "2"
-    return word + head + "".join(f"{prefix}{int(rest[k])}" for k, prefix in allowed.items() if prefix and k in rest)
+        number = isinstance(value, (int, float)) and not isinstance(value, bool) and value == value and abs(value) != float("inf")
+        if key == "p":
+            if not number or not 0 <= value < 1:
+                raise ConfigError(f"{where}: {kind} p {value!r} is not a probability in [0, 1)")
+            continue
+        least = 0 if key == "padding" else 1
+        if not number or not float(value).is_integer() or value < least:
+            raise ConfigError(f"{where}: {kind} {key} {value!r} is not a whole number >= {least}")
+    first = next((k for k, letter in allowed.items() if letter == ""), None)
+    if first is not None and first not in rest and word not in ("pool", "avgpool"):
+        raise ConfigError(f"{where}: a {kind} needs '{first}'")
+    head = ""
+    if first in rest:
+        head = _number(rest[first]) if first == "p" else str(int(rest[first]))
+    elif "stride" in rest:
+        head = "2"  # the default window, written so the stride's 's' follows a number
+    return word + head + "".join(f"{letter}{int(rest[k])}" for k, letter in allowed.items() if letter and k in rest)
 
 
 def read_arch_file(path: Path) -> Architecture:
     """A JSON or TOML file: {"name": "tiny", "layers": "conv8-pool-fc10"}, or `layers` as a list
     of tokens or of tables (docs/architectures.md)."""
     path = Path(path)
+    kind = {".json": "JSON", ".toml": "TOML"}.get(path.suffix.lower())
+    if kind is None:
+        raise ConfigError(f"architecture file {path} must end in .json or .toml (docs/architectures.md)")
     try:
         raw = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"architecture file {path} cannot be read ({exc.strerror or exc})") from None
     try:
-        if path.suffix.lower() == ".toml":
+        if kind == "TOML":
             import tomllib
             data = tomllib.loads(raw.decode("utf-8"))
         else:
             data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"architecture file {path} is not valid {path.suffix.lstrip('.').upper() or 'JSON'} ({str(exc).splitlines()[0]})") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise ConfigError(f"architecture file {path} is not valid {kind} ({first_line(exc)})") from None
     if not isinstance(data, dict) or "layers" not in data:
         raise ConfigError(f"architecture file {path} needs a 'layers' entry (a layer string or a list of layers)")
+    if unknown := sorted(set(data) - set(FILE_KEYS)):
+        raise ConfigError(f"{path}: unknown key {_shown(unknown[0])!r}: an architecture file has {', '.join(FILE_KEYS)}")
     layers = data["layers"]
     if isinstance(layers, list):
         text = "-".join(_token_of(e, f"{path} layer {i}") for i, e in enumerate(layers, 1))
@@ -301,30 +362,56 @@ def read_arch_file(path: Path) -> Architecture:
         text = layers
     else:
         raise ConfigError(f"{path}: 'layers' must be a layer string or a list of layers, not {type(layers).__name__}")
+    if not _tokens(text):
+        raise ConfigError(f"{path}: 'layers' is empty: {GRAMMAR_HINT}")
     parsed, labels = parse_layers(text)
-    name = data.get("name", path.stem.lower())
-    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
-        raise ConfigError(f"{path}: name {name!r} must be 1-40 lower-case letters, digits, '-' or '_' (it names the released files)")
+    if "name" in data:
+        name = data["name"]
+        if not isinstance(name, str) or not NAME_RE.fullmatch(name):
+            raise ConfigError(f"{path}: name {_shown(repr(name))} must be 1-40 lower-case letters, digits, '-' or '_', starting with a letter or digit (it names the released files)")
+    else:
+        name = path.stem.lower()
+        if not NAME_RE.fullmatch(name):
+            raise ConfigError(f"{path}: the file's name {_shown(name)!r} cannot name the released files: add \"name\" (1-40 lower-case letters, digits, '-' or '_')")
     if name in NAMED and parse_layers(NAMED[name])[0] != parsed:
         raise ConfigError(f"{path}: name {name!r} is a built-in architecture with other layers; choose another name")
     return check(Architecture(name, parsed, labels))
 
 
-def resolve_arch(arch: Union[str, Architecture, None] = SPEC_ARCH) -> Architecture:
+def _looks_like_file(text: str) -> bool:
+    return text.lower().endswith((".json", ".toml")) or "/" in text or "\\" in text
+
+
+def resolve_arch(arch: Union[str, Path, Architecture, None] = SPEC_ARCH) -> Architecture:
     """A name (spec, edge, ...), a layer string, or a .json/.toml file -> a checked Architecture.
     Raises ConfigError with one line naming what is wrong."""
     if isinstance(arch, Architecture):
         return arch
-    text = (arch or SPEC_ARCH).strip()
-    if text in NAMED:
-        return check(Architecture(text, *parse_layers(NAMED[text])))
-    if text.lower().endswith((".json", ".toml")) or Path(text).is_file():
+    if arch is None:
+        arch = SPEC_ARCH
+    if isinstance(arch, Path):
+        return read_arch_file(arch)
+    text = arch.strip()
+    if text.lower() in NAMED:
+        return check(Architecture(text.lower(), *parse_layers(NAMED[text.lower()])))
+    if _looks_like_file(text):
         return read_arch_file(Path(text))
-    if re.fullmatch(r"[a-z][a-z_]*(-[a-z][a-z_]*)*", text.lower()) and not all(t in _WORDS for t in text.lower().split("-")) \
-            and not any(_POOL.fullmatch(t) for t in text.lower().split("-")):
-        raise ConfigError(f"unknown architecture {text!r}: name one of {', '.join(NAMED)}, or {GRAMMAR_HINT}")
+    tokens = _tokens(text)
+    if tokens and not any(_parses(t) for t in tokens):
+        # Not one layer in it: a name typed wrong (spce), not a layer string.
+        close = difflib.get_close_matches(text.lower(), NAMED, n=1)
+        guess = f"did you mean {close[0]}? " if close else ""
+        raise ConfigError(f"unknown architecture {_shown(text)!r}: {guess}name one of {', '.join(NAMED)}, give a .json/.toml file, or {GRAMMAR_HINT}")
     layers, labels = parse_layers(text)
     return check(Architecture(_custom_name(layers), layers, labels))
+
+
+def _parses(token: str) -> bool:
+    try:
+        parse_token(token)
+    except ValueError:
+        return False
+    return True
 
 
 def layers_for(arch: Union[str, Architecture] = SPEC_ARCH) -> tuple[Layer, ...]:
@@ -357,7 +444,7 @@ def _layer_rows(a: Architecture) -> list[LayerRow]:
     labels = a.labels or tuple(f"layer {i} {format_layer(x)}" for i, x in enumerate(a.layers, 1))
     c, h, w = CHANNELS, IMAGE_SIZE, IMAGE_SIZE
     features: Optional[int] = None  # set once flat
-    rows = [LayerRow("input", (c, h, w), "", 0, "input")]
+    rows = [LayerRow("input", (c, h, w), "", 0, "", 0, "input")]
     counts: dict[str, int] = {}
     last = len(a.layers) - 1
     for i, (layer, label) in enumerate(zip(a.layers, labels)):
@@ -370,8 +457,11 @@ def _layer_rows(a: Architecture) -> list[LayerRow]:
         params, macs, formula = 0, 0, ""
         if isinstance(layer, Conv):
             k, n, g, s, p = layer.kernel, layer.out_channels, layer.groups, layer.stride, layer.padding
-            if min(n, k, g, s) < 1:
-                raise _bad(label, "filters, kernel, stride and groups must be at least 1")
+            for what, value in (("filters", n), ("kernel", k), ("stride", s), ("groups", g)):
+                if value < 1:
+                    raise _bad(label, f"{what} {value} must be at least 1")
+            if p < 0:
+                raise _bad(label, f"padding {p} must be at least 0")
             if c % g or n % g:
                 raise _bad(label, f"groups {g} must divide its {c} input channels and its {n} filters")
             if p >= k:
@@ -380,14 +470,15 @@ def _layer_rows(a: Architecture) -> list[LayerRow]:
                 raise _bad(label, f"its {h}x{w} input (padded by {p}) is smaller than the {k}x{k} kernel")
             h, w = w_out(h, k, p, s), w_out(w, k, p, s)
             params = (k * k * (c // g) + layer.bias) * n  # ((k*k*d)+1)*n: a bias per filter
-            formula = f"(({k}*{k}*{c // g}){'+1' if layer.bias else ''})*{n}"
+            formula = f"(({k}*{k}*{c // g})+1)*{n}" if layer.bias else f"({k}*{k}*{c // g})*{n}"
             macs = h * w * n * k * k * (c // g)
             c = n
             shape: tuple[int, ...] = (c, h, w)
         elif isinstance(layer, (MaxPool, AvgPool)):
-            k, s = layer.kernel, layer.stride or layer.kernel
-            if min(k, s) < 1:
-                raise _bad(label, "kernel and stride must be at least 1")
+            k, s = layer.kernel, layer.kernel if layer.stride is None else layer.stride
+            for what, value in (("window", k), ("stride", s)):
+                if value < 1:
+                    raise _bad(label, f"{what} {value} must be at least 1")
             if k > h or k > w:
                 raise _bad(label, f"its {h}x{w} input is smaller than the {k}x{k} window")
             h, w = w_out(h, k, 0, s), w_out(w, k, 0, s)
@@ -406,9 +497,9 @@ def _layer_rows(a: Architecture) -> list[LayerRow]:
             formula, shape = f"{h}*{w}*{c}", (features,)
         elif isinstance(layer, Linear):
             if features is None:
-                raise _bad(label, "an fc layer needs a flat input: put flatten (or gap) before it")
+                raise _bad(label, "an fc layer needs a flat input: put flatten before it")
             if layer.out_features < 1:
-                raise _bad(label, "an fc layer needs at least 1 output")
+                raise _bad(label, f"outputs {layer.out_features} must be at least 1")
             m = layer.out_features
             params = (features + layer.bias) * m  # (n+1)*m: a bias per output
             formula, macs = f"({features}{'+1' if layer.bias else ''})*{m}", features * m
@@ -417,7 +508,11 @@ def _layer_rows(a: Architecture) -> list[LayerRow]:
             if i != last:
                 raise _bad(label, "softmax closes the network: nothing may follow it")
             shape = rows[-1].output_shape
-        else:  # ReLU, Dropout keep the shape
+        elif isinstance(layer, ReLU):
+            if i > 0 and isinstance(a.layers[i - 1], ReLU):
+                raise _bad(label, "a relu right after a relu does nothing: write one")
+            shape = rows[-1].output_shape
+        else:  # Dropout keeps the shape
             shape = rows[-1].output_shape
         if h < 1 or w < 1:
             raise _bad(label, f"its output would be {h}x{w}: the image is used up before this layer")
@@ -425,8 +520,9 @@ def _layer_rows(a: Architecture) -> list[LayerRow]:
     body = [r for r, layer in zip(rows[1:], a.layers) if not isinstance(layer, (Softmax, Dropout))]
     closing = next((layer for layer in reversed(a.layers) if not isinstance(layer, (Softmax, Dropout))), None)
     if not isinstance(closing, Linear) or closing.out_features != NUM_CLASSES or not body or body[-1].output_shape != (NUM_CLASSES,):
-        what = body[-1].source if body else "the network"
-        raise ConfigError(f"{what}: fc{NUM_CLASSES} must close the network ({NUM_CLASSES} classes); end the layers with fc{NUM_CLASSES}")
+        # Name the last layer the user wrote (an implied relu or softmax is not theirs to fix).
+        written = [r.source for r in rows[1:] if r.source.startswith("layer ")] or [rows[-1].source]
+        raise ConfigError(f"{written[-1]}: fc{NUM_CLASSES} must close the network ({NUM_CLASSES} classes); end the layers with fc{NUM_CLASSES}")
     if isinstance(a.layers[-2], Dropout):
         raise _bad(labels[-2], f"dropout after the closing fc{NUM_CLASSES} would drop classes: put it before")
     return rows
@@ -437,10 +533,11 @@ def check(a: Architecture) -> Architecture:
     rows = _layer_rows(a)
     params = sum(r.params for r in rows)
     if params > MAX_PARAMS:
-        raise ConfigError(f"{a.spec}: {params:,} parameters is above the limit of {MAX_PARAMS:,}; use fewer or smaller layers")
+        big = max(rows, key=lambda r: r.params)
+        raise _bad(big.source, f"its {big.params:,} parameters make {params:,} in all, above the limit of {MAX_PARAMS:,}: use fewer filters or outputs")
     big = max(rows, key=lambda r: _elements(r.output_shape))
     if _elements(big.output_shape) > MAX_ACTIVATIONS:
-        raise _bad(big.source, f"its output of {_elements(big.output_shape):,} values per image is above the limit of {MAX_ACTIVATIONS:,}")
+        raise _bad(big.source, f"its output of {_elements(big.output_shape):,} values per image is above the limit of {MAX_ACTIVATIONS:,}: use fewer filters, a stride or a pool before it")
     return a
 
 
@@ -466,16 +563,20 @@ def _folded(layers: tuple[Layer, ...]) -> list[bool]:
     return [isinstance(x, BatchNorm) and i > 0 and isinstance(layers[i - 1], (Conv, Linear)) for i, x in enumerate(layers)]
 
 
+# How `costs` counts, in one line (`cnn-edge info` prints it; docs/architectures.md explains it).
+COSTS_METHOD = (
+    "int8 weight bytes: the exported graph's weights (batch normalization folded into the conv or fc "
+    "before it) at 1 byte each, their biases at 4 (float in cnn-edge's int8 ONNX model, int32 in CMSIS-NN), "
+    "an unfolded batch normalization's scale and shift at 4, quantization scales and zero points "
+    "left out; peak activations: batch 1, 1 byte per 8-bit activation, layers run one after another, a tensor is "
+    "freed once the next layer has read it, element-wise layers (relu, bn, dropout, flatten, softmax) work "
+    "in place, so the peak is the largest input + output of one conv, pool or fc layer, the input image included")
+
+
 @dataclass(frozen=True)
 class Costs:
-    """What a network costs to deploy, from the shapes alone.
-
-    int8_weight_bytes: the exported graph's weights (batch normalization folded into the conv or
-    fc before it) at one byte each, with their biases at four (int32, as ONNX Runtime's QDQ
-    quantization and CMSIS-NN keep them) and any unfolded batch normalization as float scale and
-    shift. peak_activation_bytes: batch 1, one byte per int8 activation; layers run one after
-    another, each tensor is freed once the next layer has read it, and ReLU, dropout, flatten
-    and a folded batch normalization work in place: the peak is the largest input + output of one layer."""
+    """What a network costs to deploy, from the shapes alone (how: COSTS_METHOD).
+    fp32_bytes is 4 bytes per trainable parameter."""
 
     params: int
     macs: int
@@ -486,6 +587,27 @@ class Costs:
 
 
 IN_PLACE = (ReLU, Dropout, Flatten, Softmax, BatchNorm)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A microcontroller's room for a network: int8 weights in flash, activations in RAM (the
+    edge preset's targets: 64 KB and 16 KB)."""
+
+    int8_weight_bytes: int = 64 * 1024
+    peak_activation_bytes: int = 16 * 1024
+
+    def misses(self, c: Costs) -> list[str]:
+        """What `c` exceeds, in words; empty when it fits."""
+        over = []
+        if c.int8_weight_bytes > self.int8_weight_bytes:
+            over.append(f"int8 weights {c.int8_weight_bytes:,} > {self.int8_weight_bytes:,} bytes")
+        if c.peak_activation_bytes > self.peak_activation_bytes:
+            over.append(f"peak activations {c.peak_activation_bytes:,} > {self.peak_activation_bytes:,} bytes")
+        return over
+
+
+MCU_BUDGET = Budget()
 
 
 def costs(arch: Union[str, Architecture] = SPEC_ARCH) -> Costs:
