@@ -1,6 +1,7 @@
 """Commands that train: `info`, `train`, `pipeline`."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Optional
 
@@ -46,20 +47,34 @@ def notes_then(notes, then=None, *, enabled: bool = True):
 @app.command()
 @handle_errors
 def info(arch: str = typer.Option(SPEC_ARCH, "--arch", help="Architecture to describe: a name, a layer string or a .json/.toml file."), as_json: bool = JsonOpt):
-    """Per-layer output shape and trainable parameters, with the formulas."""
-    from ..core.arch import layer_table
+    """Per layer: output shape, parameters and multiply-adds, with the formulas; then the totals,
+    fp32 and int8 sizes, the peak activation memory and the microcontroller budget."""
+    from ..core.arch import COSTS_METHOD, MCU_BUDGET, costs, layer_table, resolve_arch
 
-    rows = layer_table(arch)
-    total = sum(r.params for r in rows)
+    a = resolve_arch(arch)
+    rows, c = layer_table(a), costs(a)
+    misses = MCU_BUDGET.misses(c)
     if as_json:
-        print_json({"arch": arch, "layers": rows, "total_params": total})
+        print_json({"arch": arch, "name": a.name, "spec": a.spec, "layers": rows, "total_params": c.params,
+                    "costs": {**dataclasses.asdict(c), "method": COSTS_METHOD},
+                    "budget": {**dataclasses.asdict(MCU_BUDGET), "fits": not misses, "misses": misses}})
         return
-    typer.echo(f"{'layer':<10} {'output shape':<14} {'parameters':>10}  formula")
-    for r in rows:
-        shape = "x".join(str(d) for d in r.output_shape)
-        typer.echo(f"{r.name:<10} {shape:<14} {r.params:>10,}  {r.formula}")
-    typer.echo(f"{'total':<10} {'':<14} {total:>10,}  trainable parameters")
-    typer.echo("conv: ((k*k*d)+1)*n  (kernel k, input channels d, filters n); fc: (n+1)*m; w_out = (w_in - k + 2p)/s + 1")
+    shapes = ["x".join(str(d) for d in r.output_shape) for r in rows]
+    wn, wt, ws = (max(len(x) for x in col) for col in ([r.name for r in rows] + ["layer"], [r.layer for r in rows] + ["token"], shapes))
+    typer.echo(f"{a.name}: {a.spec}")
+    typer.echo(f"{'layer':<{wn}}  {'token':<{wt}}  {'output shape':<{ws}}  {'parameters':>10}  {'MACs':>12}  formula")
+    for r, shape in zip(rows, shapes):
+        typer.echo(f"{r.name:<{wn}}  {r.layer:<{wt}}  {shape:<{ws}}  {r.params:>10,}  {r.macs:>12,}  {r.formula}".rstrip())
+    typer.echo(f"{'total':<{wn}}  {'':<{wt}}  {'':<{ws}}  {c.params:>10,}  {c.macs:>12,}  trainable parameters, multiply-adds per image")
+    typer.echo("conv: ((k*k*d)+1)*n  (kernel k, input channels d = C/groups, filters n; no +1 before bn); fc: (n+1)*m; "
+               "w_out = (w_in - k + 2p)/s + 1")
+    typer.echo(f"fp32 size:             {c.fp32_bytes:,} bytes (4 per parameter)")
+    typer.echo(f"int8 weight bytes:     {c.int8_weight_bytes:,}")
+    typer.echo(f"peak activation bytes: {c.peak_activation_bytes:,} at batch 1, int8, reached at {c.peak_layer}")
+    verdict = "meets it" if not misses else "misses it: " + "; ".join(misses)
+    typer.echo(f"microcontroller budget (int8 weights <= {MCU_BUDGET.int8_weight_bytes:,} bytes, peak activations <= "
+               f"{MCU_BUDGET.peak_activation_bytes:,} bytes): {verdict}")
+    typer.echo(f"how: {COSTS_METHOD}")
 
 
 @app.command("train")
