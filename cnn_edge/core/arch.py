@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import itertools
 import json
 import re
 from dataclasses import dataclass, field, replace
@@ -262,14 +263,22 @@ def format_layers(layers: tuple[Layer, ...]) -> str:
     """Layers -> the shortest string that parses back to them: implied layers left out where
     leaving them out changes nothing."""
     tokens = [format_layer(layer) for layer in layers]
-    for drop in (("relu", "flatten", "softmax"), ("flatten", "softmax"), ("softmax",), ()):
+    best = tokens
+    # Leave out each subset of the implied words (relu, flatten, softmax); the fewest tokens win,
+    # ties going to the earlier subset, so the result is a function of the layers alone.
+    for drop in itertools.chain.from_iterable(itertools.combinations(_IMPLIED, n) for n in (3, 2, 1)):
         short = [t for t in tokens if t not in drop]
+        if len(short) >= len(best) or not short:
+            continue
         try:
-            if short and parse_layers("-".join(short))[0] == tuple(layers):
-                return "-".join(short)
+            if parse_layers("-".join(short))[0] == tuple(layers):
+                best = short
         except ConfigError:
             pass
-    return "-".join(tokens)
+    return "-".join(best)
+
+
+_IMPLIED = ("relu", "flatten", "softmax")
 
 
 # ---------------------------------------------------------------- naming and files
