@@ -462,7 +462,7 @@ def _layer_rows(a: Architecture) -> list[LayerRow]:
         name, token = f"{kind}{counts[kind]}", format_layer(layer)
         spatial = (Conv, MaxPool, AvgPool, GlobalAvgPool)
         if isinstance(layer, spatial) and features is not None:
-            raise _bad(label, f"needs a CxHxW input, but the network is already flat ({features} features) here")
+            raise _bad(label, f"needs a CxHxW input, but the network is already flat ({features} features) here: put it before the flatten and the first fc")
         params, macs, formula = 0, 0, ""
         if isinstance(layer, Conv):
             k, n, g, s, p = layer.kernel, layer.out_channels, layer.groups, layer.stride, layer.padding
@@ -476,7 +476,7 @@ def _layer_rows(a: Architecture) -> list[LayerRow]:
             if p >= k:
                 raise _bad(label, f"padding {p} must be smaller than the {k}x{k} kernel")
             if k > h + 2 * p or k > w + 2 * p:
-                raise _bad(label, f"its {h}x{w} input (padded by {p}) is smaller than the {k}x{k} kernel")
+                raise _bad(label, f"its {h}x{w} input (padded by {p}) is smaller than the {k}x{k} kernel: use a smaller kernel or more padding")
             h, w = w_out(h, k, p, s), w_out(w, k, p, s)
             params = (k * k * (c // g) + layer.bias) * n  # ((k*k*d)+1)*n: a bias per filter
             formula = f"(({k}*{k}*{c // g})+1)*{n}" if layer.bias else f"({k}*{k}*{c // g})*{n}"
@@ -489,7 +489,7 @@ def _layer_rows(a: Architecture) -> list[LayerRow]:
                 if value < 1:
                     raise _bad(label, f"{what} {value} must be at least 1")
             if k > h or k > w:
-                raise _bad(label, f"its {h}x{w} input is smaller than the {k}x{k} window")
+                raise _bad(label, f"its {h}x{w} input is smaller than the {k}x{k} window: remove it, or shrink the image less before it")
             h, w = w_out(h, k, 0, s), w_out(w, k, 0, s)
             shape = (c, h, w)
         elif isinstance(layer, GlobalAvgPool):
@@ -501,7 +501,7 @@ def _layer_rows(a: Architecture) -> list[LayerRow]:
             shape = rows[-1].output_shape
         elif isinstance(layer, Flatten):
             if features is not None:
-                raise _bad(label, "the network is already flat here")
+                raise _bad(label, "the network is already flat here: write one flatten")
             features = c * h * w  # e.g. 7*7*64 = 3136 for the spec CNN
             formula, shape = f"{h}*{w}*{c}", (features,)
         elif isinstance(layer, Linear):
@@ -515,7 +515,7 @@ def _layer_rows(a: Architecture) -> list[LayerRow]:
             features, shape = m, (m,)
         elif isinstance(layer, Softmax):
             if i != last:
-                raise _bad(label, "softmax closes the network: nothing may follow it")
+                raise _bad(label, "softmax closes the network: nothing may follow it (leave it out: it is implied)")
             shape = rows[-1].output_shape
         elif isinstance(layer, ReLU):
             if i > 0 and isinstance(a.layers[i - 1], ReLU):
