@@ -4,7 +4,7 @@ answers at once and a bad architecture is refused before any training; `training
 builds the torch modules from the same list. The grammar is in docs/architectures.md.
 
     conv32-conv32-pool-conv64-conv64-pool-fc256-fc10      the spec CNN (870,634 parameters)
-    conv16k5s2p0g2-bn-avgpool-gap-drop0.25-fc10           every option written out
+    conv8-conv16k5s2p0g2-bn-avgpool-gap-drop0.25-fc10     every option written out
 """
 from __future__ import annotations
 
