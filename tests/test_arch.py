@@ -2,6 +2,7 @@
 (through resolve_arch and `cnn-edge info`). Torch-free and fast."""
 import json
 import random
+import re
 
 import pytest
 from typer.testing import CliRunner
@@ -366,3 +367,35 @@ def test_info_json_has_everything(tmp_path):
     conv2 = next(r for r in data["layers"] if r["name"] == "conv2")
     assert conv2 == {"name": "conv2", "output_shape": [32, 14, 14], "formula": "(3*3*8)*32", "params": 2_304,
                      "layer": "conv32g2", "macs": 14 * 14 * 32 * 9 * 8, "source": "layer 4 conv32k3g2"}  # as the file wrote it
+
+
+# ---------------------------------------------------------------- docs/architectures.md stays true
+
+DOC = (REPO / "docs" / "architectures.md").read_text()
+
+
+def _doc_sessions() -> list[tuple[str, list[str]]]:
+    """Each quoted `$ cnn-edge info --arch ...` block: its argument and the lines it shows."""
+    blocks = re.findall(r"```\n\$ cnn-edge info --arch (.+?)\n(.*?)```", DOC, re.DOTALL)
+    return [(arg, out.splitlines()) for arg, out in blocks]
+
+
+@pytest.mark.parametrize("arg,shown", _doc_sessions())
+def test_the_quoted_info_outputs_are_real(arg, shown):
+    arg = arg.removesuffix(" | head -1")
+    result = info("--arch", arg.strip('"'))
+    printed = (result.stdout + result.stderr).splitlines()
+    for line in shown:
+        if "..." in line:  # the page cuts long tables and the how: line
+            assert line.split("...")[0] in "\n".join(printed), line
+        else:
+            assert line in printed, (line, printed)
+
+
+def test_the_table_of_named_architectures_is_real():
+    rows = re.findall(r"^\| `([a-z-]+)` \| `([^`]+)` \| ([\d,]+) \| ([\d,]+) \| ([\d,]+) \| ([\d,]+) \|$", DOC, re.MULTILINE)
+    assert [r[0] for r in rows] == list(NAMED)
+    for name, text, *figures in rows:
+        c = costs(name)
+        assert text == NAMED[name]
+        assert figures == [f"{x:,}" for x in (c.params, c.macs, c.int8_weight_bytes, c.peak_activation_bytes)], name
