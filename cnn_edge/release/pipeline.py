@@ -53,7 +53,9 @@ class PipelineConfig:
 
 
 def reproduce_command(cfg: PipelineConfig, data_source: str) -> str:
-    """The exact command line that trains this configuration again from scratch."""
+    """The exact command line that trains this configuration again from scratch. A network that is
+    not built in is given by its layer string: the same layers and weights, though a file's `name`
+    is not carried (the files are then named custom-<8 hex digits>)."""
     t = cfg.train
     args = ["cnn-edge pipeline", f"--recipe {t.recipe}", f"--seed {t.seed}", f"--epochs {t.epochs}",
             f"--batch-size {t.batch_size}", f"--lr {t.lr:g}", f"--val-size {t.val_size}", f"--device {cfg.device}"]
