@@ -56,3 +56,36 @@ def test_config_of_unknown_format(tmp_path, tiny_run):
     config_path(ck).write_text(json.dumps({"format": "something-else"}))
     with pytest.raises(CheckpointError, match="something-else"):
         load_checkpoint(ck)
+
+
+def test_a_custom_architecture_rebuilds_from_its_checkpoint_alone(tmp_path):
+    """The checkpoint's config names the layers: load_checkpoint needs nothing else."""
+    from cnn_edge.training.checkpoint import save_checkpoint
+    from cnn_edge.training.model import MnistNet, ModelConfig
+
+    torch.manual_seed(0)
+    net = MnistNet(ModelConfig.of("conv6k5s2g1-bn-avgpool-conv12g3-bn-gap-drop0.2-fc16-bn-fc10")).eval()
+    with torch.no_grad():  # statistics that are not the initial ones, so that a rebuild that lost them shows
+        for bn in (net.layers.batchnorm1, net.layers.batchnorm2, net.layers.batchnorm3):
+            bn.running_mean.uniform_(-1, 1)
+            bn.running_var.uniform_(0.5, 2)
+    save_checkpoint(tmp_path / "m.safetensors", net, {})
+    assert json.loads((tmp_path / "m.json").read_text())["model"] == {
+        "arch": net.config.arch, "layers": "conv6k5s2-bn-avgpool-conv12g3-bn-gap-drop0.2-fc16-bn-fc10"}
+    assert net.config.arch.startswith("custom-")
+    loaded, _ = load_checkpoint(tmp_path / "m.safetensors")
+    x = torch.rand(3, 1, 28, 28) * 255
+    with torch.no_grad():
+        assert torch.equal(loaded(x), net(x))
+    assert loaded.config == net.config
+
+
+def test_the_committed_release_from_before_layer_strings_still_loads():
+    """exports/mnist_cnn.json records the model as {"arch": "spec"}: a built-in name, no layer string."""
+    from cnn_edge.core.arch import NAMED
+    from conftest import REPO
+
+    weights = REPO / "exports" / "mnist_cnn.safetensors"
+    assert json.loads(config_path(weights).read_text())["model"] == {"arch": "spec"}
+    model, _ = load_checkpoint(weights)
+    assert (model.config.arch, model.config.layers) == ("spec", NAMED["spec"])

@@ -32,6 +32,7 @@ def test_contract_in_graph_and_metadata(tiny_onnx, tiny_run):
     assert json.loads(props[C.META_CLASS_LABELS]) == [str(i) for i in range(10)]
     assert json.loads(props[C.META_INPUT])["range"] == list(C.INPUT_RANGE) == [0.0, 255.0]
     assert props[C.META_PREPROCESSING] == C.PREPROCESSING
+    assert (props[C.META_ARCHITECTURE], props[C.META_LAYERS]) == ("spec", "conv32-conv32-pool-conv64-conv64-pool-fc256-fc10")
     assert float(props[C.META_TEST_ACCURACY]) > 0.5
     assert "torch" in json.loads(props[C.META_TOOL_VERSIONS])
     assert model.graph.node[-1].op_type == "Softmax"
@@ -76,3 +77,36 @@ def test_output_under_a_file_is_refused(tiny_run, tmp_path):
     with pytest.raises(OutputPathError, match="file.txt"):
         export_onnx(tiny_run, blocker / "m.onnx")
     assert blocker.read_text() == "x"
+
+
+@pytest.mark.slow
+def test_batch_normalization_is_folded_and_dropout_gone(tmp_path):
+    """Batch normalization after a conv or an fc is folded into it in the exported graph (by the
+    exporter's optimizer, docs/export-validation.md); one after a ReLU has nothing to fold into and
+    stays. Dropout, a training-only layer, leaves nothing. The graph still equals PyTorch."""
+    import torch
+
+    from cnn_edge.training.checkpoint import save_checkpoint
+    from cnn_edge.training.model import ExportWrapper, MnistNet, ModelConfig
+
+    torch.manual_seed(0)
+    net = MnistNet(ModelConfig.of("conv8-bn-relu-pool-conv8g2-relu-bn-drop0.3-gap-fc16-bn-relu-drop0.5-fc10"))
+    with torch.no_grad():  # statistics and affine terms far from the initial ones: folding them must show
+        for m in net.modules():
+            if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+                m.running_mean.uniform_(-2, 2), m.running_var.uniform_(0.2, 3)
+                m.weight.uniform_(0.5, 2), m.bias.uniform_(-1, 1)
+    save_checkpoint(tmp_path / "m.safetensors", net.eval(), {})
+    export_onnx(tmp_path / "m.safetensors", tmp_path / "m.onnx")
+    model = onnx.load(str(tmp_path / "m.onnx"))
+    made_by = {o: n.op_type for n in model.graph.node for o in n.output}
+    bns = [n for n in model.graph.node if n.op_type == "BatchNormalization"]
+    assert [made_by.get(n.input[0]) for n in bns] == ["Relu"]  # the one after conv2's ReLU, and only it
+    assert [n.op_type for n in model.graph.node].count("Conv") == 2 and "Dropout" not in made_by.values()
+    props = {p.key: p.value for p in model.metadata_props}
+    assert props[C.META_LAYERS] == net.config.layers and props[C.META_ARCHITECTURE] == net.config.arch
+    x = (np.random.default_rng(1).random((5, 1, 28, 28)) * 255).astype(np.float32)
+    got = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"]).run(None, {C.INPUT_NAME: x})
+    with torch.no_grad():
+        want = [t.numpy() for t in ExportWrapper(net.eval())(torch.from_numpy(x))]
+    assert max(float(np.abs(g - w).max()) for g, w in zip(got, want)) <= C.FP32_TOLERANCE

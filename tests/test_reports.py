@@ -96,3 +96,15 @@ def test_the_committed_card_is_the_one_the_code_writes():
     summary = from_jsonable(publish.PipelineSummary, released)
     assert summary.validation.parity.per_batch_size[0].batch_size == 1  # typed all the way down
     assert render_card(summary) == (REPO / RELEASE_DIR / CARD_FILE).read_text()
+
+
+def test_a_record_from_before_layer_strings_still_renders_its_layers():
+    """pipeline.json written before `layers` existed (a built-in architecture's name alone): read
+    back, it renders the same card, the layer string found from the name."""
+    from cnn_edge.core.reports import from_jsonable
+    from cnn_edge.release.publish import render_card
+
+    released = json.loads((REPO / RELEASE_DIR / SUMMARY_FILE).read_text())
+    old = {k: v for k, v in released.items() if k != "layers"}
+    assert render_card(from_jsonable(publish.PipelineSummary, old)) == render_card(
+        from_jsonable(publish.PipelineSummary, released))

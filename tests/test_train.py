@@ -92,3 +92,50 @@ def test_onecycle_warms_up_then_decays():
     peak = max(range(100), key=lrs.__getitem__)
     assert lrs[0] < 0.1 and lrs[peak] == pytest.approx(1.0, rel=0.05) and lrs[-1] < 0.01
     assert 15 <= peak <= 25
+
+
+def test_weight_average_follows_batch_normalization_statistics():
+    """The average's running mean and variance move with the network's, as its parameters do: left at
+    their initial mean 0 and variance 1, an average with batch normalization evaluates far off."""
+    from cnn_edge.training.model import MnistNet, ModelConfig
+    from cnn_edge.training.train import WeightAverage
+
+    torch.manual_seed(0)
+    net = MnistNet(ModelConfig.of("conv4-bn-gap-fc10")).train()
+    ema = WeightAverage(net, decay=0.999)
+    with torch.no_grad():
+        net(torch.rand(8, 1, 28, 28) * 255)  # a training step's forward pass updates the statistics
+    ema.update(net, step=0)  # decay ramps from 1/10 at step 0: 10% old, 90% new
+    bn, avg = net.layers.batchnorm1, ema.model.layers.batchnorm1
+    assert torch.allclose(avg.running_mean, 0.9 * bn.running_mean) and bn.running_mean.abs().max() > 0.1
+    assert torch.allclose(avg.running_var, 0.1 + 0.9 * bn.running_var)
+    assert int(avg.num_batches_tracked) == int(bn.num_batches_tracked) == 1
+
+
+def test_resume_of_a_run_from_before_layer_strings(tiny_data, tiny_run, tmp_path):
+    """A training state that recorded the model as {"arch": "spec"} resumes under today's config
+    (name and layer string): the same architecture, spelt two ways."""
+    import shutil
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    run = tmp_path / "old"
+    shutil.copytree(tiny_run.parent, run)
+    with safe_open(str(run / "resume.safetensors"), framework="pt") as f:
+        meta = json.loads(f.metadata()["meta"])
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    assert meta["model"]["layers"]  # written today: name and layers
+    meta["model"] = {"arch": "spec"}
+    save_file(tensors, str(run / "resume.safetensors"), metadata={"meta": json.dumps(meta)})
+    cfg = make_config("default", epochs=1, batch_size=64, val_size=64)
+    result = train(cfg, run, tiny_data, device="cpu", resume=True)  # finished: nothing left to train
+    assert result.best_epoch == 1 and len(result.history) == 1
+
+
+def test_resume_with_another_architecture_is_refused_before_loading_weights(tiny_data, tiny_run):
+    from cnn_edge.training.model import ModelConfig
+
+    cfg = make_config("default", epochs=1, batch_size=64, val_size=64)
+    with pytest.raises(CheckpointError, match=r"architecture spec \(conv32-conv32-pool.*not logreg \(fc10\)"):
+        train(cfg, tiny_run.parent, tiny_data, device="cpu", resume=True, model_config=ModelConfig.of("logreg"))

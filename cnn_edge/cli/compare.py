@@ -17,10 +17,11 @@ COMPARE = CompareConfig()  # the library's defaults are the CLI's
 def _print_compare(report) -> None:
     t = report.train
     typer.echo(f"recipe {t.recipe}: {t.epochs} epoch(s), batch {t.batch_size}, lr {t.lr:g}; {report.machine}")
-    typer.echo(f"{'arch':<13} {'params':>9} {'test acc':>9} {'int8 acc':>9} {'s/epoch':>8} {'train s':>8} "
+    width = max([13, *(len(r.arch) for r in report.results)])
+    typer.echo(f"{'arch':<{width}} {'params':>9} {'test acc':>9} {'int8 acc':>9} {'s/epoch':>8} {'train s':>8} "
                f"{'fp32 KB':>8} {'int8 KB':>8} {'b1 ms':>7} {'b256 img/s':>11} {'int8 img/s':>11}")
     for r in report.results:
-        typer.echo(f"{r.arch:<13} {r.params:>9,} {r.test_accuracy:>9.2%} {r.int8_test_accuracy:>9.2%} "
+        typer.echo(f"{r.arch:<{width}} {r.params:>9,} {r.test_accuracy:>9.2%} {r.int8_test_accuracy:>9.2%} "
                    f"{r.train_seconds / len(r.epoch_seconds):>8.1f} {r.train_seconds:>8.1f} {r.onnx_bytes / 1024:>8,.0f} "
                    f"{r.int8_bytes / 1024:>8,.0f} {r.latency_batch1_ms:>7.3f} {r.throughput_batch256:>11,.0f} "
                    f"{r.int8_throughput_batch256:>11,.0f}")
@@ -31,7 +32,7 @@ def _print_compare(report) -> None:
 @app.command()
 @handle_errors
 def compare(
-    archs: str = typer.Option(",".join(COMPARE.archs), "--archs", help="Comma-separated architectures."),
+    archs: str = typer.Option(",".join(COMPARE.archs), "--archs", help="Comma-separated architectures: names, layer strings (conv8-pool-fc10) or .json/.toml files (docs/architectures.md)."),
     recipe: Recipe = typer.Option(COMPARE.recipe, help="Training recipe for all: seed (the notebook's: Adam 1e-3, batch 100, 3 epochs) or default."),
     epochs: Optional[int] = EpochsOpt, seed: int = SeedOpt, device: Device = DeviceOpt,
     quick: bool = typer.Option(False, "--quick", help="Smoke run: 2,000 training images, one epoch, each model timed 0.25 s per batch size."),

@@ -153,7 +153,8 @@ def pipeline(
     train_cfg = cfg.train
     if not (as_json or quiet):
         images = (train_cfg.limit_train or len(data.train)) - train_cfg.val_size
-        typer.echo(f"plan: train {cfg.arch} for {plural(train_cfg.epochs, 'epoch')} on {images:,} images (recipe "
+        a = cfg.architecture
+        typer.echo(f"plan: train {a.name}{'' if a.name in NAMED else f' ({a.spec})'} for {plural(train_cfg.epochs, 'epoch')} on {images:,} images (recipe "
                    f"{train_cfg.recipe}, device {device.value}), export to ONNX, validate against PyTorch, quantize to "
                    f"int8 and validate that, write test vectors, then release into {out_dir}; an estimate of the "
                    f"duration follows {ESTIMATE_AFTER_STEPS} steps past the warm-up", err=True)

@@ -427,6 +427,22 @@ def layers_for(arch: Union[str, Architecture] = SPEC_ARCH) -> tuple[Layer, ...]:
     return resolve_arch(arch).layers
 
 
+def describe(name: str, layers: str = "") -> str:
+    """What an architecture is, in a line: a built-in's description, else its layer string (a
+    file may not reuse a built-in's name for other layers, so the name decides)."""
+    if name in DESCRIPTIONS:
+        return DESCRIPTIONS[name]
+    return f"custom network {layers}" if layers else f"custom network {name}"
+
+
+def arch_option(name: str, layers: str) -> str:
+    """What to pass to --arch for this architecture again, quoted for a shell: a built-in's name,
+    else its layer string (a file's name would need the file)."""
+    import shlex
+
+    return name if name in NAMED else shlex.quote(layers)
+
+
 # ---------------------------------------------------------------- shapes, parameters, costs
 
 def w_out(w_in: int, k: int, p: int, s: int = 1) -> int:

@@ -57,7 +57,10 @@ META_PREPROCESSING = "cnn_edge.preprocessing"
 META_PREPROCESSING_TEXT = "cnn_edge.preprocessing_text"
 META_OUTPUTS = "cnn_edge.outputs"
 META_CLASS_LABELS = "cnn_edge.class_labels"
-META_ARCHITECTURE = "cnn_edge.architecture"
+META_ARCHITECTURE = "cnn_edge.architecture"  # its name: spec, edge, custom-1a2b3c4d, a file's name
+# Its canonical layer string (conv32-conv32-pool-...-fc10; docs/architectures.md): what the graph
+# computes, in the grammar `--arch` and `cnn-edge info --arch` read.
+META_LAYERS = "cnn_edge.layers"
 META_TEST_ACCURACY = "cnn_edge.test_accuracy"
 META_FP32_TEST_ACCURACY = "cnn_edge.fp32_test_accuracy"  # int8 models: the accuracy of their fp32 source
 META_CHECKPOINT_SHA256 = "cnn_edge.checkpoint_sha256"
@@ -79,7 +82,8 @@ def input_description() -> dict:
 class ContractMetadata:
     """What the model says about itself, stored as ONNX metadata_props (all strings)."""
 
-    architecture: str
+    architecture: str  # the name
+    layers: str  # the canonical layer string
     test_accuracy: float | None
     checkpoint_sha256: str
     tool_versions: dict[str, str]
@@ -98,6 +102,7 @@ class ContractMetadata:
             ),
             META_CLASS_LABELS: json.dumps(list(CLASS_LABELS)),
             META_ARCHITECTURE: self.architecture,
+            META_LAYERS: self.layers,
             META_TEST_ACCURACY: "" if self.test_accuracy is None else f"{self.test_accuracy:.6f}",
             META_CHECKPOINT_SHA256: self.checkpoint_sha256,
             META_TOOL_VERSIONS: json.dumps(self.tool_versions, sort_keys=True),

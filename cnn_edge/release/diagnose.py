@@ -43,8 +43,13 @@ INT8_MIN_SQNR_DB = 33.0  # healthy release tensors: 35-47 dB; a 4x coarser scale
 BATCH = 100  # images per run: every intermediate tensor of a batch is held at once
 REPRO_IMAGES = 8  # the worst images at the first diverging layer go into the repro's input
 # PyTorch layers and the ONNX ops the exporter writes for them, matched by name, then by order.
-TORCH_TO_ONNX = {"Conv2d": ("Conv",), "ReLU": ("Relu",), "MaxPool2d": ("MaxPool",),
-                 "Flatten": ("Flatten", "Reshape"), "Linear": ("Gemm", "MatMul")}
+# Batch normalization is matched apart (_batch_norms): after a conv or fc the exporter folds it.
+TORCH_TO_ONNX = {"Conv2d": ("Conv",), "ReLU": ("Relu",), "MaxPool2d": ("MaxPool",), "AvgPool2d": ("AveragePool",),
+                 "AdaptiveAvgPool2d": ("ReduceMean", "GlobalAveragePool"), "Flatten": ("Flatten", "Reshape"),
+                 "Linear": ("Gemm", "MatMul")}
+BATCH_NORMS = ("BatchNorm2d", "BatchNorm1d")
+WEIGHTED = ("Conv2d", "Linear")  # what a batch normalization after it is folded into
+IN_EVAL_NOTHING = ("Dropout",)  # no node in the exported graph (eval mode)
 
 
 @dataclass
@@ -179,7 +184,9 @@ def _layer_node_output(model, node) -> str:
 def _map_torch(net, model, ckpt: Path, path: Path) -> list[tuple[str, str, str]]:
     """(PyTorch module name, ONNX tensor, op) in graph order: by the module's name where the exporter
     kept it (in the weight's initializer name, net.layers.conv1.weight, or the node name,
-    /layers/conv1/Conv), else by the order of same-typed layers."""
+    /layers/conv1/Conv), else by the order of same-typed layers. A conv or fc whose batch
+    normalization the exporter folded into it is compared after that batch normalization: its row
+    is named conv1+batchnorm1 and reads batchnorm1's output."""
     modules = [(name, m) for name, m in net.layers.named_children() if type(m).__name__ in TORCH_TO_ONNX]
     inits = {i.name: i for i in model.graph.initializer}
     nodes = [n for n in model.graph.node if any(n.op_type in ops for ops in TORCH_TO_ONNX.values())]
@@ -211,10 +218,43 @@ def _map_torch(net, model, ckpt: Path, path: Path) -> list[tuple[str, str, str]]
                 raise CheckpointError(f"{ckpt} does not match {path}: {name}.weight is {list(want)} "
                                       f"in the checkpoint, {list(got)} in the model ({node.input[1]})")
         rows.append((name, _layer_node_output(model, node), node.op_type))
+    rows = _batch_norms(net, model, rows, ckpt, path)
     first = nodes[0] if nodes else None
     if first is not None and first.input[0] != C.INPUT_NAME:  # the in-graph normalisation, before every layer
         rows.insert(0, ("normalize", first.input[0], "Add"))
     return rows
+
+
+def _batch_norms(net, model, rows: list[tuple[str, str, str]], ckpt: Path, path: Path) -> list[tuple[str, str, str]]:
+    """The rows with each batch normalization placed: folded into the conv or fc before it (that
+    row then reads the batch normalization's output, conv1+batchnorm1), or its own
+    BatchNormalization node, in graph order."""
+    children = list(net.layers.named_children())
+    order = {o: i for i, n in enumerate(model.graph.node) for o in n.output}
+    consumers: dict[str, list] = {}
+    for n in model.graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    bn_nodes = [n for n in model.graph.node if n.op_type == "BatchNormalization"]
+    row_of = {name: k for k, (name, _, _) in enumerate(rows)}
+    unfolded: list[str] = []  # batch normalizations that keep a node of their own
+    for i, (name, module) in enumerate(children):
+        if type(module).__name__ not in BATCH_NORMS:
+            continue
+        before = next((children[j] for j in range(i - 1, -1, -1)
+                       if type(children[j][1]).__name__ not in IN_EVAL_NOTHING), None)
+        if before is not None and type(before[1]).__name__ in WEIGHTED and before[0] in row_of:
+            k = row_of[before[0]]
+            tensor = rows[k][1]
+            if not any(c.op_type == "BatchNormalization" for c in consumers.get(tensor, [])):
+                rows[k] = (f"{before[0]}+{name}", tensor, rows[k][2])  # folded: the conv's output is the bn's
+                continue
+        unfolded.append(name)
+    if len(unfolded) != len(bn_nodes):
+        raise CheckpointError(f"{ckpt} does not match {path}: the checkpoint has {len(unfolded)} batch normalizations "
+                              f"that the export cannot fold, the model {len(bn_nodes)} BatchNormalization nodes")
+    rows = rows + [(name, node.output[0], node.op_type) for name, node in zip(unfolded, bn_nodes)]
+    return sorted(rows, key=lambda r: order.get(r[1], -1))
 
 
 # --- the comparison -----------------------------------------------------------------------------
@@ -391,11 +431,13 @@ def _torch_side(checkpoint: Path, candidate, model_path: Path):
         module.register_forward_hook(hook(name))
     last = list(net.layers.named_children())[-1][0]
 
+    folded = [r for r, _, _ in rows if "+" in r]  # conv1+batchnorm1 reads batchnorm1's output
+
     def run(x: np.ndarray) -> dict[str, np.ndarray]:
         captured.clear()
         with torch.no_grad():
             net(torch.from_numpy(x))
-        return {**captured, C.OUTPUT_LOGITS: captured[last]}
+        return {**captured, **{r: captured[r.split("+")[-1]] for r in folded}, C.OUTPUT_LOGITS: captured[last]}
 
     return run, rows, []
 

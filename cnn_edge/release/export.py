@@ -34,6 +34,11 @@ def tool_versions() -> dict[str, str]:
 
 
 def _to_proto(wrapper, opset: int):
+    """The ONNX graph of the wrapper in eval mode: dropout leaves nothing, and batch normalization
+    after a conv or an fc is folded into its weights and bias by the exporter's own optimizer
+    (onnxscript's rewriter, on by default: `optimize=True`); one after a ReLU or a pooling has
+    nothing to fold into and stays a BatchNormalization node. tests/test_export.py holds the
+    exporter to it (docs/export-validation.md)."""
     import torch
 
     example = torch.zeros(2, *C.INPUT_SHAPE[1:])
@@ -68,6 +73,7 @@ def export_onnx(checkpoint: Path, output: Path, opset: int = C.OPSET) -> ExportR
         value.type.tensor_type.shape.dim[0].dim_param = C.BATCH_AXIS
     props = C.ContractMetadata(
         architecture=model.config.arch,
+        layers=model.config.layers,
         test_accuracy=meta.get("test_accuracy"),
         checkpoint_sha256=sha256_file(Path(checkpoint)),
         tool_versions=tool_versions(),

@@ -14,7 +14,7 @@ from typing import Callable
 
 from ..core import artifacts
 from ..core import contract as C
-from ..core.arch import total_params
+from ..core.arch import Architecture, arch_option, resolve_arch, total_params
 from ..core.constants import SPEC_ARCH
 from ..core.errors import ParityError, first_line
 from ..core.files import check_writable
@@ -35,7 +35,7 @@ class PipelineConfig:
     train: TrainConfig
     run_dir: Path  # training run; models are exported and validated here before release
     out_dir: Path  # where the release goes (exports/)
-    arch: str = SPEC_ARCH
+    arch: str = SPEC_ARCH  # a name, a layer string or a .json/.toml file (core/arch.py)
     device: str = "auto"
     quant: QuantConfig = QuantConfig()
     resume: bool = False  # continue (or re-release) the run in run_dir
@@ -43,14 +43,25 @@ class PipelineConfig:
     # undertrained network flips more near-ties than the tolerance allows.
     require_int8_parity: bool = True
 
+    def __post_init__(self) -> None:
+        resolve_arch(self.arch)  # a bad architecture is refused here: before MNIST is read, before any training
+
+    @property
+    def architecture(self) -> Architecture:
+        """The checked architecture; its name names the released files."""
+        return resolve_arch(self.arch)
+
 
 def reproduce_command(cfg: PipelineConfig, data_source: str) -> str:
-    """The exact command line that trains this configuration again from scratch."""
+    """The exact command line that trains this configuration again from scratch. A network that is
+    not built in is given by its layer string: the same layers and weights, though a file's `name`
+    is not carried (the files are then named custom-<8 hex digits>)."""
     t = cfg.train
     args = ["cnn-edge pipeline", f"--recipe {t.recipe}", f"--seed {t.seed}", f"--epochs {t.epochs}",
             f"--batch-size {t.batch_size}", f"--lr {t.lr:g}", f"--val-size {t.val_size}", f"--device {cfg.device}"]
-    if cfg.arch != SPEC_ARCH:
-        args.insert(1, f"--arch {cfg.arch}")
+    a = cfg.architecture
+    if a.name != SPEC_ARCH:
+        args.insert(1, f"--arch {arch_option(a.name, a.spec)}")
     if t.limit_train:
         args.append(f"--limit-train {t.limit_train}")
     args.append(f"--data-dir {shlex.quote(data_source)}")
@@ -82,10 +93,11 @@ def run_pipeline(cfg: PipelineConfig, data: MnistData, *, progress: ProgressFn |
     the fp32 model is released alone and summary.int8_not_released says why. Held-out splits too large for
     data.train are shrunk first (sized_for_data); the summary records the sizes used."""
     cfg, _ = sized_for_data(cfg, len(data.train))
-    arch, run_dir, out_dir = cfg.arch, cfg.run_dir, cfg.out_dir
+    a = cfg.architecture
+    arch, run_dir, out_dir = a.name, cfg.run_dir, cfg.out_dir  # file names come from the name
     check_writable(out_dir / artifacts.fp32_file(arch))  # fail before an hour of training, not after
     on_stage("train")
-    trained = train(cfg.train, run_dir, data, device=cfg.device, model_config=ModelConfig(arch), resume=cfg.resume,
+    trained = train(cfg.train, run_dir, data, device=cfg.device, model_config=ModelConfig.of(a), resume=cfg.resume,
                     progress=progress, on_epoch_end=on_epoch)
     on_stage("export")
     staged_fp32, staged_int8 = run_dir / artifacts.fp32_file(arch), run_dir / artifacts.int8_file(arch)
@@ -118,8 +130,8 @@ def run_pipeline(cfg: PipelineConfig, data: MnistData, *, progress: ProgressFn |
     })
     if int8_not_released:  # an int8 model of an earlier release must not sit beside this fp32 one
         (out_dir / artifacts.int8_file(arch)).unlink(missing_ok=True)
-    summary = PipelineSummary(SCHEMA, arch, total_params(arch), cfg.train, trained, exported, C.input_description(),
+    summary = PipelineSummary(SCHEMA, arch, total_params(a), cfg.train, trained, exported, C.input_description(),
                               validation, quant, int8_validation, machine_description(), tool_versions(),
                               reproduce_command(cfg, data.source), datetime.date.today().isoformat(), files,
-                              int8_not_released)
+                              int8_not_released, layers=a.spec)
     return publish(out_dir, summary)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..core import artifacts
-from ..core.arch import DESCRIPTIONS
+from ..core.arch import DESCRIPTIONS, NAMED, arch_option, resolve_arch
 from ..core.artifacts import int8_file, model_name
 from ..core.constants import SPEC_ARCH
 from ..core.errors import ConfigError
@@ -57,6 +57,7 @@ class PipelineSummary:
     made: str  # the day it was released (ISO date); the model card says it
     files: list[ReleasedFile] = field(default_factory=list)
     int8_not_released: Optional[str] = None  # why no int8 model was released with this fp32 one (None: it was)
+    layers: str = ""  # the canonical layer string (docs/architectures.md); a record made before it existed has none
 
 
 def copy_in(out_dir: Path, staged: dict[str, tuple[Path, str]]) -> list[ReleasedFile]:
@@ -75,6 +76,8 @@ def publish(out_dir: Path, summary: PipelineSummary) -> PipelineSummary:
     """Write the release's record: each listed file's size and hash as it is now on disk, then
     pipeline.json, then the model card. Returns the summary as written."""
     summary = replace(summary, files=[_described(out_dir, f.name, f.what) for f in summary.files])
+    if not summary.layers and summary.arch in NAMED:  # a record from before layer strings (requantize)
+        summary = replace(summary, layers=resolve_arch(summary.arch).spec)
     write_json(out_dir / artifacts.side_file(summary.arch, artifacts.SUMMARY_FILE), summary)
     atomic_write_text(out_dir / artifacts.side_file(summary.arch, artifacts.CARD_FILE), render_card(summary))
     return summary
@@ -96,12 +99,17 @@ def read_summary(release_dir: Path) -> PipelineSummary:
 # The model card: measured figures and the command that reproduces them.
 
 def _what(s: PipelineSummary) -> list[str]:
+    layers = s.layers or (resolve_arch(s.arch).spec if s.arch in NAMED else "")
+    info = (f"Layers `{layers}`: `cnn-edge info --arch {arch_option(s.arch, layers)}` prints each layer's output "
+            "shape, parameters and multiply-adds." if layers else "")
     if s.arch == SPEC_ARCH:
         return ["Handwritten digit classifier (MNIST, 10 classes), the spec CNN of cnn-edge:",
                 "conv 32 3x3 - ReLU - conv 32 3x3 - ReLU - max pool 2 - conv 64 3x3 - ReLU - conv 64 3x3 - ReLU -",
-                f"max pool 2 - flatten (7*7*64 = 3136) - FC 256 - ReLU - FC 10 - softmax; {s.params:,} trainable parameters."]
-    return [f"Handwritten digit classifier (MNIST, 10 classes), architecture `{s.arch}`: {DESCRIPTIONS[s.arch]}; "
-            f"{s.params:,} trainable parameters (`cnn-edge info --arch {s.arch}`)."]
+                f"max pool 2 - flatten (7*7*64 = 3136) - FC 256 - ReLU - FC 10 - softmax; {s.params:,} trainable parameters.",
+                *([info] if info else [])]
+    what = f": {DESCRIPTIONS[s.arch]}" if s.arch in DESCRIPTIONS else ", a custom network"
+    return [f"Handwritten digit classifier (MNIST, 10 classes), architecture `{s.arch}`{what}; "
+            f"{s.params:,} trainable parameters.", *([info] if info else [])]
 
 
 def _int8_section(s: PipelineSummary) -> list[str]:

@@ -249,7 +249,28 @@ def _top1(model: OnnxModel, images: np.ndarray) -> np.ndarray:
     return probs.argmax(1)
 
 
+class _PerTensorFallback:
+    """A logging filter for one message of ONNX Runtime's quantizer, on the root logger: a batch
+    normalization the export could not fold (one after a ReLU or a pooling) keeps a rank-1 scale,
+    which per-channel quantization cannot split by axis 1; it is quantized per tensor instead, as
+    it should be, and the quantizer's "Axis 1 is out-of-range for weight ..." says nothing to act on."""
+
+    def filter(self, record) -> bool:
+        return "is out-of-range for weight" not in record.getMessage()
+
+
 def _quantize_once(pre: Path, out: Path, cfg: QuantConfig, calib: np.ndarray, cache: Path, exclude: list[str]) -> None:
+    import logging
+
+    root, quiet = logging.getLogger(), _PerTensorFallback()
+    root.addFilter(quiet)
+    try:
+        _quantize_with_ort(pre, out, cfg, calib, cache, exclude)
+    finally:
+        root.removeFilter(quiet)
+
+
+def _quantize_with_ort(pre: Path, out: Path, cfg: QuantConfig, calib: np.ndarray, cache: Path, exclude: list[str]) -> None:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
 
     qtype = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}

@@ -20,7 +20,9 @@ from .model_file import fields
 ONNX_DOMAIN = "ai.onnx"  # the standard domain; a node or opset entry with an empty domain means it too
 MS_DOMAIN = "com.microsoft"  # ONNX Runtime's contrib operators (QGemm, QLinearAdd, ...)
 # Standard integer operators that some runtimes have no kernel for (the rest of a cnn-edge model,
-# Conv, Gemm, Relu, MaxPool, Reshape, Softmax, Q/DQ, is supported everywhere checked here).
+# Conv, Gemm, Relu, MaxPool, AveragePool, ReduceMean (global average pooling), BatchNormalization
+# (one the export could not fold), Reshape, Softmax, Q/DQ, is supported everywhere checked here:
+# OpenVINO 2026.4 ran fp32 and int8 models of networks with each of them, as ONNX Runtime does).
 INTEGER_OPS = frozenset({"QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger", "DynamicQuantizeLinear"})
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 # What makes a model quantized, in any of ONNX Runtime's forms (QDQ, QOperator, dynamic): a node

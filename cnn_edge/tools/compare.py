@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional
 
-from ..core.arch import DESCRIPTIONS, NAMED as ARCHITECTURES, layers_for
+from ..core.arch import NAMED, describe, resolve_arch
 from ..core.errors import ConfigError
 from ..core.references import NOTEBOOK_RESULTS
 from ..core.reports import write_json
@@ -28,11 +28,14 @@ QUICK_TRAIN_IMAGES = 2000  # --quick: a subset, one epoch
 # four architectures, two models, two batch sizes made it half a minute of a smoke run).
 QUICK_SPEED_SECONDS = 0.25
 COMPARE_FILE = "compare.json"
+# What compare runs by default: the four networks the seed notebook's questions are about (the
+# spec CNN, the notebook's CNN, its MLP and logistic regression). --archs takes any others.
+DEFAULT_ARCHS = ("spec", "notebook-cnn", "mlp", "logreg")
 
 
 @dataclass(frozen=True)
 class CompareConfig:
-    archs: tuple[str, ...] = tuple(ARCHITECTURES)
+    archs: tuple[str, ...] = DEFAULT_ARCHS  # names, layer strings or .json/.toml files
     recipe: str = "seed"  # the notebook's recipe: Adam 1e-3, batch 100, 3 epochs
     epochs: Optional[int] = None  # None: the recipe's
     seed: int = 0
@@ -42,9 +45,14 @@ class CompareConfig:
 
     def __post_init__(self) -> None:
         if not self.archs:
-            raise ConfigError(f"--archs names no architecture: choose from {', '.join(ARCHITECTURES)}")
+            raise ConfigError(f"--archs names no architecture: give names ({', '.join(NAMED)}), layer strings "
+                              "or .json/.toml files, separated by commas")
+        seen: dict[str, str] = {}
         for arch in self.archs:
-            layers_for(arch)  # an unknown name fails before any training
+            name = resolve_arch(arch).name  # a bad architecture fails here, before MNIST is read
+            if name in seen:  # each architecture's run goes to RUN_DIR/<name>
+                raise ConfigError(f"--archs names {name} twice ({seen[name]!r} and {arch!r})")
+            seen[name] = arch
 
 
 @dataclass
@@ -66,6 +74,7 @@ class ArchResult:
     throughput_batch256: float
     int8_throughput_batch256: float
     notebook_accuracy: Optional[float] = None  # what the seed notebook reported, where it did
+    layers: str = ""  # the canonical layer string
 
 
 @dataclass
@@ -83,7 +92,7 @@ def _result(summary) -> ArchResult:
     if q is None:  # compare's table has int8 columns for every architecture
         raise ConfigError(f"{summary.arch}: no int8 model: {summary.int8_not_released}")
     return ArchResult(
-        arch=summary.arch, description=DESCRIPTIONS[summary.arch], params=summary.params,
+        arch=summary.arch, description=describe(summary.arch, summary.layers), params=summary.params,
         test_accuracy=summary.validation.accuracy, int8_test_accuracy=q.test.int8_accuracy,
         parity_passed=summary.validation.passed, int8_parity_passed=summary.int8_validation.passed,
         int8_top1_agreement=summary.int8_validation.parity.top1_agreement, epoch_seconds=seconds,
@@ -91,13 +100,13 @@ def _result(summary) -> ArchResult:
         latency_batch1_ms=q.fp32_speed.batch_1.p50_ms, int8_latency_batch1_ms=q.int8_speed.batch_1.p50_ms,
         throughput_batch256=q.fp32_speed.batch_256.images_per_second,
         int8_throughput_batch256=q.int8_speed.batch_256.images_per_second,
-        notebook_accuracy=NOTEBOOK_RESULTS.get(summary.arch),
+        notebook_accuracy=NOTEBOOK_RESULTS.get(summary.arch), layers=summary.layers,
     )
 
 
 def run_compare(cfg: CompareConfig, data: "MnistData", run_dir: Path, *, progress=None, on_epoch=None,
                 on_stage: Callable[[str], None] = lambda s: None) -> CompareReport:
-    """Run the pipeline for each architecture into run_dir/<arch>/ and collect the figures;
+    """Run the pipeline for each architecture into run_dir/<its name>/ and collect the figures;
     also writes run_dir/compare.json."""
     from ..core.machine import machine_description
     from ..release.pipeline import PipelineConfig, run_pipeline
@@ -111,8 +120,9 @@ def run_compare(cfg: CompareConfig, data: "MnistData", run_dir: Path, *, progres
                                          limit_train=QUICK_TRAIN_IMAGES if cfg.quick else None), len(data.train))
     report = CompareReport(SCHEMA, cfg, train_cfg, machine_description())
     for arch in cfg.archs:
-        on_stage(f"{arch}: {DESCRIPTIONS[arch]}")
-        pipeline_cfg = PipelineConfig(train_cfg, run_dir / arch, run_dir / arch / "release", arch=arch,
+        a = resolve_arch(arch)
+        on_stage(f"{a.name}: {describe(a.name, a.spec)}")
+        pipeline_cfg = PipelineConfig(train_cfg, run_dir / a.name, run_dir / a.name / "release", arch=arch,
                                       device=cfg.device, resume=cfg.resume, require_int8_parity=False,
                                       quant=QuantConfig(speed_seconds=QUICK_SPEED_SECONDS) if cfg.quick else QuantConfig())
         report.results.append(_result(run_pipeline(pipeline_cfg, data, progress=progress, on_epoch=on_epoch)))

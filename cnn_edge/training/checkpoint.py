@@ -99,6 +99,18 @@ def training_state(model: MnistNet, opt: torch.optim.Optimizer, ema: MnistNet | 
     return save(tensors, metadata={"meta": json.dumps(meta)})
 
 
+def read_training_meta(path: Path) -> dict:
+    """The meta of resume.safetensors alone (no tensors read): what a resume checks before it
+    loads weights that may belong to another network."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return json.loads(f.metadata()["meta"])
+    except (SafetensorError, OSError, KeyError, TypeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path} is not a readable training state ({exc}); start a new run") from None
+
+
 def load_training_state(path: Path, model: MnistNet, opt: torch.optim.Optimizer, ema: MnistNet | None) -> dict:
     """Load resume.safetensors into the model, its weight average and the optimizer; returns its meta."""
     from safetensors import SafetensorError, safe_open

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from ..core.errors import CheckpointError, ConfigError
 from ..core.files import atomic_write_bytes, check_writable
 from ..core.reports import to_jsonable
-from .checkpoint import load_checkpoint, load_training_state, save_checkpoint, training_state
+from .checkpoint import load_checkpoint, load_training_state, read_training_meta, save_checkpoint, training_state
 from .data import MnistData, MnistSplit, split_indices
 from .model import MnistNet, ModelConfig
 from .recipes import DEVICES, TrainConfig, lr_at, sized_for
@@ -30,7 +30,10 @@ class WeightAverage:
     """Exponential moving average of the weights (Polyak averaging).
 
     The average generalises slightly better than the last weights at no cost in the network;
-    its decay ramps up from 0 so the first steps are not dominated by the random init."""
+    its decay ramps up from 0 so the first steps are not dominated by the random init. Batch
+    normalization's running mean and variance are buffers, not parameters: they are averaged
+    alike (the counter of batches seen is copied), else the average would evaluate with the
+    initial statistics (mean 0, variance 1) and be far off (docs/training.md)."""
 
     def __init__(self, model: MnistNet, decay: float) -> None:
         self.decay = decay
@@ -43,6 +46,11 @@ class WeightAverage:
         d = min(self.decay, (1 + step) / (10 + step))
         for avg, cur in zip(self.model.parameters(), model.parameters()):
             avg.lerp_(cur, 1 - d)
+        for avg, cur in zip(self.model.buffers(), model.buffers()):
+            if avg.is_floating_point():
+                avg.lerp_(cur, 1 - d)
+            else:
+                avg.copy_(cur)
 
 
 def pick_device(device: str) -> torch.device:
@@ -165,14 +173,29 @@ def _start(cfg: TrainConfig, out_dir: Path, dev: torch.device, model_config: Mod
         return run
     if not state_path.exists():
         raise CheckpointError(f"nothing to resume: {state_path} does not exist; drop --resume to start a new run")
-    meta = load_training_state(state_path, model, opt, run.ema.model if run.ema else None)
-    if meta["train"] != to_jsonable(cfg) or meta["model"] != to_jsonable(model_config):
+    # Settings first, weights after: the weights of another network would not load.
+    meta = read_training_meta(state_path)
+    saved_model = _model_config(meta.get("model"), state_path)
+    if saved_model != model_config:
+        raise CheckpointError(f"{state_path} was made with architecture {saved_model.arch} ({saved_model.layers}), not "
+                              f"{model_config.arch} ({model_config.layers}); resume with the same --arch or start afresh in another --out")
+    if meta.get("train") != to_jsonable(cfg):
         raise CheckpointError(
-            f"{state_path} was made with other settings ({meta['train']}); resume with the same options or start afresh in another --out"
+            f"{state_path} was made with other settings ({meta.get('train')}); resume with the same options or start afresh in another --out"
         )
+    meta = load_training_state(state_path, model, opt, run.ema.model if run.ema else None)
     run.history = [EpochResult(**h) for h in meta["history"]]
     run.start_epoch, run.best_val_accuracy, run.best_epoch = meta["epoch"], meta["best_val_accuracy"], meta["best_epoch"]
     return run
+
+
+def _model_config(saved: object, state_path: Path) -> ModelConfig:
+    """The model config a training state was made with. One written before layer strings holds
+    only a built-in name ({"arch": "spec"}); it rebuilds to the same config as today's."""
+    try:
+        return ModelConfig(**saved)  # type: ignore[arg-type]
+    except Exception as exc:  # a state we cannot rebuild is one line, as a checkpoint's is
+        raise CheckpointError(f"{state_path} names a model we cannot build ({saved!r}: {exc}); start afresh in another --out") from None
 
 
 def _train_epoch(run: _Run, cfg: TrainConfig, epoch: int, split: MnistSplit, dev: torch.device,
