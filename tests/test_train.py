@@ -139,3 +139,16 @@ def test_resume_with_another_architecture_is_refused_before_loading_weights(tiny
     cfg = make_config("default", epochs=1, batch_size=64, val_size=64)
     with pytest.raises(CheckpointError, match=r"architecture spec \(conv32-conv32-pool.*not logreg \(fc10\)"):
         train(cfg, tiny_run.parent, tiny_data, device="cpu", resume=True, model_config=ModelConfig.of("logreg"))
+
+
+def test_batch_normalization_never_trains_on_a_batch_of_one(tiny_data, tmp_path):
+    """65 training images in batches of 64 would leave one image alone in the last batch: batch
+    normalization after global average pooling has one value per channel there and cannot train.
+    That image waits for the next epoch's shuffle."""
+    from cnn_edge.training.model import ModelConfig
+    from cnn_edge.training.train import steps_per_epoch
+
+    assert [steps_per_epoch(n, 64) for n in (64, 65, 66, 128, 129)] == [1, 1, 2, 2, 2]
+    cfg = make_config("default", epochs=1, batch_size=64, limit_train=65, val_size=0, ema_decay=0.0)
+    result = train(cfg, tmp_path, tiny_data, device="cpu", model_config=ModelConfig.of("conv4-gap-bn-fc10"))
+    assert result.checkpoint.is_file()

@@ -189,6 +189,13 @@ def _start(cfg: TrainConfig, out_dir: Path, dev: torch.device, model_config: Mod
     return run
 
 
+def steps_per_epoch(images: int, batch_size: int) -> int:
+    """Batches per epoch: the last, partial one too, unless it would hold a single image (its
+    image is left for the next epoch's shuffle): batch normalization cannot train on one value
+    per channel (after global average pooling, or once flat)."""
+    return max(1, images // batch_size if images % batch_size == 1 else math.ceil(images / batch_size))
+
+
 def _model_config(saved: object, state_path: Path) -> ModelConfig:
     """The model config a training state was made with. One written before layer strings holds
     only a built-in name ({"arch": "spec"}); it rebuilds to the same config as today's."""
@@ -202,7 +209,7 @@ def _train_epoch(run: _Run, cfg: TrainConfig, epoch: int, split: MnistSplit, dev
                  progress: ProgressFn | None) -> EpochResult:
     """One pass over the shuffled training images; returns its figures (val_accuracy still None)."""
     n = len(split)
-    steps = math.ceil(n / cfg.batch_size)
+    steps = steps_per_epoch(n, cfg.batch_size)
     images = torch.from_numpy(split.images).to(dev)  # (N, 28, 28) uint8, whole set in memory
     labels = torch.from_numpy(split.labels).to(dev)
     run.model.train()
