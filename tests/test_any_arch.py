@@ -22,6 +22,7 @@ from cnn_edge.cli import app
 from cnn_edge.core import contract as C
 from cnn_edge.core.arch import resolve_arch, total_params
 from conftest import assert_one_line_error
+from test_embed import NODE_DIR, needs_chromium, needs_node, serve
 
 runner = CliRunner()
 
@@ -198,3 +199,50 @@ def test_a_bad_architecture_is_refused_before_mnist_is_read(command, tmp_path):
     result = invoke(command, *option, tmp_path / "run", "--data-dir", tmp_path / "no-mnist-here")
     assert_one_line_error(result, 2, "layer 6 pool", "1x1 input is smaller than the 2x2 window")
     assert not (tmp_path / "run").exists()
+
+
+# The vectors of a custom release in Node.js (the example's own lib.js: loadModel, readVectors,
+# checkVectors) and on the demo page in headless Chromium, as the spec release's are (test_embed).
+NODE_CHECK = """
+const { loadModel, readVectors, checkVectors } = require('./lib');
+(async () => {
+  const [fp32, int8, vectorsFile] = process.argv.slice(1);
+  const vectors = readVectors(vectorsFile);
+  const out = {};
+  for (const [file, precision] of [[fp32, 'fp32'], [int8, 'int8']]) out[precision] = await checkVectors(await loadModel(file), vectors, precision);
+  console.log(JSON.stringify(out));
+})().catch((e) => { console.error(String(e)); process.exit(1); });
+"""
+
+
+@pytest.mark.slow
+@needs_node
+def test_node_passes_the_custom_release_vectors(released):
+    import subprocess
+
+    proc = subprocess.run(["node", "-e", NODE_CHECK, str(released.path("onnx")), str(released.path("int8.onnx")),
+                           str(released.path("test_vectors.json"))], cwd=NODE_DIR, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout)
+    assert result["fp32"]["pass"] and result["fp32"]["agreement"] == 1, result
+    assert result["fp32"]["maxAbsDiff"] <= C.FP32_TOLERANCE and result["int8"]["pass"], result
+
+
+@pytest.mark.slow
+@needs_node
+@needs_chromium
+def test_the_demo_page_passes_the_custom_release_vectors(released, tmp_path):
+    import subprocess
+
+    server, url = serve(released.path("int8.onnx"), released.path("test_vectors.json"))
+    try:
+        proc = subprocess.run(["node", "browser_check.js", url], cwd=NODE_DIR, capture_output=True, text=True, timeout=240)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    page = json.loads(proc.stdout)
+    # The drawn digits are not asked of a network trained 2 epochs on synthetic digits: the
+    # vectors are the proof that the page computes what PyTorch computed.
+    assert page["error"] is None and page["ready"] and page["verdict"] == "pass", page
+    assert page["errors"] == [] and page["external"] == []
