@@ -53,6 +53,17 @@ PREPROCESSINGS = (PREPROCESSING_V1, PREPROCESSING_V2)  # what this runtime knows
 PREPROCESSING_UNSTATED = PREPROCESSING_V1
 # What export writes into a new model unless told otherwise (ContractMetadata.preprocessing).
 PREPROCESSING = PREPROCESSING_V1
+
+
+def check_preprocessing(name: str | None) -> str | None:
+    """A preprocessing asked for by name (None: the model's own), checked. Raises ConfigError
+    naming the ones this cnn-edge knows."""
+    if name is not None and name not in PREPROCESSINGS:
+        from .errors import ConfigError
+
+        raise ConfigError(f"--preprocessing {name!r} is not one this cnn-edge knows; choose "
+                          f"{' or '.join(PREPROCESSINGS)} (or leave it out: the model's own)")
+    return name
 PREPROCESSING_TEXT = (
     "grey 28x28, digit as light ink (255) on a dark background (0), as in MNIST; "
     f"raw intensities 0..255 as float32, normalisation ((x/{PIXEL_MAX:g} - {MNIST_MEAN}) / {MNIST_STD}) "
