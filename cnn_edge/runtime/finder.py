@@ -62,8 +62,8 @@ MAX_ASPECT = 2.0
 DARK_PERCENT = 75
 DARK_AROUND = 40
 AROUND = 3
-# Parts of one digit: marks no larger than it whose pixels come within MERGE_REACH of its longer
-# side of it, and that leave that side at most MERGE_GROWTH times what it was.
+# Parts of one digit (a 5's bar, a stroke the pen skipped): marks whose pixels come within
+# MERGE_REACH of its longer side of it, and that leave that side at most MERGE_GROWTH times what it was.
 MERGE_REACH = 0.25
 MERGE_GROWTH = 2.0
 # Another candidate at least this long (relative to the digit's longer side) makes the picture
@@ -322,24 +322,26 @@ def find_digit(grey: np.ndarray, v1_ink: np.ndarray | None = None, v1_dark_ink: 
     its ink is one mark of the ink found here (_one_mark: a thick MNIST digit is solid, a tight
     crop touches the edge, a broken one is two marks)."""
     q = integer_grey(grey)
-    light = None  # what the light-ink search found, when mnist-v1 took the ink to be light
-    # Light ink only where mnist-v1 took the ground to be dark (its frame) and so is most of the
-    # picture (its median): MNIST, a dark-mode screen; a dark desk around a sheet is the frame,
-    # rarely most of the picture.
-    if v1_ink is not None and not v1_dark_ink and upper_median(q) <= 127:
-        mask, total, count = ink_mask(255 - q)
-        light, members, c = _search(255 - q, mask, total, count)
-        if light.ink is not None and _sees(v1_ink, c, members) or light.ink is None and _one_mark(v1_ink, mask):
+    # Light ink is looked for only where mnist-v1 took the ground to be dark (its frame) and so is
+    # most of the picture (its median): MNIST, a dark-mode screen; a dark desk around a sheet is
+    # the frame, rarely most of the picture.
+    lit = v1_ink is not None and not v1_dark_ink and upper_median(q) <= 127
+    if lit:  # mnist-v1 saw light ink: its result stands if the digit found as light ink is what it saw
+        light_mask, light_total, light_count = ink_mask(255 - q)
+        light, light_members, c = _search(255 - q, light_mask, light_total, light_count)
+        if light.ink is not None and _sees(v1_ink, c, light_members):
             return Found(True)
     mask, total, count = ink_mask(q)
     found, members, c = _search(q, mask, total, count)
-    v1_dark = v1_ink is not None and v1_dark_ink
-    if found.ink is not None:
-        return Found(True) if v1_dark and _sees(v1_ink, c, members) else found
-    if v1_dark and _one_mark(v1_ink, mask):
+    if found.ink is not None:  # a dark digit on light paper: what photos hold
+        return Found(True) if v1_ink is not None and v1_dark_ink and _sees(v1_ink, c, members) else found
+    if v1_ink is not None and v1_dark_ink and _one_mark(v1_ink, mask):
         return Found(True)
-    if light is not None and light.ink is not None and not found.reason.startswith(NO_SINGLE_DIGIT):
-        return light  # no dark mark is digit-like, one light mark is (light ink that mnist-v1 saw otherwise)
+    if lit and not found.reason.startswith(NO_SINGLE_DIGIT):  # no dark mark is digit-like
+        if _one_mark(v1_ink, light_mask):
+            return Found(True)
+        if light.ink is not None:
+            return light
     return found
 
 
@@ -416,8 +418,8 @@ def _one_mark(v1_ink: np.ndarray, mask: np.ndarray) -> bool:
 
 
 def _parts(c: Components, digit: Shape) -> set[int]:
-    """The labels of the digit's parts: itself, and the components no larger than it (and not
-    touching the picture's edge) whose pixels come within MERGE_REACH of its longer side of its own,
+    """The labels of the digit's parts: itself, and the components (not touching the picture's
+    edge) whose pixels come within MERGE_REACH of its longer side of its own, taken in label order
     as long as the box of all of them stays within MERGE_GROWTH of that side."""
     h, w = c.labels.shape
     reach = math.ceil(MERGE_REACH * digit.longer)

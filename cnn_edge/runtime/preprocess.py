@@ -213,16 +213,15 @@ def preprocess_batch(greys: np.ndarray, version: str = PREPROCESSING_V1) -> tupl
     if version not in PREPROCESSINGS:
         raise ConfigError(f"unknown preprocessing {version!r}; this cnn-edge knows {', '.join(PREPROCESSINGS)}")
     g, blank, dark_ink = _v1_ink(greys)
-    out = _v1_place(g, blank)
     errors = [BLANK if b else "" for b in blank.tolist()]
     if version == PREPROCESSING_V1 or max(g.shape[1:]) <= SMALL_PICTURE:
-        return out, errors
+        return _v1_place(g, blank), errors
+    out = np.zeros((len(g), IMAGE_SIZE, IMAGE_SIZE), np.float32)
     for i in range(len(g)):
         found = find_digit(greys[i], None if blank[i] else g[i], bool(dark_ink[i]))
         if found.whole:
-            continue
-        if found.ink is None:
-            out[i] = 0.0
+            out[i] = _v1_place(g[i : i + 1], blank[i : i + 1])[0]
+        elif found.ink is None:
             errors[i] = found.reason
         else:
             out[i] = mnist_v1(found.ink)  # the crop's frame is paper: never blank

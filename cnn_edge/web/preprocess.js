@@ -560,19 +560,25 @@
    */
   function findDigit(grey, w, h, v1, v1Dark) {
     const q = integerGrey(grey);
-    let light = null;
-    if (v1 && !v1Dark && upperMedianInt(q) <= 127) {
+    // Light ink only where mnist-v1 took the ground to be dark and so is most of the picture.
+    const lit = Boolean(v1) && !v1Dark && upperMedianInt(q) <= 127;
+    let light = null, lightMask = null;
+    if (lit) { // mnist-v1 saw light ink: its result stands if the digit found as light ink is what it saw
       const nq = negative(q);
       const m = inkMask(nq, w, h);
+      lightMask = m.mask;
       light = search(nq, w, h, m.mask, m.total, m.count);
-      if ((light.found && sees(v1, light.c, light.members)) || (!light.found && oneMark(v1, m.mask, w, h))) return { whole: true };
+      if (light.found && sees(v1, light.c, light.members)) return { whole: true };
     }
     const m = inkMask(q, w, h);
     const dark = search(q, w, h, m.mask, m.total, m.count);
     const v1IsDark = Boolean(v1) && v1Dark;
     if (dark.found) return v1IsDark && sees(v1, dark.c, dark.members) ? { whole: true } : dark.found;
     if (v1IsDark && oneMark(v1, m.mask, w, h)) return { whole: true };
-    if (light && light.found && !dark.reason.startsWith(NO_SINGLE_DIGIT)) return light.found;
+    if (lit && !dark.reason.startsWith(NO_SINGLE_DIGIT)) { // no dark mark is digit-like
+      if (oneMark(v1, lightMask, w, h)) return { whole: true };
+      if (light.found) return light.found;
+    }
     return { reason: dark.reason };
   }
 
