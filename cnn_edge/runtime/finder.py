@@ -2,9 +2,8 @@
 
 A photo of a sheet on a desk holds more than the digit: the desk and the sheet's edges, ruled
 lines, other marks, a coin or a pen, shadows. mnist-v1 crops to the bounding box of all the ink it
-sees, and that box is then the desk, a shadow or everything at once. `find_digit` first asks
-whether what mnist-v1 sees is one digit-like mark and nothing else (then mnist-v1's result stands,
-so MNIST-like inputs keep exactly mnist-v1's pixels), and otherwise looks for the digit:
+sees, and that box is then the desk, a shadow or everything at once. `find_digit` looks for the
+digit itself:
 
     grey -> rounded once to integers
          -> ink: at most 65 % of the mean of the window around it, and darker than that mean by
@@ -13,15 +12,21 @@ so MNIST-like inputs keep exactly mnist-v1's pixels), and otherwise looks for th
             second moments
          -> candidates: not touching the picture's edge (the desk, the sheet's edge, what the frame
             cuts), long enough, not a straight bar (a ruled line, an underline, a pen), not solid
-            (a coin, an eraser), at most twice as wide as tall
-         -> the digit is the longest candidate, with the marks close to it (a 5's bar, a 4's second
-            stroke); when another candidate is almost as long, or none is left, there is no single
-            digit, and the reason says so (the row's error)
+            (a coin, an eraser), at most twice as wide as tall, lying on paper (a stroke has paper
+            on both sides; the desk along the sheet's edge has dark ground on one)
+         -> the digit is the longest candidate, with the marks close to it (a 5's bar, a stroke the
+            pen skipped); when another candidate is almost as long, or none is left, there is no
+            single digit, and the reason says so (the row's error)
          -> the digit's ink (how much darker than its window's mean) on black, cropped around it:
             what mnist-v1 then normalises
 
-The ink is looked for as dark ink on light paper (the photos this is for); light ink on a dark
-ground (a blackboard, a dark-mode screen) is looked for when no dark mark is digit-like.
+When what mnist-v1 sees is that digit and nothing else (_sees), or, where no single digit is found,
+one mark of the ink found here (_one_mark: a thick MNIST digit is solid, a tight crop touches the
+edge), mnist-v1's result stands: MNIST-like pictures keep exactly mnist-v1's pixels.
+
+The ink is looked for as dark ink on light paper (the photos this is for); as light ink on a dark
+ground (a dark-mode screen, MNIST itself) only where mnist-v1 took the ground to be dark and most of
+the picture is dark.
 
 Every decision is made on integers (the grey rounded once, window sums, counts, moments) or on
 double-precision formulas of them written the same way in the JavaScript port
@@ -315,12 +320,13 @@ def find_digit(grey: np.ndarray, v1_ink: np.ndarray | None = None, v1_dark_ink: 
 
     `v1_ink`: (H, W) mnist-v1's ink (0 where it keeps none; None when it keeps none at all), and
     `v1_dark_ink` whether it took the ink to be dark. The digit is looked for as dark ink on light
-    paper (the photos this is for); as light ink on a dark ground only where mnist-v1 took the ink
-    to be light and most of the picture is dark, and no dark mark is digit-like.
+    paper (the photos this is for), and as light ink on a dark ground only where mnist-v1 took the
+    ink to be light and most of the picture is dark: mnist-v1's result stands when that light
+    digit is what it saw, and the light digit is the answer when no dark mark is digit-like.
     Found.whole says that mnist-v1 already sees the digit and nothing else: the digit found here
     in its polarity, all of its ink near that digit (_sees); or, when no single digit is found,
     its ink is one mark of the ink found here (_one_mark: a thick MNIST digit is solid, a tight
-    crop touches the edge, a broken one is two marks)."""
+    crop touches the edge)."""
     q = integer_grey(grey)
     # Light ink is looked for only where mnist-v1 took the ground to be dark (its frame) and so is
     # most of the picture (its median): MNIST, a dark-mode screen; a dark desk around a sheet is
