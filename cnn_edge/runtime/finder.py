@@ -119,15 +119,16 @@ def upper_median(values: np.ndarray) -> int:
 
 def window_sums(q: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray]:
     """(sum, count) of q over the (2r + 1)-square window around each pixel, cut by the picture's
-    edge; exact integers (an integral image)."""
+    edge; exact integers (running sums down the columns, then along the rows)."""
     h, w = q.shape
-    integral = np.zeros((h + 1, w + 1), np.int64)
-    np.cumsum(np.cumsum(q, axis=0), axis=1, out=integral[1:, 1:])
-    y0 = np.maximum(np.arange(h) - radius, 0)
-    y1 = np.minimum(np.arange(h) + radius + 1, h)
-    x0 = np.maximum(np.arange(w) - radius, 0)
-    x1 = np.minimum(np.arange(w) + radius + 1, w)
-    total = (integral[y1][:, x1] - integral[y0][:, x1] - integral[y1][:, x0] + integral[y0][:, x0])
+    dtype = np.int32 if q.dtype == np.bool_ else np.int64  # a mask's counts fit in 32 bits
+    down = np.zeros((h + 1, w), dtype)
+    np.cumsum(q, axis=0, dtype=dtype, out=down[1:])
+    y1, y0 = np.minimum(np.arange(h) + radius + 1, h), np.maximum(np.arange(h) - radius, 0)
+    across = np.zeros((h, w + 1), dtype)
+    np.cumsum(down[y1] - down[y0], axis=1, out=across[:, 1:])
+    x1, x0 = np.minimum(np.arange(w) + radius + 1, w), np.maximum(np.arange(w) - radius, 0)
+    total = across[:, x1] - across[:, x0]
     count = (y1 - y0)[:, None] * (x1 - x0)[None, :]
     return total, count
 
@@ -273,8 +274,7 @@ def is_solid(c: Components, s: Shape) -> bool:
     component: a coin, an eraser; a digit's strokes are thinner."""
     r = max(1, math.ceil((SOLID * s.longer - 1) / 2))  # the square's side: 2r + 1
     y0, x0, y1, x1 = s.box
-    own = (c.labels[y0:y1, x0:x1] == s.label).astype(np.int64)
-    total, count = window_sums(own, r)
+    total, _ = window_sums(c.labels[y0:y1, x0:x1] == s.label, r)
     return bool((total == (2 * r + 1) ** 2).any())
 
 
@@ -302,7 +302,7 @@ def on_paper(c: Components, s: Shape, q: np.ndarray, mask: np.ndarray) -> bool:
 
 def _dilate(mask: np.ndarray, r: int) -> np.ndarray:
     """The mask grown by r pixels in every direction (a (2r + 1)-square), exactly."""
-    total, _ = window_sums(mask.astype(np.int64), r)
+    total, _ = window_sums(mask.astype(bool, copy=False), r)
     return total > 0
 
 
