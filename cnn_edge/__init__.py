@@ -5,7 +5,7 @@ the package stays cheap and never pulls in torch.
 """
 
 __version__ = "0.1.0"
-__all__ = ["Predictor", "Prediction", "ImageError", "__version__"]
+__all__ = ["Predictor", "Prediction", "ImageError", "NoDigitError", "__version__"]
 
 
 def __getattr__(name: str):
@@ -13,8 +13,8 @@ def __getattr__(name: str):
         from .runtime import predictor
 
         return getattr(predictor, name)
-    if name == "ImageError":
-        from .core.errors import ImageError
+    if name in ("ImageError", "NoDigitError"):
+        from .core import errors
 
-        return ImageError
+        return getattr(errors, name)
     raise AttributeError(f"module 'cnn_edge' has no attribute {name!r}")

@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from ..core import artifacts
+from ..core.contract import PREPROCESSINGS
 from ..core.errors import ConfigError
 from ..prediction.config import PredictConfig, cores
 from ..prediction.rows import FILE_FORMATS
@@ -20,6 +21,7 @@ from .summary import EXIT_SOME_FAILED, print_summary  # noqa: F401  (EXIT_SOME_F
 
 ResultFormat = choices("ResultFormat", (*FILE_FORMATS, "parquet"))  # parquet: --engine ray only
 Engine = choices("Engine", ("local", "ray"))
+Preprocessing = choices("Preprocessing", ("auto", *PREPROCESSINGS))
 PREDICT = PredictConfig()  # the library's defaults are the CLI's
 BENCH = BenchConfig()
 ProviderOpt = typer.Option(PREDICT.provider, "--provider", help="auto (best that starts; it says which and why), cpu, cuda, tensorrt or openvino (the 'openvino' extra). An explicit one that cannot run is an error, never a silent CPU fall back.")
@@ -58,6 +60,8 @@ def predict(
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="--engine ray: the cluster (default: $RAY_ADDRESS, else a local cluster started for the run)."),
     actors: Optional[int] = typer.Option(None, "--actors", help="--engine ray: ONNX Runtime actors (default: one per CPU, or per --gpus-per-worker share of the GPUs)."),
     gpus_per_worker: float = typer.Option(0.0, "--gpus-per-worker", help="--engine ray: GPUs per ONNX Runtime actor (e.g. 1, or 0.5 to share one)."),
+    preprocessing: Preprocessing = typer.Option("auto", "--preprocessing", help="auto: the one the model's metadata names; mnist-v2 finds the digit in a cluttered photo (or says there is none), mnist-v1 crops to all the ink (docs/prediction.md)."),
+    save_inputs: Optional[Path] = typer.Option(None, "--save-inputs", help="Write the 28x28 input the model saw for each row into this folder (ROW_NAME.png, 16-bit grey); local engine only."),
 ):
     """Classify images: one row per input, in order, with prediction, confidence, top-k and error.
 
@@ -73,7 +77,9 @@ def predict(
     _check_argument_order(model, inputs, output)
     cfg = PredictConfig(batch_size=batch_size, workers=workers, top_k=top_k, max_pixels=max_pixels,
                         max_file_bytes=max_file_bytes,
-                        provider=provider.value, threads=threads, precision=precision.value)
+                        provider=provider.value, threads=threads, precision=precision.value,
+                        preprocessing=None if preprocessing.value == "auto" else preprocessing.value,
+                        keep_inputs=save_inputs is not None)
     if engine.value == "ray":
         from ..distributed.config import RayOptions
         from ..distributed.engine import RayEngine
@@ -112,10 +118,18 @@ def predict(
             typer.echo(f"note: --workers {workers} capped at {cores()}, the cores this machine has", err=True)
         sink = _local_sink(output, fmt.value if fmt else None, resume=resume, as_json=as_json,
                            protected=[str(model), *paths])
+    saved = None
+    if save_inputs is not None and engine.value == "local":  # --engine ray refuses it (RayOptions.check)
+        from ..prediction.saved_inputs import SavedInputs
+
+        saved = SavedInputs(save_inputs, paths)
     table = output is None and not as_json  # rows on screen, one line each
     bar = not quiet and not to_stdout
     summary = _run_with_progress(model, paths, cfg, sink, runner, show_rows=table, bar=bar,
-                                 say_provider=not quiet and engine.value == "local", chosen=not (as_json or to_stdout))
+                                 say_provider=not quiet and engine.value == "local", chosen=not (as_json or to_stdout),
+                                 saved_inputs=saved)
+    if saved is not None and not quiet:
+        typer.echo(f"inputs the model saw: {plural(saved.written, 'file')} in {saved.folder}", err=True)
     rows_on_stdout = to_stdout or _is_stdout(output)  # -o /dev/stdout too: the summary must not join the rows
     print_summary(summary, None if output is None else sink.where, as_json=as_json, rows_on_stdout=rows_on_stdout)
     if summary.failed or summary.skipped_failed:  # the finished output, earlier runs' rows included
@@ -210,7 +224,7 @@ def _print_rows(batch, labels, top_k: int) -> None:
 
 
 def _run_with_progress(model: Path, paths: list[str], cfg: PredictConfig, sink, runner, *, show_rows: bool, bar: bool,
-                       say_provider: bool, chosen: bool):
+                       say_provider: bool, chosen: bool, saved_inputs=None):
     """run_prediction with a progress bar for long runs (or the rows on screen). Whatever stops it,
     the rows written so far stay, and the user is told how to resume."""
     import contextlib
@@ -237,7 +251,8 @@ def _run_with_progress(model: Path, paths: list[str], cfg: PredictConfig, sink, 
                 _print_rows(batch, labels, cfg.top_k)
 
         try:
-            return run_prediction(model, paths, cfg, sink, runner, on_start=on_start, on_rows=on_rows)
+            return run_prediction(model, paths, cfg, sink, runner, on_start=on_start, on_rows=on_rows,
+                                  saved_inputs=saved_inputs)
         except BaseException:
             if sink is not None and sink.kept_in is not None:
                 typer.echo(f"{sink.kept:,} rows kept in {sink.kept_in}; rerun with --resume to continue", err=True)

@@ -40,8 +40,30 @@ INT8_MAX_ACCURACY_DROP_PP = 0.1
 # catch exports that froze the batch dimension into a Reshape.
 PARITY_BATCH_SIZES = (1, 7, 256)
 
-# Which preprocessing turns a user's image into this model's input; the runtime reads it back.
-PREPROCESSING = "mnist-v1"
+# Which preprocessing turns a user's image into this model's input; the runtime reads it back
+# from the model's metadata and applies that one, so a model keeps the preprocessing it was
+# released with. mnist-v1: MNIST's own normalisation of the bounding box of all the ink.
+# mnist-v2: the one digit found first in a cluttered picture (a photo of a sheet on a desk), or
+# the reason there is none; exactly mnist-v1 where the picture holds one digit-like mark and
+# nothing else (runtime/finder.py).
+PREPROCESSING_V1 = "mnist-v1"
+PREPROCESSING_V2 = "mnist-v2"
+PREPROCESSINGS = (PREPROCESSING_V1, PREPROCESSING_V2)  # what this runtime knows
+# What a model made before the metadata key existed gets.
+PREPROCESSING_UNSTATED = PREPROCESSING_V1
+# What export writes into a new model unless told otherwise (ContractMetadata.preprocessing).
+PREPROCESSING = PREPROCESSING_V1
+
+
+def check_preprocessing(name: str | None) -> str | None:
+    """A preprocessing asked for by name (None: the model's own), checked. Raises ConfigError
+    naming the ones this cnn-edge knows."""
+    if name is not None and name not in PREPROCESSINGS:
+        from .errors import ConfigError
+
+        raise ConfigError(f"--preprocessing {name!r} is not one this cnn-edge knows; choose "
+                          f"{' or '.join(PREPROCESSINGS)} (or leave it out: the model's own)")
+    return name
 PREPROCESSING_TEXT = (
     "grey 28x28, digit as light ink (255) on a dark background (0), as in MNIST; "
     f"raw intensities 0..255 as float32, normalisation ((x/{PIXEL_MAX:g} - {MNIST_MEAN}) / {MNIST_STD}) "
@@ -87,12 +109,16 @@ class ContractMetadata:
     test_accuracy: float | None
     checkpoint_sha256: str
     tool_versions: dict[str, str]
+    preprocessing: str = PREPROCESSING  # one of PREPROCESSINGS
+
+    def __post_init__(self) -> None:
+        assert self.preprocessing in PREPROCESSINGS, self.preprocessing  # ours to pass, never the user's
 
     def to_props(self) -> dict[str, str]:
         return {
             META_CONTRACT_VERSION: CONTRACT_VERSION,
             META_INPUT: json.dumps(input_description()),
-            META_PREPROCESSING: PREPROCESSING,
+            META_PREPROCESSING: self.preprocessing,
             META_PREPROCESSING_TEXT: PREPROCESSING_TEXT,
             META_OUTPUTS: json.dumps(
                 {

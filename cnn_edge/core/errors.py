@@ -59,3 +59,8 @@ class ImageError(ValueError):
 
     Not a CnnEdgeError: batch prediction turns it into that file's error row, and the Python
     API raises it naming the image."""
+
+
+class NoDigitError(ImageError):
+    """A picture in which preprocessing mnist-v2 finds no single digit: no mark in it is shaped
+    like one, or several are (the message says which). Its row's error says so; nothing is guessed."""

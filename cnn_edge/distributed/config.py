@@ -45,6 +45,9 @@ class RayOptions:
         """What Ray needs of the shared settings: decoding tasks, if given, are at least one."""
         if cfg.workers is not None and cfg.workers < 1:
             raise ConfigError(f"--workers must be at least 1 with --engine ray, got {cfg.workers}")
+        if cfg.keep_inputs:
+            raise ConfigError("--save-inputs works with the local engine only (--engine ray sends rows back, not "
+                              "the inputs the model saw): run the files whose inputs you want to see without --engine ray")
 
 
 @dataclass(frozen=True)

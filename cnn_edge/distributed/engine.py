@@ -218,7 +218,7 @@ def _retries(map_batches, retries: int) -> dict:
 
 
 def _dataset(paths: list[str], model, model_path: str, cfg: PredictConfig, opts: RayOptions, p: Plan,
-             isolate: bool = False):
+             preprocessing: str, isolate: bool = False):
     import pyarrow as pa
     import ray.data
 
@@ -240,7 +240,8 @@ def _dataset(paths: list[str], model, model_path: str, cfg: PredictConfig, opts:
     # a hair less CPU, which keeps them separate tasks (what a GPU node needs: the GPU actors infer
     # while the CPUs decode).
     decode_cpus = p.decode_cpus if opts.fuse else p.decode_cpus * 0.999
-    ds = ds.map_batches(decode_batch, fn_kwargs={"max_pixels": cfg.max_pixels, "max_bytes": cfg.max_file_bytes},
+    ds = ds.map_batches(decode_batch, fn_kwargs={"max_pixels": cfg.max_pixels, "max_bytes": cfg.max_file_bytes,
+                                                 "version": preprocessing},
                         batch_size=1 if isolate else cfg.batch_size, batch_format="numpy", num_cpus=decode_cpus,
                         concurrency=p.decode_tasks, **_retries(ds.map_batches, DECODE_RETRIES))
     # The model travels once through the object store, in a list so that Ray hands the actor the
@@ -288,8 +289,9 @@ class RayEngine:
 
         self.opts.check(cfg)
         self.cfg, self.model_path = cfg, str(model)
-        checked = Predictor(model, provider="cpu", threads=1, max_pixels=cfg.max_pixels, max_file_bytes=cfg.max_file_bytes)
-        self.data = checked.model.data
+        checked = Predictor(model, provider="cpu", threads=1, max_pixels=cfg.max_pixels, max_file_bytes=cfg.max_file_bytes,
+                            preprocessing=cfg.preprocessing)
+        self.data, self.preprocessing = checked.model.data, checked.preprocessing
         return tuple(checked.labels)
 
     def start(self, paths: list[str]) -> None:
@@ -335,7 +337,8 @@ class RayEngine:
             try:
                 with _lost_blocks_allowed(isolate):
                     self._running = iter(_dataset(todo, self.model, self.model_path, self.cfg, self.opts, self.plan,
-                                                  isolate).iter_batches(batch_size=None, batch_format="numpy"))
+                                                  self.preprocessing, isolate).iter_batches(batch_size=None,
+                                                                                            batch_format="numpy"))
                     for columns in self._running:
                         yield note(from_columns(columns))
                 if isolate and (lost := [x for x in todo if x not in made]):

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.constants import DEFAULT_MAX_FILE_BYTES, IMAGE_SIZE
+from ..core.contract import PREPROCESSING_V1
 from ..core.errors import ImageError, ModelOutputError, first_line
 from ..core.files import atomic_write_bytes
 from ..prediction.rows import RowBatch
@@ -77,10 +78,11 @@ def _read_windows(items: list[tuple[int, str]], limit: int):
                     yield i, _read_one(path, limit)
 
 
-def decode_batch(batch: Batch, max_pixels: int, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> Batch:
+def decode_batch(batch: Batch, max_pixels: int, max_bytes: int = DEFAULT_MAX_FILE_BYTES,
+                 version: str = PREPROCESSING_V1) -> Batch:
     """{"path"} -> {"path", "pixels" (N, 28, 28) float32, "error"}: each file decoded and
-    preprocessed by the runtime's own preprocess_many, as on the local engine. Never raises for a
-    bad file: its error goes into its row.
+    preprocessed (by preprocessing `version`, the model's) by the runtime's own preprocess_many, as
+    on the local engine. Never raises for a bad file: its error goes into its row.
 
     Memory stays bounded by the limits, not by the files: a file above `max_bytes` is refused
     before it is read; a local file is read by the decoder itself, which checks --max-pixels from
@@ -92,7 +94,7 @@ def decode_batch(batch: Batch, max_pixels: int, max_bytes: int = DEFAULT_MAX_FIL
     pixels = np.zeros((len(paths), IMAGE_SIZE, IMAGE_SIZE), np.float32)
 
     def decode(members: list[int], sources: list) -> None:
-        prepared, decode_errors = preprocess_many(sources, max_pixels, max_file_bytes=max_bytes)
+        prepared, decode_errors = preprocess_many(sources, max_pixels, max_file_bytes=max_bytes, version=version)
         pixels[members] = prepared
         for i, error in zip(members, decode_errors):
             errors[i] = error

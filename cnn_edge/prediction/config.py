@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from ..core.constants import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_PIXELS
+from ..core.contract import check_preprocessing
 from ..core.errors import ConfigError
 
 # Below this many files a worker pool costs more to start than it saves (cold start matters).
@@ -25,6 +26,8 @@ class PredictConfig:
     provider: str = "auto"
     threads: Optional[int] = None  # ONNX Runtime intra-op threads; None: its default
     precision: str = "f32"  # OpenVINO's inference precision (f32|bf16|f16); other providers run the model's own
+    preprocessing: Optional[str] = None  # mnist-v1|mnist-v2 in place of the model's own; None: the model's
+    keep_inputs: bool = False  # each RowBatch carries the (N, 28, 28) inputs the model saw (--save-inputs)
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -36,6 +39,7 @@ class PredictConfig:
         self.read_limits  # checks --max-pixels and --max-file-bytes
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"--threads must be at least 1 (or left out: one per core), got {self.threads}")
+        check_preprocessing(self.preprocessing)
 
 
     @property

@@ -25,6 +25,7 @@ from typing import Any, Callable, Iterator, Optional, Protocol, Sequence
 from ..core.errors import CnnEdgeError
 from .config import PredictConfig
 from .rows import RowBatch, RowSchema
+from .saved_inputs import SavedInputs
 from .sinks import Sink
 
 # The version of the summary's JSON layout (docs/reports.md). 2: engine-specific figures moved
@@ -91,12 +92,14 @@ class PredictSummary:
 
 def run_prediction(model: Path, paths: list[str], cfg: PredictConfig, sink: Optional[Sink], engine: Engine, *,
                    on_start: Callable[[RowSchema, int], None] = lambda schema, todo: None,
-                   on_rows: Callable[[RowBatch], None] = lambda batch: None) -> PredictSummary:
+                   on_rows: Callable[[RowBatch], None] = lambda batch: None,
+                   saved_inputs: Optional[SavedInputs] = None) -> PredictSummary:
     """Classify `paths` with `engine`; rows go to `sink` (None: only to on_rows), in the order the
     engine makes them (input order, on the local engine). Paths the sink holds already (--resume)
     are skipped. `on_start(schema, rows to make)` comes once the sink is open, `on_rows(batch)` after each
-    batch is written. Whatever stops the run, the sink is aborted (the rows so far stay) and the
-    error goes on to the caller; the engine is always closed."""
+    batch is written. `saved_inputs` (with cfg.keep_inputs): each row's input the model saw, as a
+    file. Whatever stops the run, the sink is aborted (the rows so far stay) and the error goes on
+    to the caller; the engine is always closed."""
     try:
         labels = engine.open(Path(model), cfg, len(paths))
         schema = RowSchema(tuple(labels), cfg.top_k)
@@ -119,6 +122,8 @@ def run_prediction(model: Path, paths: list[str], cfg: PredictConfig, sink: Opti
                 seen.update(batch.paths)
                 if sink is not None:
                     sink.write(batch)
+                if saved_inputs is not None:
+                    saved_inputs.write(batch)
                 failures = batch.failures
                 ok, failed = ok + len(batch) - failures, failed + failures
                 on_rows(batch)

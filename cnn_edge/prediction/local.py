@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional
 
+import numpy as np
+
 from ..runtime.predictor import Predictor
 from ..runtime.preprocess import preprocess_many
 from .config import PredictConfig, resolve_workers
@@ -43,7 +45,7 @@ class LocalEngine:
         spin = resolve_workers(cfg.workers, n_inputs) == 0
         self.predictor = Predictor(model, provider=cfg.provider, threads=cfg.threads, max_pixels=cfg.max_pixels,
                                    max_file_bytes=cfg.max_file_bytes,
-                                   spin=spin, precision=cfg.precision)
+                                   spin=spin, precision=cfg.precision, preprocessing=cfg.preprocessing)
         return tuple(self.predictor.labels)
 
     @property
@@ -55,11 +57,12 @@ class LocalEngine:
         """The worker pool for `paths` (its processes start with the first chunks)."""
         cfg, predictor = self.cfg, self.predictor
         self.workers = resolve_workers(cfg.workers, len(paths))
-        # On the CPU, at ONNX Runtime's default threads, the workers infer too (see workers.py).
-        scoring = predictor.provider == "cpu" and cfg.threads is None and predictor.model.data
+        # On the CPU, at ONNX Runtime's default threads, the workers infer too (see workers.py);
+        # not when the rows carry their inputs (--save-inputs): those come back from decoding workers.
+        scoring = predictor.provider == "cpu" and cfg.threads is None and predictor.model.data and not cfg.keep_inputs
         model = (predictor.model.data, len(predictor.labels), str(predictor.model.path)) if scoring else None
         if self.workers and paths:
-            self.pool = DecodePool(self.workers, cfg.read_limits, model)
+            self.pool = DecodePool(self.workers, cfg.read_limits, model, predictor.preprocessing)
 
     def rows(self, paths: list[str]) -> Iterator[RowBatch]:
         cfg, predictor = self.cfg, self.predictor
@@ -67,7 +70,8 @@ class LocalEngine:
         if self.pool is not None:
             results = self.pool.results(chunks)
         else:
-            results = ((chunk, Decoded(*preprocess_many(chunk, cfg.max_pixels, max_file_bytes=cfg.max_file_bytes))) for chunk in chunks)
+            results = ((chunk, Decoded(*preprocess_many(chunk, cfg.max_pixels, max_file_bytes=cfg.max_file_bytes,
+                                                        version=predictor.preprocessing))) for chunk in chunks)
         for chunk, result in results:
             # Decoded: the model runs here; Scored: the worker ran it (and checked its outputs alike).
             if isinstance(result, Decoded):
@@ -75,7 +79,10 @@ class LocalEngine:
             else:
                 errors = result.errors
                 probabilities = result.probabilities[[i for i, e in enumerate(errors) if not e]]
-            yield RowBatch.scored(chunk, errors, probabilities, cfg.top_k)
+            batch = RowBatch.scored(chunk, errors, probabilities, cfg.top_k)
+            if cfg.keep_inputs:  # Decoded (no scoring workers then): zeros where the row failed
+                batch.inputs = np.where(np.array([not e for e in errors])[:, None, None], result.pixels, 0.0)
+            yield batch
 
     def close(self) -> None:
         if self.pool is not None:

@@ -79,6 +79,7 @@ class RowBatch:
     top_index: np.ndarray  # (N, k) class indices, best first; -1 in a failed row
     top_probability: np.ndarray  # (N, k) float32 probabilities; 0 in a failed row
     side: dict[str, list[str]] = field(default_factory=dict)  # an engine's own columns (Ray: node, worker, provider)
+    inputs: Optional[np.ndarray] = None  # (N, 28, 28) float32 what the model saw, zeros in a failed row (--save-inputs)
 
     @classmethod
     def scored(cls, paths: Sequence[str], errors: Sequence[str], probabilities: np.ndarray, top_k: int) -> "RowBatch":
@@ -108,7 +109,8 @@ class RowBatch:
         """The rows at positions `keep`, in that order."""
         keep = list(keep)
         return RowBatch([self.paths[i] for i in keep], [self.errors[i] for i in keep], self.top_index[keep],
-                        self.top_probability[keep], {name: [col[i] for i in keep] for name, col in self.side.items()})
+                        self.top_probability[keep], {name: [col[i] for i in keep] for name, col in self.side.items()},
+                        None if self.inputs is None else self.inputs[keep])
 
     def rows(self, labels: Sequence[str]) -> Iterator[Row]:
         for path, error, index, probs in zip(self.paths, self.errors, self.top_index.tolist(), self.top_probability):

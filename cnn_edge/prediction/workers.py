@@ -26,6 +26,7 @@ from typing import Iterable, Iterator, NamedTuple, Optional
 import numpy as np
 
 from ..core.constants import IMAGE_SIZE
+from ..core.contract import PREPROCESSING_V1
 from ..core.errors import CnnEdgeError
 from ..core.files import ReadLimits
 from ..runtime import preprocess
@@ -67,11 +68,13 @@ def _session(model: bytes):
     return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
 
 
-def _work(chunk: list[str], limits: ReadLimits, model: Model, sessions: list) -> Decoded | Scored:
-    """Decode and preprocess a chunk; with a model, score it too (through runtime.onnx_model's
-    run_session: the outputs checked as the main process checks its own)."""
+def _work(chunk: list[str], limits: ReadLimits, model: Model, sessions: list,
+          version: str = PREPROCESSING_V1) -> Decoded | Scored:
+    """Decode and preprocess a chunk by preprocessing `version`; with a model, score it too
+    (through runtime.onnx_model's run_session: the outputs checked as the main process checks its own)."""
     # Looked up at each call (not bound at import): the preprocessing module's current function.
-    prepared, errors = preprocess.preprocess_many(chunk, limits.max_pixels, max_file_bytes=limits.max_file_bytes)
+    prepared, errors = preprocess.preprocess_many(chunk, limits.max_pixels, max_file_bytes=limits.max_file_bytes,
+                                                  version=version)
     if model is None:
         return Decoded(prepared, errors)
     data, classes, name = model
@@ -86,7 +89,7 @@ def _work(chunk: list[str], limits: ReadLimits, model: Model, sessions: list) ->
     return Scored(probs, errors)
 
 
-def _serve(tasks, results, limits: ReadLimits, parent: int, model: Model = None) -> None:
+def _serve(tasks, results, limits: ReadLimits, parent: int, model: Model = None, version: str = PREPROCESSING_V1) -> None:
     """A worker: decode and preprocess each chunk it is sent (and with `model`, infer), until told
     to stop, or until the run that started it is gone (so a killed run leaves no orphans)."""
     sessions: list = []  # the worker's session, made at its first chunk
@@ -102,7 +105,7 @@ def _serve(tasks, results, limits: ReadLimits, parent: int, model: Model = None)
             if chunk is None:
                 return
             try:
-                result = _work(chunk, limits, model, sessions)
+                result = _work(chunk, limits, model, sessions, version)
             except CnnEdgeError as exc:  # the model broke the contract: the run stops, in the main process
                 result = exc
             results.send(result)
@@ -114,7 +117,7 @@ class _Worker:
     """One decoding process, its two pipes, and a thread that sends its chunks (so the main
     process never blocks on a full pipe while the worker blocks on sending a result)."""
 
-    def __init__(self, limits: ReadLimits, model: Model = None):
+    def __init__(self, limits: ReadLimits, model: Model = None, version: str = PREPROCESSING_V1):
         import multiprocessing
 
         # fork starts a worker in milliseconds, after the caller created ONNX Runtime's session:
@@ -124,7 +127,7 @@ class _Worker:
         ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
         tasks_r, tasks_w = ctx.Pipe(duplex=False)
         results_r, results_w = ctx.Pipe(duplex=False)
-        self.process = ctx.Process(target=_serve, args=(tasks_r, results_w, limits, os.getpid(), model),
+        self.process = ctx.Process(target=_serve, args=(tasks_r, results_w, limits, os.getpid(), model, version),
                                        daemon=True)
         self.process.start()
         tasks_r.close()  # the child's ends: with ours closed, the child's death is EOF on results
@@ -170,12 +173,12 @@ class _Worker:
 
 
 class DecodePool:
-    """`workers` processes that decode and preprocess chunks of files, replaced when one dies. Each
-    chunk comes back as Decoded; with `model` (bytes, classes) the workers also infer, and each
-    chunk comes back as Scored."""
+    """`workers` processes that decode and preprocess (by preprocessing `version`) chunks of files,
+    replaced when one dies. Each chunk comes back as Decoded; with `model` (bytes, classes) the
+    workers also infer, and each chunk comes back as Scored."""
 
-    def __init__(self, workers: int, limits: ReadLimits, model: Model = None):
-        self.workers, self.limits, self.model = workers, limits, model
+    def __init__(self, workers: int, limits: ReadLimits, model: Model = None, version: str = PREPROCESSING_V1):
+        self.workers, self.limits, self.model, self.version = workers, limits, model, version
         self.restarts = 0  # how many workers died and were replaced
         self._slots: list[_Worker] = []
 
@@ -186,7 +189,7 @@ class DecodePool:
 
     def _replace(self, slot: int) -> None:
         self._slots[slot].stop(timeout=0)
-        self._slots[slot] = _Worker(self.limits, self.model)
+        self._slots[slot] = _Worker(self.limits, self.model, self.version)
         self.restarts += 1
 
     def _one_by_one(self, chunk: list[str]) -> Decoded | Scored:
@@ -195,7 +198,7 @@ class DecodePool:
         kind, shape = (Scored, (self.model[1],)) if self.model else (Decoded, (IMAGE_SIZE, IMAGE_SIZE))
         out = np.zeros((len(chunk), *shape), np.float32)
         errors = [""] * len(chunk)
-        worker = _Worker(self.limits, self.model)
+        worker = _Worker(self.limits, self.model, self.version)
         try:
             for i, path in enumerate(chunk):
                 worker.send([path])
@@ -203,7 +206,7 @@ class DecodePool:
                 if result is None:
                     errors[i] = WORKER_DIED
                     worker.stop(timeout=0)
-                    worker = _Worker(self.limits, self.model)
+                    worker = _Worker(self.limits, self.model, self.version)
                     self.restarts += 1
                     continue
                 out[i], errors[i] = result[0][0], result[1][0]
@@ -214,7 +217,7 @@ class DecodePool:
     def results(self, chunks: Iterable[list[str]]) -> Iterator[tuple[list[str], Decoded | Scored]]:
         """(chunk, its Decoded or Scored) for each chunk, in order, with at most CHUNKS_PER_WORKER
         chunks per worker in flight."""
-        self._slots = self._slots or [_Worker(self.limits, self.model) for _ in range(self.workers)]
+        self._slots = self._slots or [_Worker(self.limits, self.model, self.version) for _ in range(self.workers)]
         todo = iter(chunks)
         pending: deque = deque()  # (chunk, slot), in input order
         turn = 0

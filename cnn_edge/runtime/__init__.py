@@ -9,7 +9,8 @@ other package of cnn_edge (tests/test_layout.py RULE, and the ruff.toml beside t
     compat       IR version, opsets, operators and Q/DQ types against what each runtime loads
     images       decode files, bytes, PIL images and arrays into grey pixels
     grey_png     the strict fast path for small plain 8-bit grey PNGs
-    preprocess   make a grey picture look like an MNIST digit (the contract's preprocessing)
+    preprocess   make a grey picture look like an MNIST digit (the contract's preprocessing, by version)
+    finder       mnist-v2: the one digit of a cluttered picture, or why there is none
     predictor    the Python API: Predictor(model).predict(images) -> Prediction; top_classes
     timing       latency and throughput of a callable or a model
     demo         the browser demo's HTTP server

@@ -7,20 +7,20 @@
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterable, Sequence, Union
+from typing import Iterable, Optional, Sequence, Union
 
 import numpy as np
 from PIL import Image
 
 from ..core import contract as C
 from ..core.constants import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_PIXELS
-from ..core.errors import ConfigError, ImageError, ModelFileError, ModelOutputError
+from ..core.errors import ConfigError, ImageError, ModelFileError, ModelOutputError, NoDigitError
 from ..core.files import ReadLimits
 from .images import Source
 from .onnx_model import NON_FINITE_ROW, OnnxModel, non_finite_rows, open_model
-from .preprocess import preprocess_many
+from .preprocess import is_no_digit, preprocess_many
 from .timing import random_batch
 
 # The batch Predictor runs once when it opens a model: more than one row, so that a model answering
@@ -30,24 +30,27 @@ PROBE_BATCH = 3
 
 @dataclass(frozen=True)
 class Prediction:
-    """One image's result: the winning class, its probability, and the k most likely classes."""
+    """One image's result: the winning class, its probability, and the k most likely classes;
+    with predict(..., return_inputs=True), the (28, 28) float32 input the model saw."""
 
     label: str
     index: int
     confidence: float
     top_k: tuple[tuple[str, float], ...]
     probabilities: np.ndarray = field(repr=False, compare=False)
+    input: Optional[np.ndarray] = field(default=None, repr=False, compare=False)
 
 
 def preprocessing_of(model: OnnxModel) -> str:
-    """The preprocessing the model's metadata asks for (models without the key get the contract's).
+    """The preprocessing the model's metadata asks for; a model without the key was made before
+    it existed and gets mnist-v1 (contract.PREPROCESSING_UNSTATED).
 
-    There is one preprocessing, the contract's; a model asking for another is refused rather than
-    fed inputs it was not trained on."""
-    name = model.metadata.get(C.META_PREPROCESSING, C.PREPROCESSING)
-    if name != C.PREPROCESSING:
+    A model asking for a preprocessing this cnn-edge does not know is refused rather than fed
+    inputs made another way."""
+    name = model.metadata.get(C.META_PREPROCESSING, C.PREPROCESSING_UNSTATED)
+    if name not in C.PREPROCESSINGS:
         raise ModelFileError(f"{model.path} asks for preprocessing {name!r}, which this cnn-edge does not know "
-                             f"(it knows {C.PREPROCESSING}); upgrade cnn-edge")
+                             f"(it knows {', '.join(C.PREPROCESSINGS)}); upgrade cnn-edge")
     return name
 
 
@@ -55,13 +58,16 @@ class Predictor:
     """An ONNX model that follows the cnn-edge contract, with the preprocessing its metadata names.
 
     provider: auto|cpu|cuda|tensorrt|openvino; an explicit one that cannot run raises ConfigError.
-    precision: OpenVINO's inference precision (f32, the default, or bf16|f16)."""
+    precision: OpenVINO's inference precision (f32, the default, or bf16|f16).
+    preprocessing: mnist-v1|mnist-v2 in place of the one the model's metadata names (None: that one)."""
 
     def __init__(self, model: Union[str, Path], *, provider: str = "auto", threads: int | None = None,
                  max_pixels: int = DEFAULT_MAX_PIXELS, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES, spin: bool = True,
-                 precision: str = "f32"):
+                 precision: str = "f32", preprocessing: Optional[str] = None):
+        C.check_preprocessing(preprocessing)
         self.model = open_model(Path(model), provider=provider, threads=threads, spin=spin, precision=precision)
-        preprocessing_of(self.model)  # refuses a model that asks for a preprocessing we do not have
+        # The model's own is read (and refused when unknown) even when another is asked for.
+        self.preprocessing = preprocessing or preprocessing_of(self.model)
         self.labels = self.model.class_labels
         self.limits = ReadLimits(max_pixels, max_file_bytes)
         if self.provider == "cpu":
@@ -75,18 +81,25 @@ class Predictor:
     def provider(self) -> str:
         return self.model.provider
 
-    def predict(self, images: Union[Source, Sequence[Source]], top_k: int = 3) -> list[Prediction]:
-        """Paths, PIL images or numpy arrays (one or a list) -> one Prediction each, in order.
+    def predict(self, images: Union[Source, Sequence[Source]], top_k: int = 3, *,
+                return_inputs: bool = False) -> list[Prediction]:
+        """Paths, PIL images or numpy arrays (one or a list) -> one Prediction each, in order, each
+        with the input the model saw (Prediction.input) when `return_inputs`.
 
-        Raises ImageError naming the first image that cannot be read."""
+        Raises ImageError naming the first image that cannot be read; NoDigitError (an ImageError)
+        when it is a picture in which mnist-v2 finds no single digit."""
         if isinstance(images, (str, Path, np.ndarray, Image.Image)):
             images = [images]
         images = list(images)
-        prepared, errors = preprocess_many(images, self.limits.max_pixels, max_file_bytes=self.limits.max_file_bytes)
+        prepared, errors = preprocess_many(images, self.limits.max_pixels, max_file_bytes=self.limits.max_file_bytes,
+                                           version=self.preprocessing)
         for i, error in enumerate(errors):
             if error:
-                raise ImageError(f"{_name(images, i)}: {error}")
-        return self.predict_prepared(prepared, top_k, names=images)
+                raise (NoDigitError if is_no_digit(error) else ImageError)(f"{_name(images, i)}: {error}")
+        predictions = self.predict_prepared(prepared, top_k, names=images)
+        if return_inputs:
+            predictions = [replace(p, input=x) for p, x in zip(predictions, prepared)]
+        return predictions
 
     def probabilities(self, prepared: np.ndarray) -> np.ndarray:
         """(N, 28, 28) model inputs -> (N, classes) probabilities, checked against the contract

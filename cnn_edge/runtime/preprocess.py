@@ -6,6 +6,11 @@ anti-aliasing so that the longer side of the digit's bounding box is 20 pixels, 
 picture: composite transparency, go to grey, detect the polarity, remove the background level,
 crop to the ink, scale into 20x20, centre on the centre of mass. On MNIST's own test images it is
 (almost) the identity, which the tests check through the model's accuracy.
+
+`mnist-v2` (preprocess_batch) first finds the one digit of a cluttered picture (runtime/finder.py)
+and hands mnist-v1 that digit alone, or says there is no single digit; where mnist-v1 already
+sees one digit and nothing else, its result stands unchanged. A model's metadata names the
+version it takes (core.contract.META_PREPROCESSING).
 """
 from __future__ import annotations
 
@@ -15,7 +20,9 @@ from typing import Sequence
 import numpy as np
 
 from ..core.constants import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_PIXELS, IMAGE_SIZE
-from ..core.errors import ImageError, first_line
+from ..core.contract import PREPROCESSING_V1, PREPROCESSING_V2, PREPROCESSINGS
+from ..core.errors import ConfigError, ImageError, NoDigitError, first_line
+from .finder import BLANK, NO_DIGIT, NO_SINGLE_DIGIT, find_digit
 from .images import Source, grey_pixels, to_grey_any
 
 DIGIT_BOX = 20  # MNIST's size normalisation box
@@ -66,6 +73,13 @@ def mnist_v1_batch(greys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     Every step is one numpy operation over the whole stack; only digits that need rescaling (their
     longer side is not already 20 pixels) take a per-image step. Blank images (no ink stands out
     from the background) come back as zeros with their mask entry set."""
+    g, blank, _ = _v1_ink(greys)
+    return _v1_place(g, blank), blank
+
+
+def _v1_ink(greys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """mnist-v1's first half: (N, H, W) grey -> ((N, H, W) float32 ink, 0 or INK_LEVEL..255, light
+    on black; blank mask; dark-ink mask: where the paper was light and the picture was inverted)."""
     g = np.array(greys, dtype=np.float32, copy=True)
     if g.ndim != 3 or min(g.shape[1:]) < 1:
         raise ImageError(f"expected grey images (N, H, W), got shape {g.shape}")
@@ -85,6 +99,13 @@ def mnist_v1_batch(greys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     g *= (255.0 / np.where(blank, 1.0, peak))[:, None, None]
     np.copyto(g, 0.0, where=g < INK_LEVEL)
     g[blank] = 0.0
+    return g, blank, dark_ink
+
+
+def _v1_place(g: np.ndarray, blank: np.ndarray) -> np.ndarray:
+    """mnist-v1's second half: (N, H, W) ink from _v1_ink -> (N, 28, 28): cropped to the ink, its
+    longer side scaled to DIGIT_BOX, centred by mass."""
+    n, h, w = g.shape
     rows, cols = g.max(axis=2) > 0, g.max(axis=1) > 0  # ink is positive now; max is faster than any
     r0, r1 = rows.argmax(axis=1), h - 1 - rows[:, ::-1].argmax(axis=1)
     c0, c1 = cols.argmax(axis=1), w - 1 - cols[:, ::-1].argmax(axis=1)
@@ -95,7 +116,7 @@ def mnist_v1_batch(greys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         out[in_box] = _shift_to_centre(g[in_box])
     for i in np.flatnonzero(~in_box & ~blank):
         out[i] = _centre(_fit_box(g[i, r0[i] : r1[i] + 1, c0[i] : c1[i] + 1]))
-    return out, blank
+    return out
 
 
 def mnist_v1(grey: np.ndarray) -> np.ndarray:
@@ -175,10 +196,66 @@ def _centre(digit: np.ndarray) -> np.ndarray:
     return out
 
 
+# mnist-v2 leaves a picture this small (its longer side, in pixels) to mnist-v1: it is a crop of
+# one digit (MNIST's own are 28), with no room for a desk around it, and at its scale a stroke is
+# 2 or 3 pixels wide: too thin for the finder's shape tests.
+SMALL_PICTURE = 64
+
+
+def preprocess_batch(greys: np.ndarray, version: str = PREPROCESSING_V1) -> tuple[np.ndarray, list[str]]:
+    """(N, H, W) grey 0..255 -> ((N, 28, 28) float32 model inputs, zeros where there is none; the
+    error of each: '' when fine), by preprocessing `version` (core.contract.PREPROCESSINGS).
+
+    mnist-v1 for every picture; mnist-v2 then asks runtime/finder.py about each picture larger
+    than SMALL_PICTURE: mnist-v1's result stands where it sees the one digit and nothing else,
+    the digit found in the clutter replaces it otherwise, and a picture with no single digit gets
+    the reason (NO_DIGIT, NO_SINGLE_DIGIT) as its error."""
+    if version not in PREPROCESSINGS:
+        raise ConfigError(f"unknown preprocessing {version!r}; this cnn-edge knows {', '.join(PREPROCESSINGS)}")
+    g, blank, dark_ink = _v1_ink(greys)
+    errors = [BLANK if b else "" for b in blank.tolist()]
+    if version == PREPROCESSING_V1 or max(g.shape[1:]) <= SMALL_PICTURE:
+        return _v1_place(g, blank), errors
+    out = np.zeros((len(g), IMAGE_SIZE, IMAGE_SIZE), np.float32)
+    for i in range(len(g)):
+        found = find_digit(greys[i], None if blank[i] else g[i], bool(dark_ink[i]))
+        if found.whole:
+            out[i] = _v1_place(g[i : i + 1], blank[i : i + 1])[0]
+        elif found.ink is None:
+            errors[i] = found.reason
+        else:
+            out[i] = mnist_v1(found.ink)  # the crop's frame is paper: never blank
+            errors[i] = ""
+    return out, errors
+
+
+def mnist_v2(grey: np.ndarray) -> np.ndarray:
+    """One grey (H, W) image -> (28, 28) by mnist-v2. Raises NoDigitError when it finds no single
+    digit, ImageError when no ink stands out."""
+    g = np.asarray(grey)
+    if g.ndim != 2:
+        raise ImageError(f"expected a 2-D grey image, got shape {g.shape}")
+    return _one(g, PREPROCESSING_V2)
+
+
+def is_no_digit(error: str) -> bool:
+    """Whether a row's error is mnist-v2's: no single digit found (NoDigitError)."""
+    return error.startswith((NO_DIGIT, NO_SINGLE_DIGIT))
+
+
 def preprocess(source: Source, max_pixels: int = DEFAULT_MAX_PIXELS, *,
-               max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> np.ndarray:
-    """One path, PIL image or numpy array -> the model's (28, 28) float32 input, MNIST-style."""
-    return mnist_v1(to_grey_any(source, max_pixels, max_file_bytes=max_file_bytes))
+               max_file_bytes: int = DEFAULT_MAX_FILE_BYTES, version: str = PREPROCESSING_V1) -> np.ndarray:
+    """One path, PIL image or numpy array -> the model's (28, 28) float32 input, by preprocessing
+    `version` (mnist-v1 unless told). Raises ImageError (NoDigitError: mnist-v2 found no single digit)."""
+    grey = to_grey_any(source, max_pixels, max_file_bytes=max_file_bytes)
+    return mnist_v1(grey) if version == PREPROCESSING_V1 else _one(grey, version)
+
+
+def _one(grey: np.ndarray, version: str) -> np.ndarray:
+    out, errors = preprocess_batch(grey[None], version)
+    if errors[0]:
+        raise (NoDigitError if is_no_digit(errors[0]) else ImageError)(errors[0])
+    return out[0]
 
 
 # Images up to this many pixels are stacked by size and preprocessed together; bigger ones go one
@@ -187,8 +264,10 @@ STACK_MAX_PIXELS = 64 * 64
 
 
 def preprocess_many(sources: Sequence[Source], max_pixels: int = DEFAULT_MAX_PIXELS, *,
-                    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> tuple[np.ndarray, list[str]]:
-    """Many images -> ((N, 28, 28) float32 with zeros where one failed, the error of each: '' when fine).
+                    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+                    version: str = PREPROCESSING_V1) -> tuple[np.ndarray, list[str]]:
+    """Many images -> ((N, 28, 28) float32 with zeros where one failed, the error of each: '' when
+    fine), by preprocessing `version` (preprocess_batch).
 
     Never raises for a bad image: whatever goes wrong with one becomes its error. Decoding is per
     image; small images are stacked by size and preprocessed together, a larger one is
@@ -199,10 +278,10 @@ def preprocess_many(sources: Sequence[Source], max_pixels: int = DEFAULT_MAX_PIX
     greys: dict[int, np.ndarray] = {}
 
     def finish(members: list[int], stack: np.ndarray) -> None:
-        digits, blank = mnist_v1_batch(stack)
+        digits, stack_errors = preprocess_batch(stack, version)
         out[members] = digits
-        for i in np.asarray(members)[blank]:
-            errors[i] = "blank image: no digit stands out from the background"
+        for i, error in zip(members, stack_errors):
+            errors[i] = error
 
     for i, source in enumerate(sources):
         try:

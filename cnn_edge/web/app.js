@@ -11,6 +11,7 @@ const pad = document.getElementById('pad');
 const ctx = pad.getContext('2d', { willReadFrequently: true });
 const bars = document.getElementById('bars');
 let session = null;
+let preprocessing = 'mnist-v1'; // the model's, from model-info.json (its metadata)
 let pending = false;
 let running = false;
 
@@ -55,9 +56,10 @@ async function predictPad() {
   running = true;
   try {
     const { data, width, height } = ctx.getImageData(0, 0, pad.width, pad.height);
-    const { pixels, blank } = cnnEdgePreprocess.preprocessRGBA(data, width, height);
+    const { pixels, blank, error } = cnnEdgePreprocess.preprocessRGBA(data, width, height, preprocessing);
     showPreview(pixels);
     if (blank) { showProbabilities(null); document.getElementById('answer').textContent = ''; return; }
+    if (error) { showProbabilities(null); document.getElementById('answer').textContent = '?'; state.prediction = { error }; return; }
     const probs = Array.from(await run(pixels, 1));
     const label = cnnEdgeVectors.argmax(probs);
     state.prediction = { label, probabilities: probs };
@@ -131,6 +133,7 @@ async function main() {
       { executionProviders: ['wasm'] });
     state.sessionMs = performance.now();
     const info = await (await infoRequest).json();
+    preprocessing = info.preprocessing || preprocessing;
     document.getElementById('model').textContent =
       `${info.name} (${info.int8 ? 'int8' : 'fp32'}), ONNX Runtime Web ${ort.env.versions.web}, WebAssembly`;
     await checkVectors(info);

@@ -2,17 +2,21 @@
 /*
  * Classify image files (PNG, JPEG, WebP, GIF, TIFF, BMP) with the cnn-edge model in Node.js (no Python):
  *
- *   node classify.js [--model ../../exports/mnist_cnn.onnx] [--json] [--max-pixels N] [--max-file-bytes N] digit.png ...
+ *   node classify.js [--model ../../exports/mnist_cnn.onnx] [--json] [--max-pixels N] [--max-file-bytes N]
+ *                    [--preprocessing mnist-v1|mnist-v2] digit.png ...
  *
  * --max-pixels and --max-file-bytes are cnn-edge predict's limits, with the same defaults (40
- * Mpixels, 64 MiB): a larger image or file is refused, before it is decoded or read.
+ * Mpixels, 64 MiB): a larger image or file is refused, before it is decoded or read. The
+ * preprocessing is the one the model's metadata names, as in Python; --preprocessing picks another
+ * (mnist-v2 finds the digit in a cluttered photo, or says in the row that it found no single one).
  *
  * Prints one line per file (path, digit, confidence), or JSON lines with --json. Exit code 0
  * when every file was classified, 3 when some could not be (their line says why), 2 on bad usage.
  */
 'use strict';
 const path = require('path');
-const { EXPORTS, MAX_FILE_BYTES, MAX_PIXELS, displayName, fileArgs, loadModel, probabilities, preprocessFile } = require('./lib');
+const { EXPORTS, MAX_FILE_BYTES, MAX_PIXELS, PREPROCESSINGS, displayName, fileArgs, loadModel, modelPreprocessing, probabilities,
+  preprocessFile } = require('./lib');
 
 const TOP_K = 3; // as cnn-edge predict's default --top-k
 
@@ -27,28 +31,34 @@ function readError(e, file) {
 async function main(argv) {
   let model = path.join(EXPORTS, 'mnist_cnn.onnx');
   let json = false;
+  let preprocessing = null; // null: the model's own
   const limits = { maxPixels: MAX_PIXELS, maxFileBytes: MAX_FILE_BYTES };
   const names = [];
   for (let i = 0; i < argv.length; i++) {
     if (argv[i] === '--model') model = argv[++i];
     else if (argv[i] === '--json') json = true;
+    else if (argv[i] === '--preprocessing') {
+      preprocessing = argv[++i];
+      if (!PREPROCESSINGS.includes(preprocessing)) { console.error(`error: --preprocessing takes ${PREPROCESSINGS.join(' or ')}, got ${preprocessing}`); return 2; }
+    }
     else if (argv[i] === '--max-pixels' || argv[i] === '--max-file-bytes') {
       const value = Number(argv[++i]);
       if (!Number.isSafeInteger(value) || value < 1) { console.error(`error: ${argv[i - 1]} takes a whole number of at least 1, got ${argv[i]}`); return 2; }
       limits[argv[i - 1] === '--max-pixels' ? 'maxPixels' : 'maxFileBytes'] = value;
-    } else if (argv[i] === '--help' || argv[i] === '-h') { console.log('usage: node classify.js [--model M.onnx] [--json] [--max-pixels N] [--max-file-bytes N] IMAGE ...'); return 0; }
+    } else if (argv[i] === '--help' || argv[i] === '-h') { console.log('usage: node classify.js [--model M.onnx] [--json] [--max-pixels N] [--max-file-bytes N] [--preprocessing mnist-v1|mnist-v2] IMAGE ...'); return 0; }
     else names.push(argv[i]);
   }
   const files = fileArgs(names);
   if (!files.length) { console.error('error: give image files to classify, e.g. node classify.js ../digits/typed_font_04703_3.png'); return 2; }
   let session;
   try { session = await loadModel(model); } catch (e) { console.error(`error: cannot load model ${model}: ${e.message.split('\n')[0]}`); return 2; }
+  try { preprocessing = preprocessing || modelPreprocessing(model); } catch (e) { console.error(`error: ${e.message}`); return 2; }
   let failed = 0;
   for (const file of files) {
     let row;
     try {
-      const { pixels, blank } = await preprocessFile(file, limits);
-      if (blank) throw new Error('blank image: no digit stands out from the background');
+      const { pixels, error } = await preprocessFile(file, limits, preprocessing);
+      if (error) throw new Error(error); // blank, or (mnist-v2) no single digit: the row says which
       const probs = Array.from(await probabilities(session, pixels, 1));
       // The same fields and types as a row of Python's JSONL (cnn-edge predict -o rows.jsonl):
       // labels are strings, probabilities are rounded to 6 decimals, top_k lists the 3 likeliest.

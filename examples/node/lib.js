@@ -9,7 +9,7 @@ const path = require('path');
 const ort = require('onnxruntime-node');
 const bmp = require('bmp-js');
 const sharp = require('sharp');
-const { mnistV1, orient, preprocessRGBA } = require('../../cnn_edge/web/preprocess.js');
+const { PREPROCESSINGS, orient, preprocessGrey, preprocessRGBA } = require('../../cnn_edge/web/preprocess.js');
 const { argmax, judge, packPixels } = require('../../cnn_edge/web/vectors.js');
 
 const INPUT = 'pixels'; // the model's I/O contract: float32 [batch, 1, 28, 28], raw 0..255
@@ -148,14 +148,60 @@ function displayName(file) {
   return Buffer.isBuffer(file) ? file.toString('utf8') : file;
 }
 
-/** An image file -> { pixels: Float32Array(784), blank }: the size and pixel limits, decode, EXIF
- * orientation, then the preprocessing Python runs (throws, with a reason, on a file it cannot use).
+/** An image file -> { pixels: Float32Array(784), blank, error }: the size and pixel limits, decode,
+ * EXIF orientation, then the preprocessing Python runs, by `version` (the model's: modelPreprocessing)
+ * (throws, with a reason, on a file it cannot use; `error` is the reason there is no digit to read).
  * `limits`: { maxPixels, maxFileBytes }, Python's defaults when left out. */
-async function preprocessFile(file, limits = {}) {
+async function preprocessFile(file, limits = {}, version = 'mnist-v1') {
   const img = await decodeFile(file, limits);
-  if (img.grey) return mnistV1(img.grey, img.width, img.height);
+  if (img.grey) return preprocessGrey(img.grey, img.width, img.height, version);
   const upright = orient(img.rgba, img.width, img.height, img.orientation);
-  return preprocessRGBA(upright.rgba, upright.width, upright.height);
+  return preprocessRGBA(upright.rgba, upright.width, upright.height, version);
+}
+
+/** The ONNX model's metadata_props (ModelProto field 14: key 1, value 2), read from its protobuf
+ * bytes without a protobuf library: onnxruntime-node does not expose them. */
+function modelMetadata(file) {
+  const buf = fs.readFileSync(file);
+  const varint = (at) => {
+    let value = 0, scale = 1, i = at;
+    for (;;) {
+      if (i >= buf.length) throw new Error(`${file}: not an ONNX model (truncated protobuf)`);
+      const b = buf[i++];
+      value += (b & 0x7f) * scale;
+      scale *= 128;
+      if (b < 0x80) return [value, i];
+    }
+  };
+  const fields = (start, end, visit) => {
+    let at = start;
+    while (at < end) {
+      const [tag, next] = varint(at);
+      const field = Math.floor(tag / 8), wire = tag % 8;
+      at = next;
+      if (wire === 0) at = varint(at)[1];
+      else if (wire === 1) at += 8;
+      else if (wire === 5) at += 4;
+      else if (wire === 2) { const [len, body] = varint(at); visit(field, body, body + len); at = body + len; }
+      else throw new Error(`${file}: not an ONNX model (protobuf wire type ${wire})`);
+    }
+  };
+  const props = {};
+  fields(0, buf.length, (field, start, end) => {
+    if (field !== 14) return;
+    const entry = {};
+    fields(start, end, (f, a, b) => { if (f === 1 || f === 2) entry[f] = buf.toString('utf8', a, b); });
+    if (entry[1] !== undefined) props[entry[1]] = entry[2] || '';
+  });
+  return props;
+}
+
+/** The preprocessing the model's metadata names (mnist-v1 for a model without the key), as
+ * Python's Predictor reads it; a name this port does not know is refused. */
+function modelPreprocessing(file) {
+  const name = modelMetadata(file)['cnn_edge.preprocessing'] || 'mnist-v1';
+  if (!PREPROCESSINGS.includes(name)) throw new Error(`${file} asks for preprocessing ${JSON.stringify(name)}, which this cnn-edge does not know (it knows ${PREPROCESSINGS.join(', ')})`);
+  return name;
 }
 
 function readVectors(file = path.join(EXPORTS, 'test_vectors.json')) {
@@ -168,5 +214,5 @@ async function checkVectors(session, vectors, precision) {
   return { n, agreement, maxAbsDiff, pass, precision };
 }
 
-module.exports = { EXPORTS, MAX_PIXELS, MAX_FILE_BYTES, loadModel, probabilities, decodeFile, preprocessFile, fileArgs,
-  displayName, argmax, readVectors, checkVectors };
+module.exports = { EXPORTS, MAX_PIXELS, MAX_FILE_BYTES, PREPROCESSINGS, loadModel, probabilities, decodeFile, preprocessFile,
+  modelMetadata, modelPreprocessing, fileArgs, displayName, argmax, readVectors, checkVectors };

@@ -1,16 +1,18 @@
 #!/usr/bin/env node
-/* Print the JavaScript preprocessing of image files as JSON ({path: {pixels, blank}}), so the
- * Python tests can compare it with cnn_edge.preprocess on the same files; a file it cannot use
- * gets {error} instead. */
+/* Print the JavaScript preprocessing of image files as JSON ({path: {pixels, blank, error}}), so
+ * the Python tests can compare it with cnn_edge.preprocess on the same files; a file it cannot use
+ * gets {error} alone. `--preprocessing mnist-v2` (first) picks the version; mnist-v1 otherwise. */
 'use strict';
 const { displayName, fileArgs, preprocessFile } = require('./lib');
 
 (async () => {
   const out = {};
-  for (const file of fileArgs(process.argv.slice(2))) {
+  let args = process.argv.slice(2), version = 'mnist-v1';
+  if (args[0] === '--preprocessing') { version = args[1]; args = args.slice(2); }
+  for (const file of fileArgs(args)) {
     try {
-      const { pixels, blank } = await preprocessFile(file);
-      out[displayName(file)] = { pixels: Array.from(pixels), blank };
+      const { pixels, blank, error } = await preprocessFile(file, {}, version);
+      out[displayName(file)] = { pixels: Array.from(pixels), blank, error };
     } catch (e) {
       out[displayName(file)] = { error: e.message.split('\n')[0] };
     }
