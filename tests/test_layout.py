@@ -269,6 +269,7 @@ def test_the_wheel_carries_every_subpackage_and_the_web_assets(tmp_path):
     web = {p.relative_to(REPO).as_posix() for p in (PACKAGE / "web").rglob("*") if p.is_file() and p.name != "README.md"}
     assert {"cnn_edge/web/index.html", "cnn_edge/web/vendor/ort-wasm-simd-threaded.wasm.gz"} <= web
     assert web <= names
+    assert "cnn_edge/core/flag_rule.json" in names  # the flag rule the runtime reads
 
 
 @pytest.mark.slow
