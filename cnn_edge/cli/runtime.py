@@ -28,14 +28,6 @@ ProviderOpt = typer.Option(PREDICT.provider, "--provider", help="auto (best that
 ThreadsOpt = typer.Option(None, "--threads", help="ONNX Runtime threads (default: one per core).")
 
 
-def _print_row(row, top_k: int) -> None:
-    if row.prediction is None:
-        typer.echo(f"{row.path}\t-\terror: {row.error}")
-        return
-    tops = "  ".join(f"{label}:{p:.3f}" for label, p in row.prediction.top_k[:top_k])
-    typer.echo(f"{row.path}\t{row.prediction.label}\t{row.prediction.confidence:.4f}\t{tops}")
-
-
 @app.command()
 @handle_errors
 @sigterm_stops()  # from the first line: a SIGTERM while the model or a cluster starts stops cleanly too
@@ -62,8 +54,9 @@ def predict(
     gpus_per_worker: float = typer.Option(0.0, "--gpus-per-worker", help="--engine ray: GPUs per ONNX Runtime actor (e.g. 1, or 0.5 to share one)."),
     preprocessing: Preprocessing = typer.Option("auto", "--preprocessing", help="auto: the one the model's metadata names; mnist-v2 finds the digit in a cluttered photo (or says there is none), mnist-v1 crops to all the ink (docs/prediction.md)."),
     save_inputs: Optional[Path] = typer.Option(None, "--save-inputs", help="Write the 28x28 input the model saw for each row into this folder (ROW_NAME.png, 16-bit grey); local engine only."),
+    flag_below: float = typer.Option(PREDICT.flag_below, "--flag-below", help="Flag a row low_confidence when its confidence is below this (0: never); rows whose input is unlike MNIST are flagged unlike_mnist. The flag column and the summary count them (docs/prediction.md)."),
 ):
-    """Classify images: one row per input, in order, with prediction, confidence, top-k and error.
+    """Classify images: one row per input, in order, with prediction, confidence, top-k, error and flag.
 
     Exit codes: 0 every input classified; 3 finished, but some inputs failed (their rows say why);
     2 bad options, model or output path; 1 the engine failed the run (Ray: the cluster, past its
@@ -79,7 +72,7 @@ def predict(
                         max_file_bytes=max_file_bytes,
                         provider=provider.value, threads=threads, precision=precision.value,
                         preprocessing=None if preprocessing.value == "auto" else preprocessing.value,
-                        keep_inputs=save_inputs is not None)
+                        keep_inputs=save_inputs is not None, flag_below=flag_below)
     if engine.value == "ray":
         from ..distributed.config import RayOptions
         from ..distributed.engine import RayEngine
@@ -220,7 +213,7 @@ def _print_rows(batch, labels, top_k: int) -> None:
             typer.echo(f"{row.path}\t-\terror: {row.error}")
             continue
         tops = "  ".join(f"{label}:{p:.3f}" for label, p in row.top[:top_k])
-        typer.echo(f"{row.path}\t{row.label}\t{row.confidence:.4f}\t{tops}")
+        typer.echo(f"{row.path}\t{row.label}\t{row.confidence:.4f}\t{tops}" + (f"\tflag: {row.flag}" if row.flag else ""))
 
 
 def _run_with_progress(model: Path, paths: list[str], cfg: PredictConfig, sink, runner, *, show_rows: bool, bar: bool,

@@ -23,7 +23,9 @@ def print_summary(summary, output: Optional[str], *, as_json: bool, rows_on_stdo
         return
     where = f" -> {output}" if output is not None and not rows_on_stdout else ""
     skipped = f", {summary.skipped:,} already done" if summary.skipped else ""
-    typer.echo(f"{plural(summary.files, 'file')}: {summary.ok:,} ok, {summary.failed:,} failed{skipped}; "
+    reasons = ", ".join(f"{n:,} {reason}" for reason, n in summary.flags.items() if n)
+    flagged = f" ({summary.flagged:,} flagged: {reasons})" if summary.flagged else ""
+    typer.echo(f"{plural(summary.files, 'file')}: {summary.ok:,} ok{flagged}, {summary.failed:,} failed{skipped}; "
                f"{summary.images_per_second:,.0f} images/s on {summary.provider}"
                f"{f' ({summary.precision})' if summary.precision else ''} "
                f"({plural(summary.workers, 'worker')}){where}", err=rows_on_stdout)

@@ -247,7 +247,8 @@ def _dataset(paths: list[str], model, model_path: str, cfg: PredictConfig, opts:
     # The model travels once through the object store, in a list so that Ray hands the actor the
     # reference (resolved in the constructor) rather than keeping a large constructor argument.
     return ds.map_batches(InferActor, fn_constructor_kwargs=dict(model=[model], original=model_path, provider=p.provider,
-                                                                  threads=p.threads, top_k=cfg.top_k, precision=cfg.precision),
+                                                                  threads=p.threads, top_k=cfg.top_k, precision=cfg.precision,
+                                                                  flag_below=cfg.flag_below),
                           batch_size=cfg.batch_size, batch_format="numpy", num_cpus=p.actor_cpus,
                           num_gpus=p.actor_gpus or None, concurrency=(p.actors, p.actors))  # a fixed pool
 

@@ -18,8 +18,10 @@ import numpy as np
 from ..core.constants import DEFAULT_MAX_FILE_BYTES, IMAGE_SIZE
 from ..core.contract import PREPROCESSING_V1
 from ..core.errors import ImageError, ModelOutputError, first_line
+from ..core.flag_rule import FLAG_RULE
 from ..core.files import atomic_write_bytes
 from ..prediction.rows import RowBatch
+from ..runtime.flags import batch_flags
 from .sources import FileTooLarge, is_uri, read_bytes
 
 Batch = dict[str, np.ndarray]
@@ -139,19 +141,21 @@ class InferActor:
     `provider` is honoured as in the local engine: one that cannot start raises ConfigError from
     the constructor, which fails the job with that reason (never a silent CPU fall back)."""
 
-    def __init__(self, model: list, original: str, provider: str, threads: int, top_k: int, precision: str = "f32"):
-        """model: [the model's bytes], or [an ObjectRef to them] (how the engine sends it)."""
+    def __init__(self, model: list, original: str, provider: str, threads: int, top_k: int, precision: str = "f32",
+                 flag_below: float = FLAG_RULE.low_confidence_below):
+        """model: [the model's bytes], or [an ObjectRef to them] (how the engine sends it);
+        flag_below: the low_confidence threshold of the rows' flags (--flag-below)."""
         from ..runtime.predictor import Predictor
 
         data = model[0] if isinstance(model[0], bytes) else _get(model[0])
         self.predictor = Predictor(model_file(data, original), provider=provider, threads=threads, spin=False,
                                    precision=precision)
-        self.top_k = top_k
+        self.top_k, self.flag_below = top_k, flag_below
         self.side = {"node": _node_id(), "worker": f"{socket.gethostname()}:{os.getpid()}",
                      "provider": self.predictor.provider}
 
     def __call__(self, batch: Batch) -> Batch:
-        return to_columns(score(self.predictor, batch, self.top_k, self.side))
+        return to_columns(score(self.predictor, batch, self.top_k, self.side, self.flag_below))
 
 
 def probe(model: list, original: str, provider: str, threads: int, precision: str = "f32") -> str:
@@ -177,12 +181,14 @@ def _node_id() -> str:
         return socket.gethostname()
 
 
-def score(predictor, batch: Batch, top_k: int, side: dict[str, str]) -> RowBatch:
-    """A decoded batch ({"path", "pixels", "error"}) -> its rows, as the local engine makes them,
-    with `side` (node, worker, provider) on every row."""
+def score(predictor, batch: Batch, top_k: int, side: dict[str, str],
+          flag_below: float = FLAG_RULE.low_confidence_below) -> RowBatch:
+    """A decoded batch ({"path", "pixels", "error"}) -> its rows, as the local engine makes them
+    (flags included), with `side` (node, worker, provider) on every row."""
     errors = [str(e) for e in batch["error"]]
+    pixels = np.asarray(batch["pixels"], np.float32)
     try:
-        errors, probabilities = predictor.score(np.asarray(batch["pixels"], np.float32), errors)
+        errors, probabilities = predictor.score(pixels, errors)
     except ModelOutputError as exc:
         # A fault the driver's probe (Predictor, on the CPU) did not show: one that depends on the
         # batch's size or content, or on this provider. Raised here, it would reach the driver as a
@@ -190,7 +196,8 @@ def score(predictor, batch: Batch, top_k: int, side: dict[str, str]) -> RowBatch
         # and report each file as a dead process; the rows say what it was instead.
         errors = [e or f"the model failed on this batch: {exc}" for e in errors]
         probabilities = np.zeros((0, len(predictor.labels)), np.float32)
-    rows = RowBatch.scored([unwired_path(p) for p in batch["path"]], errors, probabilities, top_k)
+    rows = RowBatch.scored([unwired_path(p) for p in batch["path"]], errors, probabilities, top_k,
+                           batch_flags(pixels, errors, probabilities, flag_below))
     rows.side = {name: [value] * len(rows) for name, value in side.items()}
     return rows
 
@@ -198,7 +205,8 @@ def score(predictor, batch: Batch, top_k: int, side: dict[str, str]) -> RowBatch
 def to_columns(rows: RowBatch) -> Batch:
     """A RowBatch as Ray Data's numpy columns (the top-k as (N, k) tensor columns)."""
     columns = {"path": np.array([wire_path(p) for p in rows.paths], dtype=object), "error": np.array(rows.errors, dtype=object),
-               "top_index": rows.top_index, "top_probability": rows.top_probability}
+               "top_index": rows.top_index, "top_probability": rows.top_probability,
+               "flag": np.array(rows.flags, dtype=object)}
     columns.update({name: np.array(values, dtype=object) for name, values in rows.side.items()})
     return columns
 
@@ -206,4 +214,5 @@ def to_columns(rows: RowBatch) -> Batch:
 def from_columns(columns: Batch) -> RowBatch:
     return RowBatch([unwired_path(p) for p in columns["path"]], [str(e) for e in columns["error"]],
                     np.asarray(columns["top_index"]), np.asarray(columns["top_probability"]),
-                    {name: [str(v) for v in columns[name]] for name in SIDE if name in columns})
+                    {name: [str(v) for v in columns[name]] for name in SIDE if name in columns},
+                    flags=[str(f) for f in columns["flag"]])

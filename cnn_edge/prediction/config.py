@@ -11,6 +11,7 @@ from typing import Optional
 from ..core.constants import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_PIXELS
 from ..core.contract import check_preprocessing
 from ..core.errors import ConfigError
+from ..core.flag_rule import FLAG_RULE
 
 # Below this many files a worker pool costs more to start than it saves (cold start matters).
 POOL_MIN_FILES = 256
@@ -28,6 +29,9 @@ class PredictConfig:
     precision: str = "f32"  # OpenVINO's inference precision (f32|bf16|f16); other providers run the model's own
     preprocessing: Optional[str] = None  # mnist-v1|mnist-v2 in place of the model's own; None: the model's
     keep_inputs: bool = False  # each RowBatch carries the (N, 28, 28) inputs the model saw (--save-inputs)
+    # A classified row whose top-1 probability is below this is flagged low_confidence (0: never);
+    # the default is the flag rule's (core/flag_rule.json).
+    flag_below: float = FLAG_RULE.low_confidence_below
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -40,7 +44,9 @@ class PredictConfig:
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"--threads must be at least 1 (or left out: one per core), got {self.threads}")
         check_preprocessing(self.preprocessing)
-
+        if not 0.0 <= self.flag_below <= 1.0:
+            raise ConfigError(f"--flag-below is a probability between 0 (flag no row for its confidence) and 1, "
+                              f"got {self.flag_below}")
 
     @property
     def read_limits(self):

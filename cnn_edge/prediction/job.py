@@ -18,11 +18,13 @@ resume, abort and commit; the caller (the CLI) prints.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Protocol, Sequence
 
 from ..core.errors import CnnEdgeError
+from ..core.flag_rule import REASONS
 from .config import PredictConfig
 from .rows import RowBatch, RowSchema
 from .saved_inputs import SavedInputs
@@ -87,6 +89,10 @@ class PredictSummary:
     engine: str = "local"  # local, or ray (--engine ray)
     engine_figures: Any = None  # what only that engine measures: LocalFigures or RayFigures (docs/reports.md)
     skipped_failed: int = 0  # of the skipped rows, the failures (the finished output holds failed + these)
+    # Of this run's classified rows, those flagged for a person (--flag-below; runtime/flags.py), and
+    # for each reason the rows that carry it (a row flagged for both counts for both).
+    flagged: int = 0
+    flags: dict[str, int] = field(default_factory=dict)
     schema: str = SCHEMA
 
 
@@ -109,6 +115,7 @@ def run_prediction(model: Path, paths: list[str], cfg: PredictConfig, sink: Opti
         todo = [p for p in paths if p not in done]
         seen: set[str] = set()
         ok = failed = 0
+        flags: Counter = Counter()
         try:  # from here on the sink is open (its lock held): whatever stops the run aborts it
             on_start(schema, len(todo))
             engine.start(todo)
@@ -126,6 +133,7 @@ def run_prediction(model: Path, paths: list[str], cfg: PredictConfig, sink: Opti
                     saved_inputs.write(batch)
                 failures = batch.failures
                 ok, failed = ok + len(batch) - failures, failed + failures
+                flags.update(batch.flag_counts())
                 on_rows(batch)
             seconds = time.perf_counter() - start
             if missing := set(todo) - seen:
@@ -147,4 +155,5 @@ def run_prediction(model: Path, paths: list[str], cfg: PredictConfig, sink: Opti
                           provider=report.provider, workers=report.workers, model=report.model,
                           output=sink.where if sink is not None else None, provider_reason=report.provider_reason,
                           precision=report.precision, cpu_fallback=report.cpu_fallback, engine=engine.name,
-                          engine_figures=report.figures, skipped_failed=sink.done_failed if sink is not None else 0)
+                          engine_figures=report.figures, skipped_failed=sink.done_failed if sink is not None else 0,
+                          flagged=flags.pop("flagged", 0), flags={r: flags[r] for r in REASONS})

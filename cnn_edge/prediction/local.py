@@ -13,6 +13,7 @@ from typing import Iterator, Optional
 
 import numpy as np
 
+from ..runtime.flags import batch_flags
 from ..runtime.predictor import Predictor
 from ..runtime.preprocess import preprocess_many
 from .config import PredictConfig, resolve_workers
@@ -60,7 +61,7 @@ class LocalEngine:
         # On the CPU, at ONNX Runtime's default threads, the workers infer too (see workers.py);
         # not when the rows carry their inputs (--save-inputs): those come back from decoding workers.
         scoring = predictor.provider == "cpu" and cfg.threads is None and predictor.model.data and not cfg.keep_inputs
-        model = (predictor.model.data, len(predictor.labels), str(predictor.model.path)) if scoring else None
+        model = (predictor.model.data, len(predictor.labels), str(predictor.model.path), cfg.flag_below) if scoring else None
         if self.workers and paths:
             self.pool = DecodePool(self.workers, cfg.read_limits, model, predictor.preprocessing)
 
@@ -73,13 +74,15 @@ class LocalEngine:
             results = ((chunk, Decoded(*preprocess_many(chunk, cfg.max_pixels, max_file_bytes=cfg.max_file_bytes,
                                                         version=predictor.preprocessing))) for chunk in chunks)
         for chunk, result in results:
-            # Decoded: the model runs here; Scored: the worker ran it (and checked its outputs alike).
+            # Decoded: the model runs here; Scored: the worker ran it (and checked its outputs alike, and
+            # flagged the rows: batch_flags, as here).
             if isinstance(result, Decoded):
                 errors, probabilities = predictor.score(result.pixels, result.errors)
+                flags = batch_flags(result.pixels, errors, probabilities, cfg.flag_below)
             else:
-                errors = result.errors
+                errors, flags = result.errors, result.flags
                 probabilities = result.probabilities[[i for i, e in enumerate(errors) if not e]]
-            batch = RowBatch.scored(chunk, errors, probabilities, cfg.top_k)
+            batch = RowBatch.scored(chunk, errors, probabilities, cfg.top_k, flags)
             if cfg.keep_inputs:  # Decoded (no scoring workers then): zeros where the row failed
                 batch.inputs = np.where(np.array([not e for e in errors])[:, None, None], result.pixels, 0.0)
             yield batch

@@ -1,14 +1,17 @@
 """The rows of a prediction run: one schema for every engine, every sink and the Python API. Torch-free.
 
-An engine hands over a RowBatch: each input's path, its error ('' when it was classified) and its k
+An engine hands over a RowBatch: each input's path, its error ('' when it was classified), its k
 most likely classes (index and probability, best first, ranked by runtime.predictor.top_classes,
-as Predictor.predict ranks them). A RowSchema (the model's labels, --top-k) turns rows into CSV,
-JSONL or Parquet, always the same columns:
+as Predictor.predict ranks them) and its flag ('' unless a person should look at it:
+runtime/flags.py). A RowSchema (the model's labels, --top-k) turns rows into CSV, JSONL or Parquet,
+always the same columns:
 
-    path, prediction, confidence, top1, top1_probability, ..., topK, topK_probability, error
+    path, prediction, confidence, top1, top1_probability, ..., topK, topK_probability, error, flag
 
 and reads rows back for --resume, checking that each was written by this command with these
-settings.
+settings. A file written before the flag column existed (its last column is error) is resumed in
+its own layout: its new rows leave the flag out too (RowSchema.flag), since a file's rows share
+one header.
 
 CSV cells that a spreadsheet would run as a formula (OWASP's rule: a first character of =, +, -, @,
 tab or carriage return) get a leading apostrophe, and so does a cell that already starts with one,
@@ -25,13 +28,14 @@ import csv
 import io
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterator, NamedTuple, Optional, Sequence
 
 import numpy as np
 
 from ..core.errors import ConfigError
+from ..core.flag_rule import REASONS
 from ..runtime.predictor import top_classes
 
 FILE_FORMATS = ("csv", "jsonl")  # a results file
@@ -39,7 +43,8 @@ FOLDER_FORMATS = ("parquet", "csv", "jsonl")  # part files in a folder (--engine
 ENCODING_ERRORS = "surrogateescape"  # lossless for names that are not valid UTF-8
 PATH_BYTES = "path_bytes"  # Parquet's column for a name that is not UTF-8 (see RowSchema.arrow)
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-JSONL_KEYS = ("path", "prediction", "confidence", "top_k", "error")
+JSONL_KEYS = ("path", "prediction", "confidence", "top_k", "error", "flag")
+JSONL_KEYS_BEFORE_FLAG = JSONL_KEYS[:-1]  # a row written before the flag existed
 EXTENSIONS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
 DECIMALS = 6  # probabilities in every format
 
@@ -68,6 +73,7 @@ class Row(NamedTuple):
     confidence: Optional[float]
     top: tuple[tuple[str, float], ...]  # (label, probability), best first
     error: str  # '' when classified
+    flag: str = ""  # '' unless flagged: its reasons joined by '+' (runtime/flags.py); '' in a failed row
 
 
 @dataclass
@@ -80,17 +86,24 @@ class RowBatch:
     top_probability: np.ndarray  # (N, k) float32 probabilities; 0 in a failed row
     side: dict[str, list[str]] = field(default_factory=dict)  # an engine's own columns (Ray: node, worker, provider)
     inputs: Optional[np.ndarray] = None  # (N, 28, 28) float32 what the model saw, zeros in a failed row (--save-inputs)
+    flags: list[str] = field(default_factory=list)  # each row's flag ('' none, and in a failed row); [] = all ''
+
+    def __post_init__(self) -> None:
+        if not self.flags:
+            self.flags = [""] * len(self.paths)
 
     @classmethod
-    def scored(cls, paths: Sequence[str], errors: Sequence[str], probabilities: np.ndarray, top_k: int) -> "RowBatch":
-        """Rows from the (M, C) probabilities of the M inputs whose error is '' (in order)."""
+    def scored(cls, paths: Sequence[str], errors: Sequence[str], probabilities: np.ndarray, top_k: int,
+               flags: Sequence[str] = ()) -> "RowBatch":
+        """Rows from the (M, C) probabilities of the M inputs whose error is '' (in order), and
+        every row's flag (runtime.flags.batch_flags; none given: no row flagged)."""
         ok = np.flatnonzero([not e for e in errors])
         k = min(top_k, probabilities.shape[1]) if probabilities.ndim == 2 else top_k
         index = np.full((len(paths), k), -1, np.int64)
         probs = np.zeros((len(paths), k), np.float32)
         if len(ok):
             index[ok], probs[ok] = top_classes(probabilities, top_k)
-        return cls(list(paths), list(errors), index, probs)
+        return cls(list(paths), list(errors), index, probs, flags=list(flags))
 
     @classmethod
     def failed(cls, paths: Sequence[str], error: str) -> "RowBatch":
@@ -105,25 +118,46 @@ class RowBatch:
     def failures(self) -> int:
         return sum(bool(e) for e in self.errors)
 
+    def flag_counts(self) -> dict[str, int]:
+        """How many rows are flagged ("flagged"), and for each reason (core.flag_rule.REASONS) how
+        many rows carry it (a row flagged for both counts for both)."""
+        counts = dict.fromkeys(("flagged", *REASONS), 0)
+        for flag in self.flags:
+            if flag:
+                counts["flagged"] += 1
+                for reason in flag.split("+"):
+                    counts[reason] = counts.get(reason, 0) + 1
+        return counts
+
     def take(self, keep: Sequence[int]) -> "RowBatch":
         """The rows at positions `keep`, in that order."""
         keep = list(keep)
         return RowBatch([self.paths[i] for i in keep], [self.errors[i] for i in keep], self.top_index[keep],
                         self.top_probability[keep], {name: [col[i] for i in keep] for name, col in self.side.items()},
-                        None if self.inputs is None else self.inputs[keep])
+                        None if self.inputs is None else self.inputs[keep], [self.flags[i] for i in keep])
 
     def rows(self, labels: Sequence[str]) -> Iterator[Row]:
-        for path, error, index, probs in zip(self.paths, self.errors, self.top_index.tolist(), self.top_probability):
+        for path, error, index, probs, flag in zip(self.paths, self.errors, self.top_index.tolist(),
+                                                   self.top_probability, self.flags):
             if error:
                 yield Row(path, None, None, (), error)
                 continue
             top = tuple((labels[j], float(p)) for j, p in zip(index, probs))
-            yield Row(path, top[0][0], top[0][1], top, "")
+            yield Row(path, top[0][0], top[0][1], top, "", flag)
 
 
-def csv_header(top_k: int) -> list[str]:
+def csv_header(top_k: int, flag: bool = True) -> list[str]:
+    """The columns; `flag` False: a file's written before the flag column existed."""
     tops = [c for i in range(1, top_k + 1) for c in (f"top{i}", f"top{i}_probability")]
-    return ["path", "prediction", "confidence", *tops, "error"]
+    return ["path", "prediction", "confidence", *tops, "error", *(["flag"] if flag else [])]
+
+
+def check_flag(flag: str) -> None:
+    """A flag cell as the writer writes one: '' or reasons of core.flag_rule.REASONS, in that order,
+    each once, joined by '+'."""
+    reasons = flag.split("+")
+    if flag and not (set(reasons) <= set(REASONS) and reasons == sorted(set(reasons), key=REASONS.index)):
+        raise KeptRowError(f"flag {flag!r} is not one cnn-edge writes ({' or '.join(REASONS)}, joined by '+')")
 
 
 def neutralise(cell: str) -> str:
@@ -145,24 +179,28 @@ def encodable(text: str) -> bool:
 
 @dataclass(frozen=True)
 class RowSchema:
-    """How rows are written and read back: the model's labels and how many classes each row lists."""
+    """How rows are written and read back: the model's labels, how many classes each row lists, and
+    whether rows carry the flag column (False: continuing a file written before it existed)."""
 
     labels: tuple[str, ...]
     top_k: int
+    flag: bool = True
 
     def csv_cells(self, row: Row) -> list[str]:
         """A row's cells; the ones that come from outside (the path, the error, the model's labels) are
         neutralised, the numbers written here need not be."""
+        flag = [row.flag] if self.flag else []  # the writer's own reason codes: nothing to neutralise
         if row.label is None:
-            return [neutralise(row.path), "", "", *([""] * (2 * self.top_k)), neutralise(row.error)]
+            return [neutralise(row.path), "", "", *([""] * (2 * self.top_k)), neutralise(row.error), *flag]
         tops = [v for label, p in row.top for v in (neutralise(label), f"{p:.{DECIMALS}f}")]
         tops += [""] * (2 * self.top_k - len(tops))
-        return [neutralise(row.path), neutralise(row.label), f"{row.confidence:.{DECIMALS}f}", *tops, ""]
+        return [neutralise(row.path), neutralise(row.label), f"{row.confidence:.{DECIMALS}f}", *tops, "", *flag]
 
-    @staticmethod
-    def jsonl_line(row: Row) -> str:
+    def jsonl_line(self, row: Row) -> str:
         """One JSONL line; a name that is not valid UTF-8 is written with \\udcXX escapes."""
         out = {"path": row.path, "prediction": None, "confidence": None, "top_k": [], "error": row.error or None}
+        if self.flag:
+            out["flag"] = row.flag or None
         if row.label is not None:
             out.update(prediction=row.label, confidence=round(row.confidence, DECIMALS),
                        top_k=[{"label": label, "probability": round(p, DECIMALS)} for label, p in row.top])
@@ -172,7 +210,7 @@ class RowSchema:
     def header_text(self) -> str:
         """The CSV header line (a CSV file or stream starts with it; JSONL has none)."""
         buf = io.StringIO(newline="")
-        csv.writer(buf).writerow(csv_header(self.top_k))
+        csv.writer(buf).writerow(csv_header(self.top_k, self.flag))
         return buf.getvalue()
 
     def text(self, batch: RowBatch, fmt: str) -> str:
@@ -213,6 +251,7 @@ class RowSchema:
             columns[f"top{j + 1}"] = pa.array(tops[:, j], pa.string())
             columns[f"top{j + 1}_probability"] = probability(j)
         columns["error"] = pa.array([e or None for e in batch.errors], pa.string())
+        columns["flag"] = pa.array([f or None for f in batch.flags], pa.string())
         columns[PATH_BYTES] = pa.array([None if encodable(p) else r for p, r in zip(batch.paths, raw)], pa.binary())
         return pa.table(columns)
 
@@ -248,6 +287,7 @@ class RowSchema:
         done: set[str] = set()
         failed = 0
         end, header, number = 0, None, 1
+        flag_column: Optional[bool] = None  # the file's layout, once a header or row shows it
         try:
             for number, record, record_end in records:
                 if record_end is None:  # the writer never ended it: cut where the run stopped
@@ -257,12 +297,20 @@ class RowSchema:
                     break
                 if fmt == "csv" and header is None:
                     header = record
-                    if header != csv_header(self.top_k):
+                    if header not in (csv_header(self.top_k), csv_header(self.top_k, flag=False)):
                         raise ConfigError(f"{source} has columns {header[:4]}...; it was not written by cnn-edge "
                                           f"predict with --top-k {self.top_k} in CSV, so it cannot be resumed "
                                           f"(use another -o)")
+                    flag_column = header[-1] == "flag"
                 else:
-                    path, error = self._csv_row(record) if fmt == "csv" else self._jsonl_row(record)
+                    if fmt == "csv":
+                        path, error = self._csv_row(record, flag_column)
+                    else:
+                        path, error, has_flag = self._jsonl_row(record)
+                        if flag_column is not None and has_flag != flag_column:
+                            raise KeptRowError(f"a row {'with' if has_flag else 'without'} a flag among rows "
+                                               f"{'with' if flag_column else 'without'} one")
+                        flag_column = has_flag
                     if not path or path in done:
                         raise KeptRowError("an empty path" if not path else f"{path!r} a second time")
                     done.add(path)
@@ -271,7 +319,8 @@ class RowSchema:
         except KeptRowError as exc:
             raise ConfigError(f"{source} line {exc.line or number}: {exc}; it was not written by cnn-edge predict (or was "
                               f"edited), so it cannot be resumed: fix or remove it, or use another -o") from None
-        return Kept(done, text[:end].encode("utf-8", ENCODING_ERRORS), failed)
+        return Kept(done, text[:end].encode("utf-8", ENCODING_ERRORS), failed,
+                    flag_column if end else None)  # a file cut before its first record keeps nothing
 
     def _check_cut(self, raw: str, fmt: str, header: Optional[list[str]], alone: bool) -> None:
         """A record cut off at the end must look like the start of one the writer writes, so that a
@@ -282,7 +331,7 @@ class RowSchema:
             if alone and not (raw.startswith(start) or start.startswith(raw)):
                 raise KeptRowError("the file's only line is not the start of a row")
         elif header is None:
-            if not self.header_text().startswith(raw):
+            if not any(replace(self, flag=flag).header_text().startswith(raw) for flag in (True, False)):
                 raise KeptRowError(f"{raw[:40]!r} is not the start of cnn-edge predict's CSV header")
         else:
             cells = next(csv.reader(io.StringIO(raw)), [])  # lenient: the last cell may be cut inside its quotes
@@ -298,7 +347,8 @@ class RowSchema:
             from ..core.errors import first_line
 
             raise ConfigError(f"{source} is not a Parquet file cnn-edge wrote ({first_line(exc)}); remove it") from None
-        if table.column_names not in (csv_header(self.top_k), [*csv_header(self.top_k), PATH_BYTES]):
+        if table.column_names not in [[*csv_header(self.top_k, flag), *tail] for flag in (True, False)
+                                      for tail in ((), (PATH_BYTES,))]:
             raise ConfigError(f"{source} has columns {table.column_names[:4]}...; it was not written by cnn-edge "
                               f"predict with --top-k {self.top_k}, so it cannot be resumed (use another -o)")
         paths = table["path"].to_pylist()
@@ -307,7 +357,7 @@ class RowSchema:
                      for p, b in zip(paths, table[PATH_BYTES].to_pylist())]
         if len(set(paths)) != len(paths) or None in paths:
             raise ConfigError(f"{source} repeats a path or lacks one; it was edited: remove it and rerun with --resume")
-        return Kept(set(paths), data, sum(e is not None for e in table["error"].to_pylist()))
+        return Kept(set(paths), data, sum(e is not None for e in table["error"].to_pylist()), "flag" in table.column_names)
 
     def _check_prediction(self, label, confidence: float, tops: list[tuple[object, float]]) -> None:
         """A classified row as the writer makes it: labels of the model (the empty string too, when
@@ -329,17 +379,20 @@ class RowSchema:
         if any(a < b for a, b in zip(scores, scores[1:])):
             raise KeptRowError(f"top-k scores {scores} are not best first")
 
-    def _csv_row(self, cells: list[str]) -> tuple[str, bool]:
-        """(path, whether it is an error row) of a CSV record, checked."""
-        header = csv_header(self.top_k)
+    def _csv_row(self, cells: list[str], flag_column: bool = True) -> tuple[str, bool]:
+        """(path, whether it is an error row) of a CSV record under a header with or without the flag
+        column, checked."""
+        header = csv_header(self.top_k, flag_column)
         if len(cells) != len(header):
             raise KeptRowError(f"{len(cells)} cells, expected {len(header)}")
+        flag = cells.pop() if flag_column else ""
+        check_flag(flag)
         path, label, confidence, error = restore(cells[0]), restore(cells[1]), cells[2], restore(cells[-1])
         pairs = [(restore(cells[i]), cells[i + 1]) for i in range(3, 3 + 2 * self.top_k, 2)]
         # The error cell tells the two kinds apart: a label may be the empty string.
         if error:
-            if label or confidence or any(a or b for a, b in pairs):
-                raise KeptRowError("both an error and a prediction")
+            if label or confidence or any(a or b for a, b in pairs) or flag:
+                raise KeptRowError("both an error and a prediction" if not flag else "both an error and a flag")
             return path, True
         listed = sum(1 for _, p in pairs if p)  # the writer pads the top-k with empty pairs
         if any(a or b for a, b in pairs[listed:]):
@@ -348,14 +401,21 @@ class RowSchema:
                                [(t, _csv_number(p, "top-k score")) for t, p in pairs[:listed]])
         return path, False
 
-    def _jsonl_row(self, line: str) -> tuple[str, bool]:
-        """(path, whether it is an error row) of a JSONL line, checked."""
+    def _jsonl_row(self, line: str) -> tuple[str, bool, bool]:
+        """(path, whether it is an error row, whether it has the flag key) of a JSONL line, checked."""
         try:
             row = json.loads(line)
         except ValueError:
             raise KeptRowError("not JSON") from None
-        if not isinstance(row, dict) or tuple(row) != JSONL_KEYS:
+        if not isinstance(row, dict) or tuple(row) not in (JSONL_KEYS, JSONL_KEYS_BEFORE_FLAG):
             raise KeptRowError(f"not a row with the keys {', '.join(JSONL_KEYS)}")
+        flag = row.get("flag")
+        if flag is not None:
+            if not isinstance(flag, str) or not flag:
+                raise KeptRowError(f"flag {flag!r} is not one cnn-edge writes")
+            check_flag(flag)
+            if row["error"] is not None:
+                raise KeptRowError("both an error and a flag")
         path, label, error, tops = row["path"], row["prediction"], row["error"], row["top_k"]
         if not isinstance(tops, list) or not all(isinstance(t, dict) and tuple(t) == ("label", "probability")
                                                  and isinstance(t["label"], str) for t in tops):
@@ -367,16 +427,18 @@ class RowSchema:
             raise KeptRowError("neither a prediction nor an error")
         if not isinstance(path, str):
             raise KeptRowError("path is not a string")
-        return path, error is not None
+        return path, error is not None, "flag" in row
 
 
 class Kept(NamedTuple):
     """What --resume keeps of a file: the paths of its rows, its bytes up to the last whole record,
-    and how many of its rows are failures (a finished run's exit code counts them)."""
+    how many of its rows are failures (a finished run's exit code counts them), and whether its
+    rows carry the flag column (None: nothing kept tells; new rows then get it)."""
 
     paths: set[str]
     data: bytes
     failed: int = 0
+    flag_column: Optional[bool] = None
 
 
 class KeptRowError(ValueError):

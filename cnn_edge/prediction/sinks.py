@@ -38,6 +38,7 @@ import posixpath
 import time
 import uuid
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterable, Optional, TextIO
 
@@ -172,13 +173,15 @@ class ResultFile(Sink):
         if self._fresh:
             fd = _open_new(self.partial)
         else:
-            self.done, kept, self.done_failed = _kept_rows(source, schema, self.fmt)
+            self.done, kept, self.done_failed, flag_column = _kept_rows(source, schema, self.fmt)
+            if flag_column is False:  # written before the flag column existed: its rows share one header
+                self.schema = replace(schema, flag=False)
             fd = os.open(self.partial, os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
             os.ftruncate(fd, 0)
             files.write_all(fd, kept)  # the checked rows only: a row cut by a crash goes
         self._file = os.fdopen(fd, "a", encoding="utf-8", errors=ENCODING_ERRORS, newline="")
         if self.fmt == "csv" and (self._fresh or not kept):
-            self._guard(lambda: self._file.write(schema.header_text()))
+            self._guard(lambda: self._file.write(self.schema.header_text()))
 
     def _guard(self, write) -> None:
         """Run a write; a failure (disk full, quota, a file size limit) closes the file (what reached
@@ -350,7 +353,7 @@ class PartFolder(Sink):
                 continue
             if not name.endswith("." + self.fmt):
                 raise ConfigError(f"{self.output} holds {name}; resume it with --format {name.rsplit('.', 1)[-1]}")
-            paths, _, failed = schema.kept_rows(self.fs.cat_file(names[name]), self.fmt, f"{self.output}/{name}")
+            paths, _, failed, _ = schema.kept_rows(self.fs.cat_file(names[name]), self.fmt, f"{self.output}/{name}")
             if paths & self.done:
                 raise ConfigError(f"{self.output}/{name} repeats rows of another part file; it was edited: "
                                   f"remove it and rerun with --resume")

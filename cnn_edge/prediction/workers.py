@@ -30,6 +30,7 @@ from ..core.contract import PREPROCESSING_V1
 from ..core.errors import CnnEdgeError
 from ..core.files import ReadLimits
 from ..runtime import preprocess
+from ..runtime.flags import batch_flags
 from ..runtime.onnx_model import run_session
 from ..runtime.predictor import finite_rows
 
@@ -47,15 +48,16 @@ class Decoded(NamedTuple):
 
 
 class Scored(NamedTuple):
-    """What a scoring worker (decode, then infer) returns for a chunk."""
+    """What a scoring worker (decode, then infer, then flag) returns for a chunk."""
 
     probabilities: np.ndarray  # (N, classes) float32, zero where a file failed
     errors: list[str]
+    flags: list[str]  # each row's flag (runtime/flags.py), '' where none or the file failed
 
 
 # What a scoring worker needs: the model's bytes as the main process checked them, its class count,
-# and its name (for errors).
-Model = Optional[tuple[bytes, int, str]]
+# its name (for errors) and the low_confidence threshold of the rows' flags (--flag-below).
+Model = Optional[tuple[bytes, int, str, float]]
 
 
 def _session(model: bytes):
@@ -77,16 +79,18 @@ def _work(chunk: list[str], limits: ReadLimits, model: Model, sessions: list,
                                                   version=version)
     if model is None:
         return Decoded(prepared, errors)
-    data, classes, name = model
+    data, classes, name, flag_below = model
     probs = np.zeros((len(chunk), classes), np.float32)
     ok = [i for i, e in enumerate(errors) if not e]
+    flags = [""] * len(chunk)
     if ok:
         if not sessions:
             sessions.append(_session(data))
         x = np.ascontiguousarray(prepared[ok])[:, None]  # (B, 1, 28, 28), as Predictor.probabilities
         errors, scored = finite_rows(errors, ok, run_session(sessions[0], name, x, classes)[0])
         probs[[i for i in ok if not errors[i]]] = scored
-    return Scored(probs, errors)
+        flags = batch_flags(prepared, errors, scored, flag_below)
+    return Scored(probs, errors, flags)
 
 
 def _serve(tasks, results, limits: ReadLimits, parent: int, model: Model = None, version: str = PREPROCESSING_V1) -> None:
@@ -195,9 +199,9 @@ class DecodePool:
     def _one_by_one(self, chunk: list[str]) -> Decoded | Scored:
         """Decode each file of a chunk alone, in a fresh process, so that a file that kills its
         process is found; the process is replaced after each death."""
-        kind, shape = (Scored, (self.model[1],)) if self.model else (Decoded, (IMAGE_SIZE, IMAGE_SIZE))
+        shape = (self.model[1],) if self.model else (IMAGE_SIZE, IMAGE_SIZE)
         out = np.zeros((len(chunk), *shape), np.float32)
-        errors = [""] * len(chunk)
+        errors, flags = [""] * len(chunk), [""] * len(chunk)
         worker = _Worker(self.limits, self.model, self.version)
         try:
             for i, path in enumerate(chunk):
@@ -210,9 +214,11 @@ class DecodePool:
                     self.restarts += 1
                     continue
                 out[i], errors[i] = result[0][0], result[1][0]
+                if isinstance(result, Scored):
+                    flags[i] = result.flags[0]
         finally:
             worker.stop()
-        return kind(out, errors)
+        return Scored(out, errors, flags) if self.model else Decoded(out, errors)
 
     def results(self, chunks: Iterable[list[str]]) -> Iterator[tuple[list[str], Decoded | Scored]]:
         """(chunk, its Decoded or Scored) for each chunk, in order, with at most CHUNKS_PER_WORKER

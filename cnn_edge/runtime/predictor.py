@@ -3,7 +3,7 @@
     from cnn_edge import Predictor
     predictor = Predictor("exports/mnist_cnn.int8.onnx")
     [p] = predictor.predict(["digit.png"])
-    p.label, p.confidence, p.top_k
+    p.label, p.confidence, p.top_k, p.flag   # flag: '' or why a person should look (runtime/flags.py)
 """
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ from ..core import contract as C
 from ..core.constants import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_PIXELS
 from ..core.errors import ConfigError, ImageError, ModelFileError, ModelOutputError, NoDigitError
 from ..core.files import ReadLimits
+from ..core.flag_rule import FLAG_RULE
+from .flags import row_flags
 from .images import Source
 from .onnx_model import NON_FINITE_ROW, OnnxModel, non_finite_rows, open_model
 from .preprocess import is_no_digit, preprocess_many
@@ -30,8 +32,10 @@ PROBE_BATCH = 3
 
 @dataclass(frozen=True)
 class Prediction:
-    """One image's result: the winning class, its probability, and the k most likely classes;
-    with predict(..., return_inputs=True), the (28, 28) float32 input the model saw."""
+    """One image's result: the winning class, its probability, the k most likely classes, and its
+    flag ('' for a confident, MNIST-like answer, else low_confidence, unlike_mnist or both joined
+    by '+': runtime/flags.py); with predict(..., return_inputs=True), the (28, 28) float32 input the
+    model saw."""
 
     label: str
     index: int
@@ -39,6 +43,7 @@ class Prediction:
     top_k: tuple[tuple[str, float], ...]
     probabilities: np.ndarray = field(repr=False, compare=False)
     input: Optional[np.ndarray] = field(default=None, repr=False, compare=False)
+    flag: str = ""
 
 
 def preprocessing_of(model: OnnxModel) -> str:
@@ -59,12 +64,17 @@ class Predictor:
 
     provider: auto|cpu|cuda|tensorrt|openvino; an explicit one that cannot run raises ConfigError.
     precision: OpenVINO's inference precision (f32, the default, or bf16|f16).
-    preprocessing: mnist-v1|mnist-v2 in place of the one the model's metadata names (None: that one)."""
+    preprocessing: mnist-v1|mnist-v2 in place of the one the model's metadata names (None: that one).
+    flag_below: a prediction whose confidence is below this is flagged low_confidence (0: never)."""
 
     def __init__(self, model: Union[str, Path], *, provider: str = "auto", threads: int | None = None,
                  max_pixels: int = DEFAULT_MAX_PIXELS, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES, spin: bool = True,
-                 precision: str = "f32", preprocessing: Optional[str] = None):
+                 precision: str = "f32", preprocessing: Optional[str] = None,
+                 flag_below: float = FLAG_RULE.low_confidence_below):
         C.check_preprocessing(preprocessing)
+        if not 0.0 <= flag_below <= 1.0:
+            raise ConfigError(f"flag_below is a probability between 0 (never) and 1, got {flag_below}")
+        self.flag_below = flag_below
         self.model = open_model(Path(model), provider=provider, threads=threads, spin=spin, precision=precision)
         # The model's own is read (and refused when unknown) even when another is asked for.
         self.preprocessing = preprocessing or preprocessing_of(self.model)
@@ -128,13 +138,13 @@ class Predictor:
         bad = np.flatnonzero(non_finite_rows(probs))
         if len(bad):
             raise ModelOutputError(f"{_name(names, bad[0])}: {NON_FINITE_ROW} ({self.model.path})")
-        return list(self.to_predictions(probs, top_k))
+        return list(self.to_predictions(probs, top_k, row_flags(prepared, probs, self.flag_below)))
 
-    def to_predictions(self, probs: np.ndarray, top_k: int) -> Iterable[Prediction]:
+    def to_predictions(self, probs: np.ndarray, top_k: int, flags: Sequence[str] = ()) -> Iterable[Prediction]:
         order, values = top_classes(probs, top_k)
-        for row, idx, p in zip(probs, order, values):
+        for row, idx, p, flag in zip(probs, order, values, flags or [""] * len(probs)):
             top = tuple((self.labels[j], float(v)) for j, v in zip(idx, p))
-            yield Prediction(top[0][0], int(idx[0]), top[0][1], top, row)
+            yield Prediction(top[0][0], int(idx[0]), top[0][1], top, row, flag=flag)
 
 
 def _name(images: Sequence[Source], i: int) -> str:
