@@ -11,6 +11,7 @@ const bmp = require('bmp-js');
 const sharp = require('sharp');
 const { PREPROCESSINGS, orient, preprocessGrey, preprocessRGBA } = require('../../cnn_edge/web/preprocess.js');
 const { argmax, judge, packPixels } = require('../../cnn_edge/web/vectors.js');
+const { rowFlag } = require('../../cnn_edge/web/flags.js');
 
 const INPUT = 'pixels'; // the model's I/O contract: float32 [batch, 1, 28, 28], raw 0..255
 const EXPORTS = path.resolve(__dirname, '..', '..', 'exports');
@@ -204,6 +205,16 @@ function modelPreprocessing(file) {
   return name;
 }
 
+// Which rows are flagged for a person (low_confidence, unlike_mnist): the rule's numbers, from the
+// file Python reads them from (cnn_edge/core/flag_rule.py), so both flag the same rows.
+const FLAG_RULE = JSON.parse(fs.readFileSync(path.resolve(__dirname, '..', '..', 'cnn_edge', 'core', 'flag_rule.json'), 'utf8'));
+
+/** A classified row's flag (null: none), as Python's predict writes it: its 784 inputs and its
+ * probabilities; `below`: --flag-below (default: the rule's). */
+function flagOf(pixels, probs, below = FLAG_RULE.low_confidence_below) {
+  return rowFlag(pixels, probs, FLAG_RULE, below);
+}
+
 function readVectors(file = path.join(EXPORTS, 'test_vectors.json')) {
   return JSON.parse(fs.readFileSync(file, 'utf8'));
 }
@@ -215,4 +226,4 @@ async function checkVectors(session, vectors, precision) {
 }
 
 module.exports = { EXPORTS, MAX_PIXELS, MAX_FILE_BYTES, PREPROCESSINGS, loadModel, probabilities, decodeFile, preprocessFile,
-  modelMetadata, modelPreprocessing, fileArgs, displayName, argmax, readVectors, checkVectors };
+  modelMetadata, modelPreprocessing, fileArgs, displayName, argmax, readVectors, checkVectors, FLAG_RULE, flagOf };
