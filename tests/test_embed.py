@@ -21,6 +21,7 @@ from cnn_edge.core.artifacts import RELEASE_DIR, VECTORS_FILE
 from cnn_edge.cli.app import EXIT_BAD_INPUT
 from cnn_edge.core.constants import IMAGE_SIZE, NUM_CLASSES
 from cnn_edge.core.errors import ModelFileError
+from cnn_edge.core.flag_rule import FLAG_RULE, LOW_CONFIDENCE, UNLIKE_MNIST
 from cnn_edge.runtime.demo import make_server
 from cnn_edge.runtime.onnx_model import open_model
 from cnn_edge.runtime.preprocess import preprocess, preprocess_many
@@ -237,8 +238,73 @@ def test_node_and_python_agree_on_every_row_of_mixed_formats(tmp_path):
         if py["error"] is None:
             assert js["prediction"] == py["prediction"] and isinstance(js["prediction"], str), (js, py)
             assert abs(js["confidence"] - py["confidence"]) <= 1e-3, (js, py)
+            assert same_flag(js, py), (js, py)
             assert [t["label"] for t in js["top_k"]] == [t["label"] for t in py["top_k"]] or \
                 abs(js["top_k"][1]["probability"] - js["top_k"][2]["probability"]) < 1e-3
+
+
+def same_flag(js: dict, py: dict) -> bool:
+    """The same flag on a row of classify.js --json and of predict's JSONL; low_confidence may differ
+    only where the two runtimes' confidences straddle the threshold."""
+    if js["flag"] == py["flag"]:
+        return True
+    drop = lambda flag: "+".join(r for r in (flag or "").split("+") if r != LOW_CONFIDENCE)  # noqa: E731
+    return drop(js["flag"]) == drop(py["flag"]) and abs(py["confidence"] - FLAG_RULE.low_confidence_below) <= 1e-3
+
+
+@pytest.mark.slow
+@needs_node
+def test_javascript_flags_match_python():
+    """flags.js (Node.js) counts the statistics of runtime/flags.py and flags the same rows, with
+    the numbers of the one rule file: on hand-made shapes, the test vectors, random ink, and each
+    given every class at several confidences."""
+    from test_flags import shapes
+
+    from cnn_edge.runtime.flags import input_features, row_flags
+
+    x = shapes()
+    rng = np.random.default_rng(6)
+    probs = rng.dirichlet(np.full(NUM_CLASSES, 0.2), len(x)).astype(np.float32)
+    probs[::3] = np.eye(NUM_CLASSES, dtype=np.float32)[np.arange(len(x))[::3] % NUM_CLASSES]  # every class, confident
+    script = ("const fs = require('fs'); const f = require('../../cnn_edge/web/flags.js');"
+              "const rule = JSON.parse(fs.readFileSync('../../cnn_edge/core/flag_rule.json', 'utf8'));"
+              "const d = JSON.parse(fs.readFileSync(0, 'utf8'));"
+              "console.log(JSON.stringify(d.pixels.map((p, i) => ({features: f.inputFeatures(p, rule.ink_level),"
+              " flag: f.rowFlag(p, d.probs[i], rule)}))));")
+    feed = json.dumps({"pixels": x.reshape(len(x), -1).tolist(), "probs": probs.astype(float).tolist()})
+    proc = subprocess.run(["node", "-e", script], cwd=NODE_DIR, input=feed, capture_output=True, text=True,
+                          timeout=120, check=True)
+    js = json.loads(proc.stdout)
+    features = input_features(x)
+    assert [r["features"] for r in js] == [{k: int(v[i]) for k, v in features.items()} for i in range(len(x))]
+    flags = row_flags(x, probs)
+    assert [r["flag"] or "" for r in js] == flags
+    assert {"", LOW_CONFIDENCE, UNLIKE_MNIST, f"{LOW_CONFIDENCE}+{UNLIKE_MNIST}"} <= set(flags)  # every kind met
+
+
+@pytest.mark.slow
+@needs_node
+def test_node_and_python_flag_the_same_desk_photos(tmp_path):
+    """Cluttered desk photos (and sheets with no digit or two) under mnist-v2, through classify.js
+    --json and predict: the same rows, the same flags."""
+    from typer.testing import CliRunner
+
+    from cnn_edge.cli import app
+
+    files = desk_images(tmp_path / "desk", count=30)
+    out = tmp_path / "rows.jsonl"
+    result = CliRunner().invoke(app, ["predict", str(EXPORTS / "mnist_cnn.onnx"), *map(str, files), "-o", str(out),
+                                      "--preprocessing", C.PREPROCESSING_V2, "-q"])
+    assert result.exit_code in (0, 3), result.output
+    python_rows = [json.loads(line) for line in out.read_text().splitlines()]
+    proc = subprocess.run(["node", "classify.js", "--json", "--preprocessing", C.PREPROCESSING_V2, *map(str, files)],
+                          cwd=NODE_DIR, capture_output=True, text=True, timeout=300)
+    node_rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert len(node_rows) == len(python_rows) == len(files)
+    for py, js in zip(python_rows, node_rows):
+        assert list(js) == list(py) and (js["error"] is None) == (py["error"] is None), (js, py)
+        assert same_flag(js, py), (js, py)
+    assert any(r["flag"] for r in python_rows) and any(r["error"] is None and not r["flag"] for r in python_rows)
 
 
 def serve(model: Path, vectors: Path | None = None):

@@ -52,9 +52,9 @@ def inputs(tmp_path_factory):
     return [str(folder), str(folder / "hostile"), str(folder / "missing.png")]
 
 
-def local_rows(tmp_path, inputs, fmt="csv") -> list[str]:
+def local_rows(tmp_path, inputs, fmt="csv", *options) -> list[str]:
     out = tmp_path / f"local.{fmt}"
-    result = invoke("predict", MODEL, *inputs, "-o", out, "-q")
+    result = invoke("predict", MODEL, *inputs, "-o", out, "-q", *options)
     assert result.exit_code == 3, result.output
     lines = out.read_text(encoding="utf-8", errors="surrogateescape").splitlines()
     return lines[1:] if fmt == "csv" else lines
@@ -68,15 +68,18 @@ def part_lines(folder, fmt) -> list[str]:
     return lines
 
 
-@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
-def test_rows_and_errors_are_the_local_engines(tmp_path, inputs, fmt):
-    """Byte for byte the local engine's rows (their order aside), hostile files included."""
+@pytest.mark.parametrize("fmt,options", [("csv", ()), ("jsonl", ("--flag-below", "0.999"))])
+def test_rows_and_errors_are_the_local_engines(tmp_path, inputs, fmt, options):
+    """Byte for byte the local engine's rows (their order aside), hostile files included, flags
+    (and --flag-below) too."""
     out = tmp_path / "out"
-    result = invoke("predict", MODEL, *inputs, "-o", out, "--engine", "ray", "--format", fmt, "-q", "--json")
+    result = invoke("predict", MODEL, *inputs, "-o", out, "--engine", "ray", "--format", fmt, "-q", "--json", *options)
     assert result.exit_code == 3, result.output
     summary = json.loads(result.stdout)
-    mine, local = part_lines(out, fmt), local_rows(tmp_path, inputs, fmt)
+    mine, local = part_lines(out, fmt), local_rows(tmp_path, inputs, fmt, *options)
     assert sorted(mine) == sorted(local) and len(mine) == summary["files"] == 303
+    flagged = [r for r in csv.reader(mine) if r[-1]] if fmt == "csv" else [x for x in mine if json.loads(x)["flag"]]
+    assert 0 < summary["flagged"] == len(flagged)
     assert summary["engine"] == "ray" and summary["failed"] >= 3 and summary["engine_figures"]["passes"] == 1
     errors = [r for r in csv.reader(mine)] if fmt == "csv" else [json.loads(x) for x in mine]
     assert any("blank" in str(r) for r in errors) and any("not found" in str(r) for r in errors)
@@ -92,9 +95,11 @@ def test_parquet_rows_the_manifest_and_no_temporary_files(tmp_path, inputs):
     assert sorted(table["path"].to_pylist()) == sorted(local)
     for row in table.to_pylist():
         want = local[row["path"]]
-        assert (row["prediction"], row["confidence"], row["error"]) == (want["prediction"], want["confidence"], want["error"])
+        assert (row["prediction"], row["confidence"], row["error"], row["flag"]) == \
+               (want["prediction"], want["confidence"], want["error"], want["flag"])
         assert [(row[f"top{j}"], row[f"top{j}_probability"]) for j in (1, 2, 3) if row[f"top{j}"]] == \
                [(t["label"], t["probability"]) for t in want["top_k"]]
+    assert any(table["flag"].to_pylist())  # rows the flag column routes to a person, as the local engine's
     manifest = json.loads((out / "_SUCCESS").read_text())
     assert sum(f["rows"] for f in manifest["files"]) == manifest["rows"] == 303
     assert {p.name for p in out.iterdir()} == {"_SUCCESS", *(f["name"] for f in manifest["files"])}

@@ -26,7 +26,8 @@ test('classify.js labels test-vector digits written as PNG, dark on light too', 
   const out = execFileSync('node', [path.join(__dirname, '..', 'classify.js'), '--json', ...files], { encoding: 'utf8' });
   const rows = out.trim().split('\n').map((l) => JSON.parse(l));
   assert.deepStrictEqual(rows.map((r) => r.prediction), vectors.map((v) => String(v.label)));
-  assert.deepStrictEqual(Object.keys(rows[0]), ['path', 'prediction', 'confidence', 'top_k', 'error']);
+  assert.deepStrictEqual(Object.keys(rows[0]), ['path', 'prediction', 'confidence', 'top_k', 'error', 'flag']);
+  assert.deepStrictEqual(rows.map((r) => r.flag), vectors.map(() => null)); // MNIST's own digits, confidently read
 });
 
 test('classify.js reports a broken file and exits 3', () => {
