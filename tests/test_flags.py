@@ -323,3 +323,26 @@ def test_rays_stages_flag_the_rows_as_the_local_engine_does(pictures, tmp_path):
     assert rows.paths == files and rows.flags == [local[f] for f in files] and any(rows.flags)
     low = stages.score(Predictor(MODEL), decoded, 3, {}, flag_below=1.0)  # --flag-below reaches the actors' step
     assert low.flags[:2] == [LOW_CONFIDENCE if c < 1.0 else "" for c in low.top_probability[:2, 0]]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_part_files_keep_the_flags_of_every_batch(tmp_path, fmt):
+    """--engine ray's part folder gathers batches into one part file: each row keeps its flag."""
+    pytest.importorskip("fsspec")
+    pq = pytest.importorskip("pyarrow.parquet") if fmt == "parquet" else None
+    from cnn_edge.prediction.sinks import PartFolder
+
+    p = confident([1, 2])
+    batches = [RowBatch.scored(["a", "b"], ["", ""], p, 3, ["", UNLIKE_MNIST]),
+               RowBatch.scored(["c", "d"], ["", "blank image"], p[:1], 3, [LOW_CONFIDENCE, ""])]
+    sink = PartFolder(str(tmp_path / "out"), fmt)
+    sink.open(RowSchema(CLASS_LABELS, 3))
+    for batch in batches:
+        sink.write(batch)
+    sink.commit({})
+    (part,) = (tmp_path / "out").glob(f"part-*.{fmt}")
+    if fmt == "csv":
+        flags = [r["flag"] for r in csv.DictReader(part.open(newline=""))]
+    else:
+        flags = [f or "" for f in pq.read_table(part)["flag"].to_pylist()]
+    assert flags == ["", UNLIKE_MNIST, LOW_CONFIDENCE, ""]

@@ -374,7 +374,7 @@ class PartFolder(Sink):
             return
         batches, self._pending, self._pending_rows = self._pending, [], 0
         rows = RowBatch([p for b in batches for p in b.paths], [e for b in batches for e in b.errors],
-                        *_stacked(batches))
+                        *_stacked(batches), flags=[f for b in batches for f in b.flags])
         name = f"part-{self.run}-{len(self.parts):05d}.{self.fmt}"
         self._put(name, self.schema.encode(rows, self.fmt))
         self.written += len(rows)
