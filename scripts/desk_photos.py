@@ -14,7 +14,8 @@ one. Deterministic for a seed; the label travels in the file name (desk_INDEX_LA
 
 --measure reads every desk photo back with the released models (or those named) under
 preprocessing mnist-v1 and mnist-v2 and prints, for each: photos read right, read wrong, wrong at
->= 0.95 confidence, flagged (no single digit found: the row's error) and milliseconds per photo.
+>= 0.95 confidence, no digit (no single digit found: the row's error) and milliseconds per photo.
+What the rows' flag column makes of them: scripts/flag_measure.py.
 """
 from __future__ import annotations
 
@@ -343,7 +344,7 @@ def label_of(path: Path) -> int:
 
 def measure(photos: list[Path], models: list[str], versions: list[str]) -> list[dict]:
     """For each model and preprocessing version, over desk photos (desk_INDEX_LABEL.*): how many were
-    read right, read wrong, wrong at >= 0.95 confidence, and flagged (no single digit found: the
+    read right, read wrong, wrong at >= 0.95 confidence, and no digit (no single digit found: the
     row's error), and the preprocessing's milliseconds per photo (decoding included)."""
     import time
 
@@ -363,7 +364,7 @@ def measure(photos: list[Path], models: list[str], versions: list[str]) -> list[
             right, wrong = ok & (label == truth), ok & (label != truth)
             rows.append({"model": Path(model).name, "preprocessing": version, "photos": len(photos),
                          "right": int(right.sum()), "wrong": int(wrong.sum()),
-                         "wrong_at_0.95": int((wrong & (confidence >= 0.95)).sum()), "flagged": int((~ok).sum()),
+                         "wrong_at_0.95": int((wrong & (confidence >= 0.95)).sum()), "no_digit": int((~ok).sum()),
                          "ms_per_photo": round(ms, 1)})
     return rows
 
