@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sys
 from collections import deque
 
 import numpy as np
@@ -346,3 +347,18 @@ def test_part_files_keep_the_flags_of_every_batch(tmp_path, fmt):
     else:
         flags = [f or "" for f in pq.read_table(part)["flag"].to_pylist()]
     assert flags == ["", UNLIKE_MNIST, LOW_CONFIDENCE, ""]
+
+
+@pytest.mark.slow
+def test_the_class_ranges_are_mnists():
+    """The rule file's ranges are what scripts/flag_ranges.py computes from MNIST's training digits."""
+    import subprocess
+
+    from conftest import real_mnist
+
+    data = real_mnist()
+    if data is None:
+        pytest.skip("needs CNN_EDGE_DATA (real MNIST)")
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "flag_ranges.py"), "--data-dir", str(data), "--check"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
