@@ -34,7 +34,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 from hostile_files import digit  # noqa: E402
 
 MODEL = REPO / "exports" / "mnist_cnn.int8.onnx"
-HEADER = "path,prediction,confidence,top1,top1_probability,top2,top2_probability,top3,top3_probability,error\n"
+HEADER = "path,prediction,confidence,top1,top1_probability,top2,top2_probability,top3,top3_probability,error,flag\n"
 
 
 def invoke(*args):
