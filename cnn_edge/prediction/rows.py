@@ -147,7 +147,7 @@ class RowBatch:
 
 
 def csv_header(top_k: int, flag: bool = True) -> list[str]:
-    """The columns; `flag` False: a file's written before the flag column existed."""
+    """The CSV columns; `flag` False: those of a file written before the flag column existed."""
     tops = [c for i in range(1, top_k + 1) for c in (f"top{i}", f"top{i}_probability")]
     return ["path", "prediction", "confidence", *tops, "error", *(["flag"] if flag else [])]
 
