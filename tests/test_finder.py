@@ -218,9 +218,9 @@ def test_models_keep_the_preprocessing_their_metadata_names(tmp_path):
 
 
 def test_export_metadata_names_the_preprocessing():
-    meta = C.ContractMetadata(architecture="spec", test_accuracy=None, checkpoint_sha256="0", tool_versions={})
+    meta = C.ContractMetadata(architecture="spec", layers="fc10", test_accuracy=None, checkpoint_sha256="0", tool_versions={})
     assert meta.to_props()[C.META_PREPROCESSING] == C.PREPROCESSING == V1
-    assert C.ContractMetadata("spec", None, "0", {}, preprocessing=V2).to_props()[C.META_PREPROCESSING] == V2
+    assert C.ContractMetadata("spec", "fc10", None, "0", {}, preprocessing=V2).to_props()[C.META_PREPROCESSING] == V2
 
 
 def test_predict_returns_the_inputs_on_request():

@@ -51,7 +51,8 @@ PREPROCESSING_V2 = "mnist-v2"
 PREPROCESSINGS = (PREPROCESSING_V1, PREPROCESSING_V2)  # what this runtime knows
 # What a model made before the metadata key existed gets.
 PREPROCESSING_UNSTATED = PREPROCESSING_V1
-# What export writes into a new model unless told otherwise (ContractMetadata.preprocessing).
+# ContractMetadata's default when none is named: mnist-v1, what the models made before mnist-v2
+# declare. Export names mnist-v2 for every model it makes (release/export.py).
 PREPROCESSING = PREPROCESSING_V1
 
 

@@ -77,6 +77,7 @@ def export_onnx(checkpoint: Path, output: Path, opset: int = C.OPSET) -> ExportR
         test_accuracy=meta.get("test_accuracy"),
         checkpoint_sha256=sha256_file(Path(checkpoint)),
         tool_versions=tool_versions(),
+        preprocessing=C.PREPROCESSING_V2,  # the runtime finds the digit of a cluttered photo for this model
     ).to_props()
     onnx.helper.set_model_props(proto, props)
     proto.producer_name, proto.doc_string = "cnn-edge", C.PREPROCESSING_TEXT
