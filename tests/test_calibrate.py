@@ -107,6 +107,19 @@ def test_a_temperature_that_is_not_a_positive_number_is_refused(tiny_onnx, tiny_
     assert_one_line_error(invoke("validate", bad, "--data-dir", tiny_mnist), 2, C.META_TEMPERATURE)
 
 
+def test_the_calibrate_command_fits_on_the_checkpoints_own_validation_split(tiny_run, tiny_mnist, tmp_path):
+    out = tmp_path / "cal.safetensors"
+    result = invoke("calibrate", tiny_run, "-o", out, "--data-dir", tiny_mnist, "--json")
+    assert result.exit_code == 0, result.output
+    fit = json.loads(result.stdout)
+    assert fit["samples"] == 64 and fit["source"] == str(tiny_run)  # tiny_run held out 64 images
+    assert json.loads(out.with_suffix(".json").read_text())["temperature"] == fit["temperature"]
+    assert_one_line_error(invoke("calibrate", out, "-o", tmp_path / "again.safetensors", "--data-dir", tiny_mnist),
+                          2, "calibrated already")
+    assert_one_line_error(invoke("calibrate", tiny_run, "-o", tiny_run, "--data-dir", tiny_mnist), 2, "overwrite")
+    assert_one_line_error(invoke("calibrate", tiny_run, "-o", tmp_path / "x.onnx", "--data-dir", tiny_mnist), 2, ".safetensors")
+
+
 @pytest.mark.slow
 def test_the_exported_graph_computes_softmax_of_the_logits_over_t(tiny_run, tiny_data, tmp_path):
     """Calibrate training's checkpoint on a held-out split, export the calibrated one: ONNX Runtime's

@@ -1,4 +1,4 @@
-"""Commands on ONNX files: `export`, `vectors`, `validate`, `quantize`."""
+"""Commands on ONNX files and the checkpoints they come from: `calibrate`, `export`, `vectors`, `validate`, `quantize`."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -47,6 +47,30 @@ def export(
                f"onnx.checker passed; ORT vs PyTorch smoke diff {report.smoke_max_abs_diff:.2g}")
     if vectors:
         typer.echo(f"wrote {vectors_path}: PyTorch's outputs for the test vectors' MNIST test images")
+
+
+@app.command()
+@handle_errors
+def calibrate(
+    checkpoint: Path = typer.Argument(..., help="A .safetensors checkpoint as training wrote it (its .json beside it)."),
+    output: Path = typer.Option(..., "-o", "--output", help="The calibrated checkpoint to write (NAME.safetensors; NAME.json beside it)."),
+    data_dir: Optional[str] = DataDirOpt,
+    as_json: bool = JsonOpt,
+):
+    """Fit a temperature on the checkpoint's validation split (NLL) and write the network with its closing fc divided
+    by it; `cnn-edge export` makes its calibrated ONNX model. The pipeline does this itself."""
+    from ..release.calibrate import calibrate_checkpoint, validation_split
+    from ..training.data import load_split
+    from .progress import status
+
+    val = validation_split(checkpoint, load_split("train", data_dir))
+    with status("calibrating", enabled=not as_json):
+        fit = calibrate_checkpoint(checkpoint, output, val)
+    if as_json:
+        print_json(fit)
+        return
+    typer.echo(f"wrote {fit.checkpoint}: temperature {fit.temperature:g}, fitted on {fit.samples:,} validation images "
+               f"(NLL {fit.nll_before:.4f} -> {fit.nll_after:.4f}, ECE {fit.ece_before:.2%} -> {fit.ece_after:.2%})")
 
 
 @app.command("vectors")

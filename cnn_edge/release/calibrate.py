@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.errors import CheckpointError
+from ..core.errors import CheckpointError, ConfigError
+from ..core.files import check_writable, refuse_overwriting
 from ..training.data import MnistSplit
 
 ECE_BINS = 15  # equal-width bins of top-1 confidence, (0, 1/15], ..., (14/15, 1]
@@ -144,16 +145,43 @@ def fold_temperature(net, temperature: float) -> None:
             closing.bias.div_(temperature)
 
 
+def validation_split(checkpoint: Path, train: MnistSplit) -> MnistSplit:
+    """The validation split `checkpoint` was trained beside: its TrainConfig's (val_size,
+    limit_train) drawn from MNIST's training images `train`, by training's own function. Raises
+    ConfigError when it trained without one."""
+    from ..core.reports import from_jsonable
+    from ..training.checkpoint import read_config
+    from ..training.recipes import TrainConfig
+    from ..training.train import _split_train_val
+
+    meta = read_config(Path(checkpoint))
+    if not isinstance(meta.get("train"), dict):
+        raise ConfigError(f"{checkpoint} does not record how it was trained (no 'train' in its .json): its validation "
+                          "split is unknown")
+    cfg = from_jsonable(TrainConfig, meta["train"])
+    _, val = _split_train_val(train, cfg) if cfg.val_size else (None, None)
+    if val is None:
+        raise ConfigError(f"{checkpoint} was trained without a validation split (val_size 0): there are no held-out "
+                          "images to fit a temperature on; train with --val-size > 0")
+    return val
+
+
 def calibrate_checkpoint(checkpoint: Path, output: Path, val: MnistSplit) -> TemperatureFit:
     """Fit T on `val` with the network of `checkpoint`, fold it in, and write the calibrated
-    network to `output` (+ .json: the source's config plus `temperature`). Raises CheckpointError
-    for a checkpoint that is calibrated already (calibrating twice would compound)."""
+    network to `output` (a .safetensors; its .json: the source's config plus `temperature`).
+    Raises CheckpointError for a checkpoint that is calibrated already (calibrating twice would
+    compound), ConfigError for an output that is not a .safetensors or is one of the inputs."""
     import torch
 
-    from ..training.checkpoint import load_checkpoint, save_checkpoint
+    from ..training.checkpoint import config_path, load_checkpoint, save_checkpoint
     from ..training.train import predict_logits
 
     checkpoint, output = Path(checkpoint), Path(output)
+    if output.suffix != ".safetensors":
+        raise ConfigError(f"-o {output}: a checkpoint is written as NAME.safetensors (its config beside it as NAME.json)")
+    refuse_overwriting(output, [checkpoint, config_path(checkpoint)])
+    refuse_overwriting(config_path(output), [checkpoint, config_path(checkpoint)])
+    check_writable(output)
     net, meta = load_checkpoint(checkpoint)
     if meta.get("temperature") is not None:
         raise CheckpointError(f"{checkpoint} is calibrated already (temperature {meta['temperature']}); "
