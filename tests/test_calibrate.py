@@ -182,7 +182,7 @@ def test_the_pipeline_releases_a_calibrated_network_and_records_its_temperature(
     card = (out / "MODEL_CARD.md").read_text()
     assert "## Limitations" in card and f"temperature of {t:g}" in card and "mnist-v2" in card
     weakest = sorted((x for x in v["robustness"]["transforms"] if x["transform"] != "none"), key=lambda x: x["accuracy"])[0]
-    assert f"{weakest['transform']} ({weakest['what']}) {weakest['accuracy']:.2%}" in card
+    assert f"{weakest['transform']} {weakest['accuracy']:.2%} (ECE {weakest['ece']:.2%})" in card
 
 
 @pytest.mark.slow

@@ -21,7 +21,7 @@ from ..core.files import atomic_write_bytes, atomic_write_text, sha256_file
 from ..core.reports import from_jsonable, write_json
 from ..training.recipes import TrainConfig
 from ..training.train import TrainResult
-from .calibrate import TemperatureFit
+from .calibrate import MAX_TEMPERATURE, MIN_TEMPERATURE, TemperatureFit
 from .export import ExportReport
 from .quantize import QuantReport, portable_format
 from .validate import ValidationReport
@@ -207,7 +207,10 @@ def _robustness(s: PipelineSummary) -> list[str]:
                  "images (the split training selected its epoch on) by minimising the negative log-likelihood, is folded "
                  "into the closing fc, so `logits` are the network's divided by it and `probabilities` their softmax in "
                  f"every runtime. On that split: NLL {fit.nll_before:.4f} before, {fit.nll_after:.4f} after; expected "
-                 f"calibration error {fit.ece_before:.2%} before, {fit.ece_after:.2%} after."]
+                 f"calibration error {fit.ece_before:.2%} before, {fit.ece_after:.2%} after."
+                 + (" The fit stopped at an edge of the range it may choose "
+                    f"({MIN_TEMPERATURE:g} to {MAX_TEMPERATURE:g}): the split asks for a temperature beyond it."
+                    if fit.temperature in (MIN_TEMPERATURE, MAX_TEMPERATURE) else "")]
     else:
         lines = [f"Confidence is not calibrated: {s.not_calibrated or 'the release predates calibration'}."]
     fp32 = s.validation.robustness
@@ -251,8 +254,8 @@ def _limitations(s: PipelineSummary) -> list[str]:
         confidence = (f"Confidence is not calibrated ({s.not_calibrated or 'the release predates calibration'}): a "
                       "probability is the network's softmax, not a measured chance of being right.")
     if fp32 is not None:
-        weakest = ("Weakest on the transformed test digits (fp32, fed without preprocessing): " + ", ".join(
-            f"{t.transform} ({t.what}) {t.accuracy:.2%}" for t in fp32.weakest()) + ".")
+        weakest = ("Weakest on the transformed test digits above (fp32, fed without preprocessing): " + ", ".join(
+            f"{t.transform} {t.accuracy:.2%} (ECE {t.ece:.2%})" for t in fp32.weakest()) + ".")
     else:
         weakest = ("Rotated, shifted, scaled, thickened, thinned, blurred or noisy digits: not measured for this release "
                    "by its pipeline (docs/export-validation.md has the figures `validate --robustness` measured).")
