@@ -233,5 +233,5 @@ def test_the_main_job_talks_and_releases_into_its_run_folder(tiny_mnist, tmp_pat
     assert [e.split(":")[0] for e in epochs] == ["epoch 1/2", "epoch 2/2"]
     assert all("val acc" in e and "ETA" in e and "elapsed" in e for e in epochs)
     assert [line.split(" (")[0] for line in lines if line.startswith("== ")] == [
-        "== train", "== export", "== validate", "== quantize", "== release", "== done"]
+        "== train", "== calibrate", "== export", "== validate", "== quantize", "== release", "== done"]
     assert (tmp_path / "run" / "release" / "mnist_cnn.onnx").is_file() and not (tmp_path / "exports").exists()

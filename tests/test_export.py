@@ -31,7 +31,7 @@ def test_contract_in_graph_and_metadata(tiny_onnx, tiny_run):
     assert props[C.META_CHECKPOINT_SHA256] == sha256_file(tiny_run)
     assert json.loads(props[C.META_CLASS_LABELS]) == [str(i) for i in range(10)]
     assert json.loads(props[C.META_INPUT])["range"] == list(C.INPUT_RANGE) == [0.0, 255.0]
-    assert props[C.META_PREPROCESSING] == C.PREPROCESSING
+    assert props[C.META_PREPROCESSING] == C.PREPROCESSING_V2  # new exports; the committed release says mnist-v1
     assert (props[C.META_ARCHITECTURE], props[C.META_LAYERS]) == ("spec", "conv32-conv32-pool-conv64-conv64-pool-fc256-fc10")
     assert float(props[C.META_TEST_ACCURACY]) > 0.5
     assert "torch" in json.loads(props[C.META_TOOL_VERSIONS])

@@ -1,4 +1,4 @@
-"""Commands on ONNX files: `export`, `vectors`, `validate`, `quantize`."""
+"""Commands on ONNX files and the checkpoints they come from: `calibrate`, `export`, `vectors`, `validate`, `quantize`."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -49,6 +49,30 @@ def export(
         typer.echo(f"wrote {vectors_path}: PyTorch's outputs for the test vectors' MNIST test images")
 
 
+@app.command()
+@handle_errors
+def calibrate(
+    checkpoint: Path = typer.Argument(..., help="A .safetensors checkpoint as training wrote it (its .json beside it)."),
+    output: Path = typer.Option(..., "-o", "--output", help="The calibrated checkpoint to write (NAME.safetensors; NAME.json beside it)."),
+    data_dir: Optional[str] = DataDirOpt,
+    as_json: bool = JsonOpt,
+):
+    """Fit a temperature on the checkpoint's validation split (NLL) and write the network with its closing fc divided
+    by it; `cnn-edge export` makes its calibrated ONNX model. The pipeline does this itself."""
+    from ..release.calibrate import calibrate_checkpoint, validation_split
+    from ..training.data import load_split
+    from .progress import status
+
+    val = validation_split(checkpoint, load_split("train", data_dir))
+    with status("calibrating", enabled=not as_json):
+        fit = calibrate_checkpoint(checkpoint, output, val)
+    if as_json:
+        print_json(fit)
+        return
+    typer.echo(f"wrote {fit.checkpoint}: temperature {fit.temperature:g}, fitted on {fit.samples:,} validation images "
+               f"(NLL {fit.nll_before:.4f} -> {fit.nll_after:.4f}, ECE {fit.ece_before:.2%} -> {fit.ece_after:.2%})")
+
+
 @app.command("vectors")
 @handle_errors
 def vectors_cmd(
@@ -71,6 +95,7 @@ def _print_validation(report) -> None:
     typer.echo("confusion matrix (rows true, columns predicted):")
     for i, row in enumerate(report.confusion_matrix):
         typer.echo(f"  {i} " + " ".join(f"{c:5d}" for c in row))
+    _print_calibration(report)
     p = report.parity
     if p is not None:
         limits = (f"tolerance {p.tolerance:g}" if p.tolerance is not None else
@@ -85,6 +110,24 @@ def _print_validation(report) -> None:
         typer.echo(f"{'compatible' if c.ok else 'warning'}: {c.message}", err=not c.ok)
 
 
+def _print_calibration(report) -> None:
+    c, r = report.calibration, report.robustness
+    if c is not None:
+        undone = ("not calibrated (no temperature in its metadata)" if c.temperature is None else
+                  f"temperature {c.temperature:g} folded in; without it ECE {c.ece_uncalibrated:.2%}, NLL {c.nll_uncalibrated:.4f}")
+        typer.echo(f"calibration ({c.bins} confidence bins): ECE {c.ece:.2%}, NLL {c.nll:.4f}, mean confidence "
+                   f"{c.mean_confidence:.2%}; {undone}")
+    if r is not None:
+        typer.echo(f"robustness: {r.samples:,} test digits per transform, fed as they are (seed {r.seed}):")
+        width = max(len(t.transform) for t in r.transforms)
+        uncal = r.temperature is not None
+        typer.echo(f"  {'transform':<{width}}  {'accuracy':>8}  {'ECE':>6}" + ("  ECE without T" if uncal else "")
+                   + f"  {'confidence':>10}  what")
+        for t in r.transforms:
+            typer.echo(f"  {t.transform:<{width}}  {t.accuracy:>8.2%}  {t.ece:>6.2%}"
+                       + (f"  {t.ece_uncalibrated:>13.2%}" if uncal else "") + f"  {t.mean_confidence:>10.2%}  {t.what}")
+
+
 @app.command()
 @handle_errors
 def validate(
@@ -95,9 +138,11 @@ def validate(
     target: list[Target] = typer.Option(list(DEFAULT_TARGETS), "--target", help="Runtimes the model must load in (warns when its IR version, opset, operators or Q/DQ types are beyond them)."),
     provider: Provider = typer.Option("cpu", "--provider", help="ONNX Runtime provider to validate on: the one you deploy with (auto, cpu, cuda, tensorrt, openvino)."),
     precision: Precision = PrecisionOpt,
+    robustness: bool = typer.Option(False, "--robustness", help="Also score the model on the test digits rotated, shifted, scaled, thickened, thinned, blurred and noisy (accuracy and ECE per transform; deterministic)."),
     as_json: bool = JsonOpt,
 ):
-    """Accuracy on the MNIST test set; with --checkpoint, parity with PyTorch (exit 1 if it fails), on --provider."""
+    """Accuracy and calibration (ECE) on the MNIST test set; with --robustness, on transformed test digits too;
+    with --checkpoint, parity with PyTorch (exit 1 if it fails), on --provider."""
     from ..release.validate import validate_model
     from ..training.data import load_split
     from .progress import status
@@ -105,7 +150,7 @@ def validate(
     with status("validating", enabled=not as_json):
         report = validate_model(model, load_split("test", data_dir), checkpoint=checkpoint, limit=limit,
                                 targets=tuple(t.value for t in target), provider=provider.value,
-                                precision=precision.value)
+                                precision=precision.value, robustness=robustness)
     print_json(report) if as_json else _print_validation(report)
     report.raise_for_failures(checkpoint)
 

@@ -119,6 +119,7 @@ def pipeline(
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --run-dir from its last finished epoch (a finished run is released again without training)."),
     speed_seconds: float = typer.Option(QuantConfig().speed_seconds, "--speed-seconds", help="Seconds the fp32 and int8 models are timed per batch size for the report and the card (0: not timed)."),
     int8_target: str = typer.Option(QuantConfig().target, "--int8-target", help=f"The runtimes the released int8 model is made for: {' or '.join(INT8_TARGETS)} (cnn-edge quantize --help)."),
+    calibrate: bool = typer.Option(True, "--calibrate/--no-calibrate", help="Fit a temperature on the validation split so that confidence means what it says, and fold it into the released network (docs/export-validation.md#calibration)."),
     requantize: bool = typer.Option(False, "--requantize", help="Train nothing: quantize the fp32 model released in --out-dir again with the current int8 settings, check int8 parity, then replace its int8 model, pipeline.json and model card."),
 ):
     """Train, export, validate, quantize; release into --out-dir only when parity holds."""
@@ -147,7 +148,7 @@ def pipeline(
                             limit_train=limit_train, val_size=val_size)
     out_dir = out_dir if out_dir is not None else run_dir / "release"
     cfg = PipelineConfig(train_cfg, run_dir, out_dir, arch=arch, device=device.value, resume=resume,
-                         quant=QuantConfig.for_target(int8_target, speed_seconds=speed_seconds))
+                         quant=QuantConfig.for_target(int8_target, speed_seconds=speed_seconds), calibrate=calibrate)
     data = load_mnist(data_dir)  # the one read of MNIST: every stage gets these arrays
     cfg, notes = sized_for_data(cfg, len(data.train))  # run_pipeline would size it alike: here, to say so
     train_cfg = cfg.train
@@ -155,7 +156,9 @@ def pipeline(
         images = (train_cfg.limit_train or len(data.train)) - train_cfg.val_size
         a = cfg.architecture
         typer.echo(f"plan: train {a.name}{'' if a.name in NAMED else f' ({a.spec})'} for {plural(train_cfg.epochs, 'epoch')} on {images:,} images (recipe "
-                   f"{train_cfg.recipe}, device {device.value}), export to ONNX, validate against PyTorch, quantize to "
+                   f"{train_cfg.recipe}, device {device.value}), "
+                   + ("calibrate its confidence on the validation split, " if calibrate and train_cfg.val_size else "")
+                   + "export to ONNX, validate against PyTorch and on transformed digits, quantize to "
                    f"int8 and validate that, write test vectors, then release into {out_dir}; an estimate of the "
                    f"duration follows {ESTIMATE_AFTER_STEPS} steps past the warm-up", err=True)
     on_stage = stage_printer(not (as_json or quiet))
@@ -176,6 +179,10 @@ def _say_released(summary, out_dir: Path) -> None:
     v, q = summary.validation, summary.quantization
     int8 = (f"int8 NOT released: {summary.int8_not_released}" if summary.int8_not_released else
             f"int8 test accuracy {q.test.int8_accuracy:.2%}, {q.size_ratio:.1%} of the fp32 size")
+    c = v.calibration
+    calibrated = (f"; confidence calibrated: temperature {summary.calibration.temperature:g}, test ECE "
+                  f"{c.ece_uncalibrated:.2%} without it, {c.ece:.2%} with it" if summary.calibration else
+                  f"; confidence not calibrated ({summary.not_calibrated})")
     typer.echo(f"released {', '.join(f.name for f in summary.files)} and the model card in {out_dir}: "
                f"test accuracy {v.accuracy:.2%}, parity top-1 {v.parity.top1_agreement:.2%}, "
-               f"max abs diff {v.parity.max_abs_diff_probabilities:.2g}; {int8}")
+               f"max abs diff {v.parity.max_abs_diff_probabilities:.2g}; {int8}{calibrated}")

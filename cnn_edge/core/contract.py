@@ -51,7 +51,8 @@ PREPROCESSING_V2 = "mnist-v2"
 PREPROCESSINGS = (PREPROCESSING_V1, PREPROCESSING_V2)  # what this runtime knows
 # What a model made before the metadata key existed gets.
 PREPROCESSING_UNSTATED = PREPROCESSING_V1
-# What export writes into a new model unless told otherwise (ContractMetadata.preprocessing).
+# ContractMetadata's default when none is named: mnist-v1, what the models made before mnist-v2
+# declare. Export names mnist-v2 for every model it makes (release/export.py).
 PREPROCESSING = PREPROCESSING_V1
 
 
@@ -92,6 +93,11 @@ META_FP32_TOLERANCE = "cnn_edge.fp32_tolerance"
 META_QUANTIZATION = "cnn_edge.quantization"  # present only in int8 models
 META_INT8_TARGETS = "cnn_edge.int8_targets"  # int8 models: the runtimes their form is made for (validate --target names)
 META_INT8_FORMAT = "cnn_edge.int8_format"  # int8 models: QDQ (portable) or QOperator (ONNX Runtime only), in words
+# The temperature T fitted on the validation split and folded into the closing fc's weight and bias
+# (release/calibrate.py): `logits` are the network's logits / T and `probabilities` their softmax,
+# so a runtime applies it without knowing. "" (or absent, in models made before it): not calibrated.
+# softmax(logits * T) gives back the uncalibrated probabilities.
+META_TEMPERATURE = "cnn_edge.temperature"
 CONTRACT_VERSION = "1"
 
 
@@ -110,6 +116,7 @@ class ContractMetadata:
     checkpoint_sha256: str
     tool_versions: dict[str, str]
     preprocessing: str = PREPROCESSING  # one of PREPROCESSINGS
+    temperature: float | None = None  # folded into the graph; None: not calibrated
 
     def __post_init__(self) -> None:
         assert self.preprocessing in PREPROCESSINGS, self.preprocessing  # ours to pass, never the user's
@@ -123,7 +130,8 @@ class ContractMetadata:
             META_OUTPUTS: json.dumps(
                 {
                     OUTPUT_PROBABILITIES: f"softmax over the {NUM_CLASSES} classes, shape (batch, {NUM_CLASSES})",
-                    OUTPUT_LOGITS: f"pre-softmax scores, shape (batch, {NUM_CLASSES})",
+                    OUTPUT_LOGITS: f"pre-softmax scores, shape (batch, {NUM_CLASSES})"
+                    + ("" if self.temperature is None else f", calibrated: the network's divided by {META_TEMPERATURE}"),
                 }
             ),
             META_CLASS_LABELS: json.dumps(list(CLASS_LABELS)),
@@ -134,4 +142,5 @@ class ContractMetadata:
             META_TOOL_VERSIONS: json.dumps(self.tool_versions, sort_keys=True),
             META_OPSET: str(OPSET),
             META_FP32_TOLERANCE: str(FP32_TOLERANCE),
+            META_TEMPERATURE: "" if self.temperature is None else repr(float(self.temperature)),
         }

@@ -21,6 +21,7 @@ class ExportReport:
     ir_version: int
     size_bytes: int
     smoke_max_abs_diff: float  # ORT vs torch on a few random inputs, checked at once
+    preprocessing: str = C.PREPROCESSING_UNSTATED  # what its metadata names (records made before the key: mnist-v1)
 
 
 def tool_versions() -> dict[str, str]:
@@ -57,7 +58,9 @@ def _to_proto(wrapper, opset: int):
 
 
 def export_onnx(checkpoint: Path, output: Path, opset: int = C.OPSET) -> ExportReport:
-    """Export `checkpoint` to `output` (atomically), check it fully, smoke-test it with ORT."""
+    """Export `checkpoint` to `output` (atomically), check it fully, smoke-test it with ORT. A
+    calibrated checkpoint (release/calibrate.py) holds its temperature in its weights already; the
+    metadata records it (contract.META_TEMPERATURE)."""
     import onnx
 
     from ..training.checkpoint import load_checkpoint
@@ -71,14 +74,16 @@ def export_onnx(checkpoint: Path, output: Path, opset: int = C.OPSET) -> ExportR
     # The exporter names the dynamic axis itself; the contract calls it "batch".
     for value in list(proto.graph.input) + list(proto.graph.output):
         value.type.tensor_type.shape.dim[0].dim_param = C.BATCH_AXIS
-    props = C.ContractMetadata(
+    metadata = C.ContractMetadata(
         architecture=model.config.arch,
         layers=model.config.layers,
         test_accuracy=meta.get("test_accuracy"),
         checkpoint_sha256=sha256_file(Path(checkpoint)),
         tool_versions=tool_versions(),
-    ).to_props()
-    onnx.helper.set_model_props(proto, props)
+        preprocessing=C.PREPROCESSING_V2,  # the runtime finds the digit of a cluttered photo for this model
+        temperature=meta.get("temperature"),  # a calibrated checkpoint's (release/calibrate.py): already in its weights
+    )
+    onnx.helper.set_model_props(proto, metadata.to_props())
     proto.producer_name, proto.doc_string = "cnn-edge", C.PREPROCESSING_TEXT
     try:
         onnx.checker.check_model(proto, full_check=True)
@@ -89,7 +94,7 @@ def export_onnx(checkpoint: Path, output: Path, opset: int = C.OPSET) -> ExportR
     if not diff <= C.FP32_TOLERANCE:
         raise ModelFileError(f"exported model differs from PyTorch by {diff:.3g} (> {C.FP32_TOLERANCE}) on random inputs")
     atomic_write_bytes(output, data)
-    return ExportReport(output, opset, proto.ir_version, len(data), diff)
+    return ExportReport(output, opset, proto.ir_version, len(data), diff, metadata.preprocessing)
 
 
 def _smoke_parity(data: bytes, wrapper) -> float:

@@ -14,12 +14,14 @@ from typing import Optional
 from ..core import artifacts
 from ..core.arch import DESCRIPTIONS, NAMED, arch_option, resolve_arch
 from ..core.artifacts import int8_file, model_name
+from ..core import contract as C
 from ..core.constants import SPEC_ARCH
 from ..core.errors import ConfigError
 from ..core.files import atomic_write_bytes, atomic_write_text, sha256_file
 from ..core.reports import from_jsonable, write_json
 from ..training.recipes import TrainConfig
 from ..training.train import TrainResult
+from .calibrate import MAX_TEMPERATURE, MIN_TEMPERATURE, TemperatureFit
 from .export import ExportReport
 from .quantize import QuantReport, portable_format
 from .validate import ValidationReport
@@ -58,6 +60,8 @@ class PipelineSummary:
     files: list[ReleasedFile] = field(default_factory=list)
     int8_not_released: Optional[str] = None  # why no int8 model was released with this fp32 one (None: it was)
     layers: str = ""  # the canonical layer string (docs/architectures.md); a record made before it existed has none
+    calibration: Optional[TemperatureFit] = None  # the temperature folded into the released network; None: not calibrated
+    not_calibrated: Optional[str] = None  # why the released network is not calibrated; None when it is
 
 
 def copy_in(out_dir: Path, staged: dict[str, tuple[Path, str]]) -> list[ReleasedFile]:
@@ -177,10 +181,96 @@ def _figures(s: PipelineSummary) -> list[str]:
         f"| top-1 agreement ONNX Runtime vs PyTorch (batch {', '.join(str(r.batch_size) for r in par.per_batch_size)}) | {par.top1_agreement:.2%} |",
         f"| max abs diff of probabilities | {par.max_abs_diff_probabilities:.3g} (tolerance {par.tolerance:g}) |",
         f"| max abs diff of logits | {par.max_abs_diff_logits:.3g} (tolerance {par.tolerance:g}) |",
+        *_ece_row(v),
         f"| selected epoch (best validation accuracy) | {tr.best_epoch} of {t.epochs} |",
         f"| validation accuracy of that epoch ({t.val_size:,} images held out of the training set) | {val} |",
         "",
         "Per-class test accuracy (ONNX Runtime): " + ", ".join(f"{i}: {a:.2%}" for i, a in enumerate(v.per_class_accuracy)),
+        "",
+    ]
+
+
+def _ece_row(v: ValidationReport) -> list[str]:
+    c = v.calibration
+    if c is None:  # a record made before calibration was measured
+        return []
+    how = "not calibrated" if c.temperature is None else \
+        f"temperature {c.temperature:g} folded in; {c.ece_uncalibrated:.2%} without it"
+    return [f"| expected calibration error (top-1 confidence, {c.bins} bins) | {c.ece:.2%} ({how}) |"]
+
+
+def _robustness(s: PipelineSummary) -> list[str]:
+    """The calibration paragraph, and the table of the transformed test digits when the pipeline measured them."""
+    fit = s.calibration
+    if fit is not None:
+        lines = [f"Confidence is calibrated: a temperature of {fit.temperature:g}, fitted on the {fit.samples:,} validation "
+                 "images (the split training selected its epoch on) by minimising the negative log-likelihood, is folded "
+                 "into the closing fc, so `logits` are the network's divided by it and `probabilities` their softmax in "
+                 f"every runtime. On that split: NLL {fit.nll_before:.4f} before, {fit.nll_after:.4f} after; expected "
+                 f"calibration error {fit.ece_before:.2%} before, {fit.ece_after:.2%} after."
+                 + (" The fit stopped at an edge of the range it may choose "
+                    f"({MIN_TEMPERATURE:g} to {MAX_TEMPERATURE:g}): the split asks for a temperature beyond it."
+                    if fit.temperature in (MIN_TEMPERATURE, MAX_TEMPERATURE) else "")]
+    else:
+        lines = [f"Confidence is not calibrated: {s.not_calibrated or 'the release predates calibration'}."]
+    fp32 = s.validation.robustness
+    if fp32 is None:
+        return ["## Calibration and robustness", "", *lines, "",
+                "Robustness to transformed digits was not measured by the pipeline that made this release "
+                "(`cnn-edge validate MODEL --robustness` measures it).", ""]
+    int8 = s.int8_validation.robustness if s.int8_validation is not None else None
+    lines += ["", f"MNIST test digits transformed and fed as they are ({fp32.samples:,} per transform, seed {fp32.seed}; "
+              f"`cnn-edge validate MODEL --robustness`); ECE over {fp32.bins} bins:", "",
+              "| transform | what | fp32 accuracy | fp32 ECE |" + (" int8 accuracy | int8 ECE |" if int8 else ""),
+              "| --- | --- | --- | --- |" + (" --- | --- |" if int8 else "")]
+    by_name = {t.transform: t for t in int8.transforms} if int8 else {}
+    for t in fp32.transforms:
+        row = f"| {t.transform} | {t.what} | {t.accuracy:.2%} | {t.ece:.2%} |"
+        if int8 and t.transform in by_name:
+            row += f" {by_name[t.transform].accuracy:.2%} | {by_name[t.transform].ece:.2%} |"
+        lines.append(row)
+    return ["## Calibration and robustness", "", *lines, ""]
+
+
+def _limitations(s: PipelineSummary) -> list[str]:
+    """What the model was made from and where it fails, from the record's own figures where it has them."""
+    if s.export.preprocessing == C.PREPROCESSING_V1:
+        pictures = ("Pictures reach it through preprocessing `mnist-v1` (its metadata names it): the bounding box of all "
+                    "the ink. A photo with anything else in view (a desk, ruled lines, a second mark, a shadow) is often "
+                    "misread, with no warning; `cnn-edge predict --preprocessing mnist-v2` finds the digit first and gives "
+                    "a picture with no single digit an error row (docs/prediction.md).")
+    else:
+        pictures = (f"Pictures reach it through preprocessing `{s.export.preprocessing}` (its metadata names it): the one "
+                    "digit-like mark of a cluttered photo, or an error row when it finds no single digit. It can still take "
+                    "the wrong mark for the digit (docs/prediction.md measures it on desk photos).")
+    fp32 = s.validation.robustness
+    if s.calibration is not None:
+        spread = "" if fp32 is None else (
+            f" On the transformed digits above its ECE runs from {min(t.ece for t in fp32.transforms):.2%} to "
+            f"{max(t.ece for t in fp32.transforms):.2%}.")
+        confidence = (f"Confidence is calibrated on MNIST's validation split ({s.calibration.samples:,} images), not on "
+                      "other data: on digits unlike MNIST's, a probability of 0.99 does not mean 99 in 100 are right." + spread)
+    else:
+        confidence = (f"Confidence is not calibrated ({s.not_calibrated or 'the release predates calibration'}): a "
+                      "probability is the network's softmax, not a measured chance of being right.")
+    if fp32 is not None:
+        weakest = ("Weakest on the transformed test digits above (fp32, fed without preprocessing): " + ", ".join(
+            f"{t.transform} {t.accuracy:.2%} (ECE {t.ece:.2%})" for t in fp32.weakest()) + ".")
+    else:
+        weakest = ("Rotated, shifted, scaled, thickened, thinned, blurred or noisy digits: not measured for this release "
+                   "by its pipeline (docs/export-validation.md has the figures `validate --robustness` measured).")
+    return [
+        "## Limitations",
+        "",
+        "- Trained on MNIST alone: handwritten digits of about 250 writers (US Census Bureau employees and high-school "
+        "students; the test set's are other writers), scanned, fitted into a 20x20 box and centred by their centre of "
+        "mass in 28x28, light ink on a dark background. Anything else must be made to look like that first.",
+        f"- {pictures}",
+        f"- {confidence}",
+        f"- {weakest}",
+        "- It has no 'not a digit' answer: a letter, a symbol or a drawing gets one of the ten digits, with a probability "
+        "that can be high" + (", unless the preprocessing finds no single digit in the picture (an error row)."
+                              if s.export.preprocessing != C.PREPROCESSING_V1 else "."),
         "",
     ]
 
@@ -226,6 +316,8 @@ def render_card(s: PipelineSummary) -> str:
         "",
         *_figures(s),
         *_int8_section(s),
+        *_robustness(s),
+        *_limitations(s),
         *_training(s),
         "## Reproduce",
         "",

@@ -36,7 +36,7 @@ def requantize_release(release_dir: Path, data: MnistData, quant: QuantConfig = 
     with tempfile.TemporaryDirectory(prefix="cnn-edge-requant.", dir=release_dir) as tmp:
         staged = Path(tmp) / int8.name
         report = quantize_model(fp32, staged, cfg, data.train, data.test)
-        validation = validate_model(staged, data.test, checkpoint=checkpoint)
+        validation = validate_model(staged, data.test, checkpoint=checkpoint, robustness=True)
         validation.raise_for_failures(checkpoint)
         atomic_write_bytes(int8, staged.read_bytes())
     report = dataclasses.replace(report, int8_model=int8)

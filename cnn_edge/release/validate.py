@@ -17,6 +17,8 @@ from ..core.errors import ConfigError, ModelFileError, ParityError
 from ..runtime.compat import DEFAULT_TARGETS, Compatibility, check_targets
 from ..runtime.onnx_model import open_model
 from ..training.data import MnistSplit
+from .calibrate import CalibrationFigures, calibration_figures
+from .robustness import RobustnessReport, score_robustness
 
 RunFn = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]  # (images, batch size) -> (probs, logits)
 
@@ -70,6 +72,8 @@ class ValidationReport:
     compatibility: list[Compatibility] = field(default_factory=list)  # warnings only: never fail validation
     provider: str = "cpu"  # the ONNX Runtime provider the figures (and parity) were measured on
     precision: str | None = None  # OpenVINO's inference precision; None: the model's own
+    calibration: CalibrationFigures | None = None  # None only in records made before it was measured
+    robustness: RobustnessReport | None = None  # with --robustness: the transformed test digits
 
     json_properties = ("passed",)
 
@@ -156,9 +160,12 @@ def validate_model(
     targets: tuple[str, ...] = DEFAULT_TARGETS,
     provider: str = "cpu",
     precision: str = "f32",
+    robustness: bool = False,
 ) -> ValidationReport:
-    """Accuracy of `model_path` on the test split, run on `provider` (the one production will use:
-    parity holds there, not only on the CPU); with `checkpoint`, parity with PyTorch too.
+    """Accuracy and calibration (ECE, NLL; with its temperature undone too, for a calibrated model)
+    of `model_path` on the test split, run on `provider` (the one production will use: parity holds
+    there, not only on the CPU); with `checkpoint`, parity with PyTorch too; with `robustness`,
+    accuracy and calibration on the test digits transformed (release/robustness.py).
 
     Raises ModelFileError/CheckpointError for bad input, ConfigError for a provider that cannot run,
     ModelOutputError (a ModelFileError: exit 2, not a parity failure) for a model whose outputs
@@ -173,15 +180,21 @@ def validate_model(
         if limit < 1:
             raise ConfigError(f"--limit must be at least 1, got {limit}")
         test = MnistSplit(test.images[:limit], test.labels[:limit], test.source)
-    probs, _ = model.run_batched(test.images, 256)
+    probs, logits = model.run_batched(test.images, 256)
     preds = probs.argmax(1)
     cm = confusion_matrix(test.labels, preds)
     per_class = (np.diag(cm) / np.maximum(cm.sum(1), 1)).tolist()
+    temperature = model.metadata_float(C.META_TEMPERATURE)
+    if temperature is not None and not 0 < temperature < float("inf"):
+        raise ModelFileError(f"{model_path} has malformed metadata: {C.META_TEMPERATURE} = {temperature!r} is not a "
+                             "positive number")
     report = ValidationReport(
         str(model_path), len(test), float((preds == test.labels).mean()), per_class, cm.tolist(),
         model.metadata_float(C.META_TEST_ACCURACY), compatibility=compatibility, provider=model.provider,
-        precision=model.choice.precision,
+        precision=model.choice.precision, calibration=calibration_figures(probs, logits, test.labels, temperature),
     )
+    if robustness:
+        report.robustness = score_robustness(lambda x: model.run_batched(x, 256), test.images, test.labels, temperature)
     if checkpoint is not None:
         reference = torch_reference(Path(checkpoint), test.images)
         limits = INT8_LIMITS if model.is_int8 else FP32_LIMITS
