@@ -6,7 +6,8 @@ from safetensors.torch import load_file
 
 from cnn_edge.core.errors import CheckpointError, ConfigError
 from cnn_edge.training.recipes import TrainConfig, held_out_size, lr_at, make_config, sized_for
-from cnn_edge.training.train import train
+from cnn_edge.training.model import MnistNet, ModelConfig
+from cnn_edge.training.train import WeightAverage, train
 
 SMALL = dict(epochs=2, batch_size=64, val_size=64, limit_train=320)
 
@@ -92,3 +93,18 @@ def test_onecycle_warms_up_then_decays():
     peak = max(range(100), key=lrs.__getitem__)
     assert lrs[0] < 0.1 and lrs[peak] == pytest.approx(1.0, rel=0.05) and lrs[-1] < 0.01
     assert 15 <= peak <= 25
+
+
+def test_the_weight_average_follows_batch_normalization_statistics():
+    """The average is what is evaluated and released: with its running statistics stuck at the
+    initial network's (mean 0, variance 1) a network with batch normalization evaluated wrongly."""
+    torch.manual_seed(0)
+    model = MnistNet(ModelConfig.of("conv4-bn-gap-fc10"))
+    ema = WeightAverage(model, 0.9)
+    model.train()
+    for step in range(3):
+        model(torch.rand(8, 1, 28, 28) * 255)  # updates the live running statistics
+        ema.update(model, step)
+    live, avg = model.layers.batchnorm1, ema.model.layers.batchnorm1
+    assert torch.allclose(avg.running_mean, live.running_mean, rtol=0.5) and not torch.equal(avg.running_mean, torch.zeros(4))
+    assert not torch.equal(avg.running_var, torch.ones(4)) and int(avg.num_batches_tracked) == 3

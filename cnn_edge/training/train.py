@@ -30,7 +30,10 @@ class WeightAverage:
     """Exponential moving average of the weights (Polyak averaging).
 
     The average generalises slightly better than the last weights at no cost in the network;
-    its decay ramps up from 0 so the first steps are not dominated by the random init."""
+    its decay ramps up from 0 so the first steps are not dominated by the random init.
+    Batch normalization's running statistics are buffers, not parameters: they are averaged
+    alike (the step counter is copied), else the average would normalise with the statistics of
+    the initial network (mean 0, variance 1) and evaluate wrongly."""
 
     def __init__(self, model: MnistNet, decay: float) -> None:
         self.decay = decay
@@ -43,6 +46,11 @@ class WeightAverage:
         d = min(self.decay, (1 + step) / (10 + step))
         for avg, cur in zip(self.model.parameters(), model.parameters()):
             avg.lerp_(cur, 1 - d)
+        for avg, cur in zip(self.model.buffers(), model.buffers()):
+            if avg.is_floating_point():
+                avg.lerp_(cur, 1 - d)
+            else:  # num_batches_tracked
+                avg.copy_(cur)
 
 
 def pick_device(device: str) -> torch.device:
