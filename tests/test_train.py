@@ -5,7 +5,7 @@ import torch
 from safetensors.torch import load_file
 
 from cnn_edge.core.errors import CheckpointError, ConfigError
-from cnn_edge.training.recipes import TrainConfig, held_out_size, lr_at, make_config, sized_for
+from cnn_edge.training.recipes import RECIPES, TrainConfig, held_out_size, lr_at, make_config, sized_for
 from cnn_edge.training.model import MnistNet, ModelConfig
 from cnn_edge.training.train import WeightAverage, train
 
@@ -78,6 +78,18 @@ def test_resume_with_other_settings_is_refused(tiny_data, tiny_run):
 def test_seed_recipe_is_the_notebook():
     cfg = make_config("seed")
     assert (cfg.epochs, cfg.batch_size, cfg.lr, cfg.augment, cfg.schedule) == (3, 100, 1e-3, False, "constant")
+
+
+def test_an_architecture_trains_with_its_default_recipe():
+    """arch edge (by name, or its layer string) picks the edge recipe; any other the default one;
+    a recipe named explicitly wins."""
+    from cnn_edge.core.arch import NAMED
+
+    assert make_config(arch="edge").recipe == make_config(arch=NAMED["edge"]).recipe == "edge"
+    edge = make_config(arch="edge", epochs=3)
+    assert (edge.epochs, edge.batch_size) == (3, RECIPES["edge"].batch_size) and edge.batch_size != RECIPES["default"].batch_size
+    assert make_config(arch="spec").recipe == make_config(arch="conv8-gap-fc10").recipe == make_config().recipe == "default"
+    assert make_config("default", arch="edge").recipe == "default" and make_config("seed", arch="edge").recipe == "seed"
 
 
 def test_bad_options_are_refused():
