@@ -5,8 +5,9 @@ import torch
 from safetensors.torch import load_file
 
 from cnn_edge.core.errors import CheckpointError, ConfigError
-from cnn_edge.training.recipes import TrainConfig, held_out_size, lr_at, make_config, sized_for
-from cnn_edge.training.train import train
+from cnn_edge.training.recipes import RECIPES, TrainConfig, held_out_size, lr_at, make_config, sized_for
+from cnn_edge.training.model import MnistNet, ModelConfig
+from cnn_edge.training.train import WeightAverage, train
 
 SMALL = dict(epochs=2, batch_size=64, val_size=64, limit_train=320)
 
@@ -79,6 +80,18 @@ def test_seed_recipe_is_the_notebook():
     assert (cfg.epochs, cfg.batch_size, cfg.lr, cfg.augment, cfg.schedule) == (3, 100, 1e-3, False, "constant")
 
 
+def test_an_architecture_trains_with_its_default_recipe():
+    """arch edge (by name, or its layer string) picks the edge recipe; any other the default one;
+    a recipe named explicitly wins."""
+    from cnn_edge.core.arch import NAMED
+
+    assert make_config(arch="edge").recipe == make_config(arch=NAMED["edge"]).recipe == "edge"
+    edge = make_config(arch="edge", epochs=3)
+    assert (edge.epochs, edge.batch_size) == (3, RECIPES["edge"].batch_size) and edge.batch_size != RECIPES["default"].batch_size
+    assert make_config(arch="spec").recipe == make_config(arch="conv8-gap-fc10").recipe == make_config().recipe == "default"
+    assert make_config("default", arch="edge").recipe == "default" and make_config("seed", arch="edge").recipe == "seed"
+
+
 def test_bad_options_are_refused():
     with pytest.raises(ConfigError, match="--epochs.*0"):
         make_config("default", epochs=0)
@@ -97,8 +110,6 @@ def test_onecycle_warms_up_then_decays():
 def test_weight_average_follows_batch_normalization_statistics():
     """The average's running mean and variance move with the network's, as its parameters do: left at
     their initial mean 0 and variance 1, an average with batch normalization evaluates far off."""
-    from cnn_edge.training.model import MnistNet, ModelConfig
-    from cnn_edge.training.train import WeightAverage
 
     torch.manual_seed(0)
     net = MnistNet(ModelConfig.of("conv4-bn-gap-fc10")).train()
@@ -134,7 +145,6 @@ def test_resume_of_a_run_from_before_layer_strings(tiny_data, tiny_run, tmp_path
 
 
 def test_resume_with_another_architecture_is_refused_before_loading_weights(tiny_data, tiny_run):
-    from cnn_edge.training.model import ModelConfig
 
     cfg = make_config("default", epochs=1, batch_size=64, val_size=64)
     with pytest.raises(CheckpointError, match=r"architecture spec \(conv32-conv32-pool.*not logreg \(fc10\)"):
@@ -145,7 +155,6 @@ def test_batch_normalization_never_trains_on_a_batch_of_one(tiny_data, tmp_path)
     """65 training images in batches of 64 would leave one image alone in the last batch: batch
     normalization after global average pooling has one value per channel there and cannot train.
     That image waits for the next epoch's shuffle."""
-    from cnn_edge.training.model import ModelConfig
     from cnn_edge.training.train import steps_per_epoch
 
     assert [steps_per_epoch(n, 64) for n in (64, 65, 66, 128, 129)] == [1, 1, 2, 2, 2]

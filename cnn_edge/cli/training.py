@@ -12,14 +12,15 @@ from ..core.artifacts import RELEASE_DIR
 from ..core.constants import SPEC_ARCH
 from ..core.errors import ConfigError
 from ..release.quantize import INT8_TARGETS, QuantConfig
-from ..training.recipes import DEFAULT_RECIPE, DEVICES, RECIPES, TrainConfig
+from ..training.recipes import DEFAULT_RECIPE, DEFAULT_RECIPE_FOR, DEVICES, RECIPES, TrainConfig
 from .app import EXIT_FP32_ONLY, DataDirOpt, JsonOpt, QuietOpt, app, choices, handle_errors, plural, print_json, stage_printer
 
 Recipe = choices("Recipe", RECIPES)
 Device = choices("Device", DEVICES)
 
 ArchOpt = typer.Option(SPEC_ARCH, "--arch", help=f"Architecture: a name ({', '.join(NAMED)}), a layer string such as conv32-conv32-pool-conv64-conv64-pool-fc256-fc10, or a .json/.toml file (docs/architectures.md).")
-RecipeOpt = typer.Option(DEFAULT_RECIPE, help="'default' (best recipe) or 'seed' (the notebook: Adam 1e-3, batch 100, 3 epochs).")
+_E = RECIPES["edge"]
+RecipeOpt = typer.Option(None, help=f"Training recipe: 'default' ({RECIPES['default'].epochs} epochs), 'edge' ({_E.epochs} epochs, batch {_E.batch_size}, lr {_E.lr:g}) or 'seed' (the notebook: Adam 1e-3, batch 100, 3 epochs). Default: the architecture's ({', '.join(f'{r} for {a}' for a, r in DEFAULT_RECIPE_FOR.items())}; {DEFAULT_RECIPE} for any other); docs/training.md.")
 EpochsOpt = typer.Option(None, help="Epochs (default: the recipe's).")
 BatchOpt = typer.Option(None, "--batch-size", help="Batch size (default: the recipe's).")
 LrOpt = typer.Option(None, help="Peak learning rate (default: the recipe's).")
@@ -81,7 +82,7 @@ def info(arch: str = typer.Option(SPEC_ARCH, "--arch", help="Architecture to des
 @handle_errors
 def train_cmd(
     out: Path = typer.Option(Path("runs/latest"), "--out", help="Run folder: checkpoints land here."),
-    arch: str = ArchOpt, recipe: Recipe = RecipeOpt, epochs: Optional[int] = EpochsOpt,
+    arch: str = ArchOpt, recipe: Optional[Recipe] = RecipeOpt, epochs: Optional[int] = EpochsOpt,
     batch_size: Optional[int] = BatchOpt, lr: Optional[float] = LrOpt, seed: int = SeedOpt, device: Device = DeviceOpt,
     data_dir: Optional[str] = DataDirOpt, limit_train: Optional[int] = LimitOpt,
     val_size: Optional[int] = ValOpt, resume: bool = ResumeOpt, quiet: bool = QuietOpt, as_json: bool = JsonOpt,
@@ -94,7 +95,7 @@ def train_cmd(
     from .progress import training_progress
 
     model_config = ModelConfig.of(arch)
-    cfg = make_config(recipe.value, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, limit_train=limit_train,
+    cfg = make_config(recipe and recipe.value, arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, limit_train=limit_train,
                       val_size=val_size)
     data = load_mnist(data_dir)
     cfg, note = sized_for(cfg, len(data.train))  # train() would size it alike: here, to say so
@@ -112,7 +113,7 @@ def train_cmd(
 def pipeline(
     out_dir: Optional[Path] = typer.Option(None, "--out-dir", help=f"Where the released files go (default: RUN_DIR/release; --out-dir {RELEASE_DIR} replaces the committed release)."),
     run_dir: Path = typer.Option(Path("runs/pipeline"), "--run-dir", help="Training run folder."),
-    arch: str = ArchOpt, recipe: Recipe = RecipeOpt, epochs: Optional[int] = EpochsOpt,
+    arch: str = ArchOpt, recipe: Optional[Recipe] = RecipeOpt, epochs: Optional[int] = EpochsOpt,
     batch_size: Optional[int] = BatchOpt, lr: Optional[float] = LrOpt, seed: int = SeedOpt, device: Device = DeviceOpt,
     data_dir: Optional[str] = DataDirOpt, limit_train: Optional[int] = LimitOpt,
     val_size: Optional[int] = ValOpt, quiet: bool = QuietOpt, as_json: bool = JsonOpt,
@@ -144,7 +145,7 @@ def pipeline(
                        f"{q.size_ratio:.1%} of the fp32 size; pipeline.json and the model card rewritten")
         return
 
-    train_cfg = make_config(recipe.value, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+    train_cfg = make_config(recipe and recipe.value, arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
                             limit_train=limit_train, val_size=val_size)
     out_dir = out_dir if out_dir is not None else run_dir / "release"
     cfg = PipelineConfig(train_cfg, run_dir, out_dir, arch=arch, device=device.value, resume=resume,
