@@ -1,0 +1,196 @@
+/* cnn-edge export-c: the kernels, copied into cnn_edge.c (only those the model uses, between the
+ * @begin and @end lines). Integer-only: 8-bit codes, int16 centred values, int32 sums, int64 for
+ * the requantization product. `cnn_q` is the model's activation type (uint8_t or int8_t).
+ * The arithmetic is docs/embedding-c.md's; cnn_edge/release/int8_reference.py is its twin in NumPy. */
+
+/* @begin requantize */
+/* clamp(zero_point + round(acc * multiplier / 2^shift), low, high), rounding halves to even as
+ * ONNX's QuantizeLinear does. |acc| < 2^31 and multiplier < 2^31, so the product fits in 63 bits;
+ * 1 <= shift <= 62. The rounding works on the magnitude (halves to even is symmetric), so no
+ * negative value is shifted (implementation-defined in C99). The rounded magnitude saturates at
+ * 32767, beyond any 8-bit range. */
+static int32_t cnn_requantize(int32_t acc, int32_t multiplier, int32_t shift, int32_t zero_point,
+                              int32_t low, int32_t high)
+{
+    const int64_t product = (int64_t)acc * multiplier;
+    const uint64_t magnitude = (uint64_t)(product < 0 ? -product : product);
+    const uint64_t half = (uint64_t)1 << (shift - 1);
+    uint64_t rounded = (magnitude + half) >> shift;
+    int32_t value;
+    if ((magnitude & ((half << 1) - 1u)) == half) {
+        rounded &= ~(uint64_t)1; /* exactly half way: to the even neighbour */
+    }
+    if (rounded > 32767u) {
+        rounded = 32767u;
+    }
+    value = product < 0 ? -(int32_t)rounded : (int32_t)rounded;
+    value += zero_point;
+    return value < low ? low : (value > high ? high : value);
+}
+/* @end requantize */
+
+/* @begin gather */
+/* One window of one group of a channels-last input into `patch`, as (KH, KW, IC/groups), each
+ * value minus the input zero point; positions in the padding are 0 (the real value 0). */
+static void cnn_gather(const cnn_q *in, int16_t *patch, int32_t y0, int32_t x0, int32_t kh, int32_t kw,
+                       int32_t ih, int32_t iw, int32_t ic, int32_t first, int32_t icg, int32_t zero_point)
+{
+    int32_t ky, kx, c;
+    for (ky = 0; ky < kh; ++ky) {
+        const int32_t y = y0 + ky;
+        for (kx = 0; kx < kw; ++kx) {
+            const int32_t x = x0 + kx;
+            if (y < 0 || y >= ih || x < 0 || x >= iw) {
+                for (c = 0; c < icg; ++c) {
+                    *patch++ = 0;
+                }
+            } else {
+                const cnn_q *src = in + (y * iw + x) * ic + first;
+                for (c = 0; c < icg; ++c) {
+                    *patch++ = (int16_t)(src[c] - zero_point);
+                }
+            }
+        }
+    }
+}
+/* @end gather */
+
+/* @begin dot1 */
+/* Sums of int16 x int8 products in int32, for one output channel (dot1) and for two at once (dot2:
+ * the patch is read once for both). Called with a constant n, which lets the compiler vectorize. */
+static int32_t cnn_dot1(const int16_t *x, const int8_t *w, int32_t n)
+{
+    int32_t i, acc = 0;
+    for (i = 0; i < n; ++i) {
+        acc += (int32_t)x[i] * w[i];
+    }
+    return acc;
+}
+/* @end dot1 */
+
+/* @begin dot2 */
+static void cnn_dot2(const int16_t *x, const int8_t *w0, const int8_t *w1, int32_t n, int32_t *acc0, int32_t *acc1)
+{
+    int32_t i, a0 = 0, a1 = 0;
+    for (i = 0; i < n; ++i) {
+        const int32_t v = x[i];
+        a0 += v * w0[i];
+        a1 += v * w1[i];
+    }
+    *acc0 += a0;
+    *acc1 += a1;
+}
+/* @end dot2 */
+
+/* @begin dot1_q */
+/* Sums of code x int8 products in int32 (the dense layers: their bias holds -zero_point * sum(w)). */
+static int32_t cnn_dot1_q(const cnn_q *x, const int8_t *w, int32_t n)
+{
+    int32_t i, acc = 0;
+    for (i = 0; i < n; ++i) {
+        acc += (int32_t)x[i] * w[i];
+    }
+    return acc;
+}
+/* @end dot1_q */
+
+/* @begin dot2_q */
+static void cnn_dot2_q(const cnn_q *x, const int8_t *w0, const int8_t *w1, int32_t n, int32_t *acc0, int32_t *acc1)
+{
+    int32_t i, a0 = 0, a1 = 0;
+    for (i = 0; i < n; ++i) {
+        const int32_t v = x[i];
+        a0 += v * w0[i];
+        a1 += v * w1[i];
+    }
+    *acc0 += a0;
+    *acc1 += a1;
+}
+/* @end dot2_q */
+
+/* @begin maxpool */
+/* Max pooling on the codes (the same scale and zero point in and out); padding never wins. */
+static void cnn_maxpool(const cnn_q *in, cnn_q *out, int32_t ih, int32_t iw, int32_t c, int32_t oh, int32_t ow,
+                        int32_t kh, int32_t kw, int32_t sy, int32_t sx, int32_t pt, int32_t pl)
+{
+    int32_t oy, ox, ky, kx, ch;
+    for (oy = 0; oy < oh; ++oy) {
+        for (ox = 0; ox < ow; ++ox) {
+            cnn_q *dst = out + (oy * ow + ox) * c;
+            for (ch = 0; ch < c; ++ch) {
+                int32_t best = -32768;
+                for (ky = 0; ky < kh; ++ky) {
+                    const int32_t y = oy * sy - pt + ky;
+                    if (y < 0 || y >= ih) {
+                        continue;
+                    }
+                    for (kx = 0; kx < kw; ++kx) {
+                        const int32_t x = ox * sx - pl + kx;
+                        if (x >= 0 && x < iw && in[(y * iw + x) * c + ch] > best) {
+                            best = in[(y * iw + x) * c + ch];
+                        }
+                    }
+                }
+                dst[ch] = (cnn_q)best;
+            }
+        }
+    }
+}
+/* @end maxpool */
+
+/* @begin avgpool */
+/* Average pooling: the sum of (code - zero point) over the window, requantized by
+ * input scale / (output scale * count); multiplier and shift are indexed by count - 1. */
+static void cnn_avgpool(const cnn_q *in, cnn_q *out, int32_t ih, int32_t iw, int32_t c, int32_t oh, int32_t ow,
+                        int32_t kh, int32_t kw, int32_t sy, int32_t sx, int32_t pt, int32_t pl, int32_t include_pad,
+                        const int32_t *multiplier, const uint8_t *shift, int32_t zin, int32_t zout, int32_t low, int32_t high)
+{
+    int32_t oy, ox, ky, kx, ch;
+    for (oy = 0; oy < oh; ++oy) {
+        for (ox = 0; ox < ow; ++ox) {
+            cnn_q *dst = out + (oy * ow + ox) * c;
+            for (ch = 0; ch < c; ++ch) {
+                int32_t acc = 0, count = 0;
+                for (ky = 0; ky < kh; ++ky) {
+                    const int32_t y = oy * sy - pt + ky;
+                    for (kx = 0; kx < kw; ++kx) {
+                        const int32_t x = ox * sx - pl + kx;
+                        if (y >= 0 && y < ih && x >= 0 && x < iw) {
+                            acc += in[(y * iw + x) * c + ch] - zin;
+                            ++count;
+                        }
+                    }
+                }
+                if (include_pad) {
+                    count = kh * kw;
+                }
+                dst[ch] = (cnn_q)cnn_requantize(acc, multiplier[count - 1], shift[count - 1], zout, low, high);
+            }
+        }
+    }
+}
+/* @end avgpool */
+
+/* @begin lut_pixels */
+/* The raw pixels 0..255 through the table of the graph's first element-wise ops (the normalization
+ * and its QuantizeLinear nodes), as the ONNX specification computes them. */
+static void cnn_lut_pixels(const uint8_t *in, cnn_q *out, int32_t n, const cnn_q *table)
+{
+    int32_t i;
+    for (i = 0; i < n; ++i) {
+        out[i] = table[in[i]];
+    }
+}
+/* @end lut_pixels */
+
+/* @begin lut */
+/* Codes through a table (element-wise ops between a DequantizeLinear and a QuantizeLinear); one
+ * table of 256 for the tensor, or one per channel (rows = channels, channels last). In place is fine. */
+static void cnn_lut(const cnn_q *in, cnn_q *out, int32_t n, const cnn_q *table, int32_t rows, int32_t offset)
+{
+    int32_t i;
+    for (i = 0; i < n; ++i) {
+        out[i] = table[(rows == 1 ? 0 : (i % rows) * 256) + in[i] + offset];
+    }
+}
+/* @end lut */
