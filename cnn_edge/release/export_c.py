@@ -70,7 +70,7 @@ class ExportCReport:
     const_bytes: int  # every const array: the weights' flash, estimated before compiling
     int8_weight_bytes: int  # of those: int8 weights plus int32 biases (what core.arch.costs counts)
     arena_bytes: int  # the one static activation buffer (RAM)
-    patch_bytes: int  # the largest int16 window a convolution keeps on the stack
+    patch_bytes: int  # the two int16 windows the largest convolution keeps on the stack
     cnn_edge_version: str = __version__
     format: str = "cnn-edge-export-c/1"
     notes: list[str] = field(default_factory=list)
@@ -136,6 +136,8 @@ def _requant_args(r, i: str) -> str:
 
 
 def _conv_c(k: int, s: ConvStep) -> str:
+    """Output pixels two at a time (two patches), output channels two at a time: each loaded value
+    serves two products. An odd last pixel or channel takes the narrower loops."""
     ih, iw, ic = s.input.hwc
     oh, ow, oc = s.output.hwc
     _, kh, kw, icg = s.weights.shape
@@ -146,32 +148,60 @@ def _conv_c(k: int, s: ConvStep) -> str:
     pt, pl = s.pads[0], s.pads[1]
     z = s.input.q.zero_point
     r = s.requant
-    pair = (f"                for (o = 0; o + 1 < {ocg}; o += 2) {{\n"
-            f"                    const int32_t c0 = g * {ocg} + o, c1 = c0 + 1;\n"
-            f"                    int32_t acc0 = cnn_b{k}[c0], acc1 = cnn_b{k}[c1];\n"
-            f"                    cnn_dot2(patch, w + o * {n}, w + (o + 1) * {n}, {n}, &acc0, &acc1);\n"
-            f"                    dst[c0] = (cnn_q)cnn_requantize(acc0, cnn_m{k}[c0], cnn_s{k}[c0], {r.zero_point}, {r.low}, {r.high});\n"
-            f"                    dst[c1] = (cnn_q)cnn_requantize(acc1, cnn_m{k}[c1], cnn_s{k}[c1], {r.zero_point}, {r.low}, {r.high});\n"
-            f"                }}\n")
-    tail = ""
+
+    def req(acc: str, c: str) -> str:
+        return f"(cnn_q)cnn_requantize({acc}, cnn_m{k}[{c}], cnn_s{k}[{c}], {r.zero_point}, {r.low}, {r.high})"
+
+    def gather(patch: str, x: str) -> str:
+        return (f"cnn_gather(in, {patch}, oy * {sy} - {pt}, ({x}) * {sx} - {pl}, {kh}, {kw}, {ih}, {iw}, {ic}, "
+                f"g * {icg}, {icg}, {z});")
+
+    ind = " " * 16
+    two = one = ""
+    if ocg > 1:
+        two += (f"{ind}    for (o = 0; o + 1 < {ocg}; o += 2) {{\n"
+                f"{ind}        const int32_t c0 = g * {ocg} + o, c1 = c0 + 1;\n"
+                f"{ind}        int32_t acc[4];\n"
+                f"{ind}        acc[0] = acc[2] = cnn_b{k}[c0];\n"
+                f"{ind}        acc[1] = acc[3] = cnn_b{k}[c1];\n"
+                f"{ind}        cnn_dot22(patch[0], patch[1], w + o * {n}, w + (o + 1) * {n}, {n}, acc);\n"
+                f"{ind}        dst[c0] = {req('acc[0]', 'c0')};\n"
+                f"{ind}        dst[c1] = {req('acc[1]', 'c1')};\n"
+                f"{ind}        dst[{oc} + c0] = {req('acc[2]', 'c0')};\n"
+                f"{ind}        dst[{oc} + c1] = {req('acc[3]', 'c1')};\n"
+                f"{ind}    }}\n")
+        one += (f"{ind}    for (o = 0; o + 1 < {ocg}; o += 2) {{\n"
+                f"{ind}        const int32_t c0 = g * {ocg} + o, c1 = c0 + 1;\n"
+                f"{ind}        int32_t acc0 = cnn_b{k}[c0], acc1 = cnn_b{k}[c1];\n"
+                f"{ind}        cnn_dot2(patch[0], w + o * {n}, w + (o + 1) * {n}, {n}, &acc0, &acc1);\n"
+                f"{ind}        dst[c0] = {req('acc0', 'c0')};\n"
+                f"{ind}        dst[c1] = {req('acc1', 'c1')};\n"
+                f"{ind}    }}\n")
     if ocg % 2:
-        tail = (f"                {{\n"
-                f"                    const int32_t c0 = g * {ocg} + {ocg - 1};\n"
-                f"                    const int32_t acc = cnn_b{k}[c0] + cnn_dot1(patch, w + {(ocg - 1) * n}, {n});\n"
-                f"                    dst[c0] = (cnn_q)cnn_requantize(acc, cnn_m{k}[c0], cnn_s{k}[c0], {r.zero_point}, {r.low}, {r.high});\n"
-                f"                }}\n")
-    if ocg == 1:
-        pair = ""
+        last = f"g * {ocg} + {ocg - 1}"
+        tail = (f"{ind}    {{\n"
+                f"{ind}        const int32_t c0 = {last};\n"
+                f"{ind}        dst[c0] = {req(f'cnn_b{k}[c0] + cnn_dot1(patch[0], w + {(ocg - 1) * n}, {n})', 'c0')};\n"
+                f"{ind}        #\n"
+                f"{ind}    }}\n")
+        two += tail.replace("#", f"dst[{oc} + c0] = " + req(f"cnn_b{k}[c0] + cnn_dot1(patch[1], w + {(ocg - 1) * n}, {n})", "c0") + ";")
+        one += tail.replace(f"{ind}        #\n", "")
     return (f"static void cnn_step{k}(const cnn_q *in, cnn_q *out)\n{{\n"
-            f"    int16_t patch[{n}]; /* one window of one group, (KH, KW, IC/groups), zero point removed */\n"
-            f"    int32_t oy, ox, g{', o' if pair else ''};\n"
+            f"    int16_t patch[2][{n}]; /* windows of two pixels, one group: (KH, KW, IC/groups), zero point removed */\n"
+            f"    int32_t oy, ox, g{', o' if ocg > 1 else ''};\n"
             f"    for (oy = 0; oy < {oh}; ++oy) {{\n"
-            f"        for (ox = 0; ox < {ow}; ++ox) {{\n"
-            f"            cnn_q *dst = out + (oy * {ow} + ox) * {oc};\n"
+            f"        for (ox = 0; ox < {ow}; ox += 2) {{\n"
+            f"            cnn_q *const dst0 = out + (oy * {ow} + ox) * {oc};\n"
             f"            for (g = 0; g < {g}; ++g) {{\n"
             f"                const int8_t *w = cnn_w{k} + g * {ocg * n};\n"
-            f"                cnn_gather(in, patch, oy * {sy} - {pt}, ox * {sx} - {pl}, {kh}, {kw}, {ih}, {iw}, {ic}, g * {icg}, {icg}, {z});\n"
-            f"{pair}{tail}"
+            f"                cnn_q *const dst = dst0;\n"
+            f"                {gather('patch[0]', 'ox')}\n"
+            f"                if (ox + 1 < {ow}) {{\n"
+            f"                    {gather('patch[1]', 'ox + 1')}\n"
+            f"{two}"
+            f"                }} else {{\n"
+            f"{one}"
+            f"                }}\n"
             f"            }}\n"
             f"        }}\n"
             f"    }}\n"
@@ -210,7 +240,7 @@ def _pool_c(k: int, s) -> str:
     else:
         r = s.requant
         call = (f"cnn_avgpool(in, out, {ih}, {iw}, {c}, {oh}, {ow}, {kh}, {kw}, {sy}, {sx}, {pt}, {pl}, "
-                f"{int(s.count_include_pad)}, cnn_m{k}, cnn_s{k}, {s.input.q.zero_point}, {r.zero_point}, {r.low}, {r.high});")
+                f"{int(s.per_count)}, cnn_m{k}, cnn_s{k}, {s.input.q.zero_point}, {r.zero_point}, {r.low}, {r.high});")
     return f"static void cnn_step{k}(const cnn_q *in, cnn_q *out)\n{{\n    {call}\n}}\n"
 
 
@@ -260,7 +290,7 @@ def _helpers(program: Int8Program) -> str:
     ocg = [s.output.shape[0] // s.groups for s in convs]
     wanted |= {"gather"} if convs else set()
     wanted |= {"dot1"} if any(n % 2 for n in ocg) else set()
-    wanted |= {"dot2"} if any(n > 1 for n in ocg) else set()
+    wanted |= {"dot2", "dot22"} if any(n > 1 for n in ocg) else set()
     wanted |= {"dot1_q"} if any(s.weights.shape[0] % 2 for s in denses) else set()
     wanted |= {"dot2_q"} if any(s.weights.shape[0] > 1 for s in denses) else set()
     wanted |= {k for k in ("maxpool", "avgpool") if k in kinds}
@@ -372,7 +402,7 @@ def _report(program: Int8Program, placement: _Placement, model: Path, sha: str, 
         steps.append(CStep(k, s.kind, list(s.nodes), None if s.input is None else list(s.input.shape),
                            list(s.output.shape), getattr(s, "macs", 0), _bytes_of(s), placement.in_place[k]))
     int8_weight_bytes = sum(s.weights.size + 4 * s.bias.size for s in program.steps if isinstance(s, (ConvStep, DenseStep)))
-    patch = max((2 * int(np.prod(s.weights.shape[1:])) for s in program.steps if isinstance(s, ConvStep)), default=0)
+    patch = max((2 * 2 * int(np.prod(s.weights.shape[1:])) for s in program.steps if isinstance(s, ConvStep)), default=0)
     notes = ["const_bytes = int8 weights + int32 biases + int32 multipliers + uint8 shifts + 256-entry tables",
              "arena_bytes = the largest input + output of one step (table steps in place); one byte per activation"]
     return ExportCReport(model, sha, architecture, out, files, program.activation_type, program.output.q.scale,

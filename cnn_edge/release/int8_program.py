@@ -174,8 +174,8 @@ class AvgPoolStep:
     kernel: tuple[int, int]
     stride: tuple[int, int]
     pads: tuple[int, int, int, int]
-    count_include_pad: bool
-    requant: Requant  # indexed by the window's count - 1 (s_in / (s_out * count))
+    per_count: bool  # True: windows count only their positions inside the image (padding, count_include_pad 0)
+    requant: Requant  # s_in / (s_out * count): one entry for kh*kw, or (per_count) one per count, indexed by count - 1
 
     kind = "avgpool"
 
@@ -631,9 +631,10 @@ class _Reader:
             raise UnsupportedModelError(f"{self.describe(node)}: output of {out.size} values, expected {c * oh * ow}")
         if len(out.shape) != 3:  # (C,) after a Reshape: the same storage as (C, 1, 1)
             out = Tensor(out.name, out.shape, q, np.arange(out.size))
-        counts = np.arange(1, k[0] * k[1] + 1, dtype=np.float64)
+        per_count = not include and any(pads)
+        counts = np.arange(1, k[0] * k[1] + 1, dtype=np.float64) if per_count else np.array([k[0] * k[1]], np.float64)
         reals = src.q.scale / (q.scale * counts)
-        self.emit(AvgPoolStep(names, src, out, k, s, pads, include, make_requant(reals, q, low, high, self.describe(node))))
+        self.emit(AvgPoolStep(names, src, out, k, s, pads, per_count, make_requant(reals, q, low, high, self.describe(node))))
 
     def conv_step(self, node, qnode, src: Tensor, q: QParams, names, low: int, high: int) -> None:
         wt = self.weight(node.input[1], node)

@@ -109,17 +109,16 @@ def _maxpool(step: MaxPoolStep, x: np.ndarray) -> np.ndarray:
 def _avgpool(step: AvgPoolStep, x: np.ndarray) -> np.ndarray:
     ih, iw, c = step.input.hwc
     n = len(x)
-    kh, kw = step.kernel
     centred = x.reshape(n, ih, iw, c).astype(np.int64) - step.input.q.zero_point
     win = _windows(centred, step.kernel, step.stride, step.pads, 0)
     oh, ow = win.shape[1:3]
     acc = win.sum(axis=(3, 4))
-    if step.count_include_pad:
-        count = np.full((oh, ow), kh * kw)
-    else:  # the window's positions inside the image
+    if step.per_count:  # the window's positions inside the image
         valid = _windows(np.ones((1, ih, iw, 1), np.int64), step.kernel, step.stride, step.pads, 0)
-        count = valid.sum(axis=(3, 4))[0, :, :, 0]
-    out = requantize(acc, step.requant, (count - 1)[None, :, :, None])
+        index = valid.sum(axis=(3, 4))[0, :, :, 0] - 1
+    else:
+        index = np.zeros((oh, ow), np.int64)
+    out = requantize(acc, step.requant, index[None, :, :, None])
     return out.reshape(n, -1)
 
 

@@ -82,6 +82,26 @@ static void cnn_dot2(const int16_t *x, const int8_t *w0, const int8_t *w1, int32
 }
 /* @end dot2 */
 
+/* @begin dot22 */
+/* Two output pixels x two output channels: each patch value and each weight is loaded once for two
+ * products (the convolutions' main loop). */
+static void cnn_dot22(const int16_t *x0, const int16_t *x1, const int8_t *w0, const int8_t *w1, int32_t n, int32_t acc[4])
+{
+    int32_t i, a00 = 0, a01 = 0, a10 = 0, a11 = 0;
+    for (i = 0; i < n; ++i) {
+        const int32_t p = x0[i], q = x1[i], u = w0[i], v = w1[i];
+        a00 += p * u;
+        a01 += p * v;
+        a10 += q * u;
+        a11 += q * v;
+    }
+    acc[0] += a00;
+    acc[1] += a01;
+    acc[2] += a10;
+    acc[3] += a11;
+}
+/* @end dot22 */
+
 /* @begin dot1_q */
 /* Sums of code x int8 products in int32 (the dense layers: their bias holds -zero_point * sum(w)). */
 static int32_t cnn_dot1_q(const cnn_q *x, const int8_t *w, int32_t n)
@@ -140,9 +160,10 @@ static void cnn_maxpool(const cnn_q *in, cnn_q *out, int32_t ih, int32_t iw, int
 
 /* @begin avgpool */
 /* Average pooling: the sum of (code - zero point) over the window, requantized by
- * input scale / (output scale * count); multiplier and shift are indexed by count - 1. */
+ * input scale / (output scale * count). One multiplier and shift for windows of kh * kw, or
+ * (per_count) one per count, indexed by count - 1, where windows count only positions inside the image. */
 static void cnn_avgpool(const cnn_q *in, cnn_q *out, int32_t ih, int32_t iw, int32_t c, int32_t oh, int32_t ow,
-                        int32_t kh, int32_t kw, int32_t sy, int32_t sx, int32_t pt, int32_t pl, int32_t include_pad,
+                        int32_t kh, int32_t kw, int32_t sy, int32_t sx, int32_t pt, int32_t pl, int32_t per_count,
                         const int32_t *multiplier, const uint8_t *shift, int32_t zin, int32_t zout, int32_t low, int32_t high)
 {
     int32_t oy, ox, ky, kx, ch;
@@ -161,10 +182,8 @@ static void cnn_avgpool(const cnn_q *in, cnn_q *out, int32_t ih, int32_t iw, int
                         }
                     }
                 }
-                if (include_pad) {
-                    count = kh * kw;
-                }
-                dst[ch] = (cnn_q)cnn_requantize(acc, multiplier[count - 1], shift[count - 1], zout, low, high);
+                count = per_count ? count - 1 : 0;
+                dst[ch] = (cnn_q)cnn_requantize(acc, multiplier[count], shift[count], zout, low, high);
             }
         }
     }
