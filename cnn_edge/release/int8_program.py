@@ -397,6 +397,8 @@ class _Reader:
                 self.values[out] = _Weight(q, scale, zp.astype(np.int64), int(self.attrs(node).get("axis", 1)), name)
                 if scale.size == 1:  # a float constant too, for element-wise ops on it (the normalization's)
                     self.consts[out] = ((q.astype(np.float32) - zp.astype(np.float32)) * scale).astype(np.float32)
+            elif self.values.get(node.input[0]) == "softmax":
+                self.values[out] = "softmax"  # a quantized softmax: the probabilities, left to the host
             else:
                 self.quant(node.input[0], node)
                 self.values[out] = _Deq(node.input[0])
@@ -464,6 +466,9 @@ class _Reader:
         q = self.qparams(node)
         src = node.input[0]
         v = self.values.get(src)
+        if v == "softmax":
+            self.values[node.output[0]] = "softmax"
+            return
         if isinstance(v, _Deq):
             v = _Chain(v.source, [], True)
         if isinstance(v, _Chain):
