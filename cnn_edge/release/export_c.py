@@ -39,6 +39,7 @@ SOURCES = ("main.c", "cnn_edge.c", "cnn_edge_softmax.c")  # what a program that 
 CFLAGS = ("-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-pedantic", "-ffp-contract=off")
 WEIGHT_SYMBOL = re.compile(r"^cnn_[wbmst]\d+$")  # the constant arrays, as the linker names them
 VALUES_PER_LINE = 24
+VECTOR = 16  # gcc -O2 vectorizes a sum whose constant length is a multiple of this; the rest goes in a second call
 
 
 @dataclass
@@ -131,13 +132,79 @@ def _bytes_of(step: Step) -> int:
     return 0
 
 
-def _requant_args(r, i: str) -> str:
-    return f"{i}, {r.zero_point}, {r.low}, {r.high}"
+def _pieces(n: int) -> list[tuple[int, int]]:
+    """(offset, length) of a sum of n products in calls the compiler vectorizes: a multiple of
+    VECTOR, then the rest."""
+    main = n // VECTOR * VECTOR
+    return [(o, length) for o, length in ((0, main), (main, n - main)) if length]
+
+
+def _at(pointer: str, offset: int) -> str:
+    return f"{pointer} + {offset}" if offset else pointer
+
+
+def _calls(template: str, n: int, pointers: dict[str, str]) -> str:
+    """`template` (with {n} and the pointers' names) once per piece of the sum, pointers advanced."""
+    return " ".join(template.format(n=length, **{k: _at(v, off) for k, v in pointers.items()}) for off, length in _pieces(n))
+
+
+def _sum(template: str, n: int, pointers: dict[str, str]) -> str:
+    """An expression: the pieces' results added."""
+    return " + ".join(template.format(n=length, **{k: _at(v, off) for k, v in pointers.items()}) for off, length in _pieces(n))
+
+
+def channels_inner(s: ConvStep) -> bool:
+    """A short window (the first layer's 3x3x1) and many output channels: the sums run over the
+    output channels innermost, vectorized across them, with the weights stored (groups, window, OC/groups)."""
+    ocg = s.output.shape[0] // s.groups
+    return ocg >= 8 and int(np.prod(s.weights.shape[1:])) <= 32
+
+
+def _conv_channels_inner_c(k: int, s: ConvStep) -> str:
+    ih, iw, ic = s.input.hwc
+    oh, ow, oc = s.output.hwc
+    _, kh, kw, icg = s.weights.shape
+    g = s.groups
+    ocg = oc // g
+    n = kh * kw * icg
+    sy, sx = s.stride
+    pt, pl = s.pads[0], s.pads[1]
+    r = s.requant
+    return (f"static void cnn_step{k}(const cnn_q *in, cnn_q *out)\n{{\n"
+            f"    int16_t patch[{n}]; /* one window of one group, zero point removed */\n"
+            f"    int32_t acc[{ocg}];\n"
+            f"    int32_t oy, ox, g, i, o;\n"
+            f"    for (oy = 0; oy < {oh}; ++oy) {{\n"
+            f"        for (ox = 0; ox < {ow}; ++ox) {{\n"
+            f"            cnn_q *const dst = out + (oy * {ow} + ox) * {oc};\n"
+            f"            for (g = 0; g < {g}; ++g) {{\n"
+            f"                const int8_t *w = cnn_w{k} + g * {n * ocg}; /* ({n}, {ocg}): output channels innermost */\n"
+            f"                cnn_gather(in, patch, oy * {sy} - {pt}, ox * {sx} - {pl}, {kh}, {kw}, {ih}, {iw}, {ic}, "
+            f"g * {icg}, {icg}, {s.input.q.zero_point});\n"
+            f"                for (o = 0; o < {ocg}; ++o) {{\n"
+            f"                    acc[o] = cnn_b{k}[g * {ocg} + o];\n"
+            f"                }}\n"
+            f"                for (i = 0; i < {n}; ++i) {{\n"
+            f"                    const int32_t v = patch[i];\n"
+            f"                    for (o = 0; o < {ocg}; ++o) {{\n"
+            f"                        acc[o] += v * w[i * {ocg} + o];\n"
+            f"                    }}\n"
+            f"                }}\n"
+            f"                for (o = 0; o < {ocg}; ++o) {{\n"
+            f"                    const int32_t c = g * {ocg} + o;\n"
+            f"                    dst[c] = (cnn_q)cnn_requantize(acc[o], cnn_m{k}[c], cnn_s{k}[c], {r.zero_point}, {r.low}, {r.high});\n"
+            f"                }}\n"
+            f"            }}\n"
+            f"        }}\n"
+            f"    }}\n"
+            f"}}\n")
 
 
 def _conv_c(k: int, s: ConvStep) -> str:
     """Output pixels two at a time (two patches), output channels two at a time: each loaded value
     serves two products. An odd last pixel or channel takes the narrower loops."""
+    if channels_inner(s):
+        return _conv_channels_inner_c(k, s)
     ih, iw, ic = s.input.hwc
     oh, ow, oc = s.output.hwc
     _, kh, kw, icg = s.weights.shape
@@ -164,7 +231,8 @@ def _conv_c(k: int, s: ConvStep) -> str:
                 f"{ind}        int32_t acc[4];\n"
                 f"{ind}        acc[0] = acc[2] = cnn_b{k}[c0];\n"
                 f"{ind}        acc[1] = acc[3] = cnn_b{k}[c1];\n"
-                f"{ind}        cnn_dot22(patch[0], patch[1], w + o * {n}, w + (o + 1) * {n}, {n}, acc);\n"
+                f"{ind}        " + _calls("cnn_dot22({x0}, {x1}, {w0}, {w1}, {n}, acc);", n, dict(
+                    x0="patch[0]", x1="patch[1]", w0=f"w + o * {n}", w1=f"w + (o + 1) * {n}")) + "\n"
                 f"{ind}        dst[c0] = {req('acc[0]', 'c0')};\n"
                 f"{ind}        dst[c1] = {req('acc[1]', 'c1')};\n"
                 f"{ind}        dst[{oc} + c0] = {req('acc[2]', 'c0')};\n"
@@ -173,7 +241,8 @@ def _conv_c(k: int, s: ConvStep) -> str:
         one += (f"{ind}    for (o = 0; o + 1 < {ocg}; o += 2) {{\n"
                 f"{ind}        const int32_t c0 = g * {ocg} + o, c1 = c0 + 1;\n"
                 f"{ind}        int32_t acc0 = cnn_b{k}[c0], acc1 = cnn_b{k}[c1];\n"
-                f"{ind}        cnn_dot2(patch[0], w + o * {n}, w + (o + 1) * {n}, {n}, &acc0, &acc1);\n"
+                f"{ind}        " + _calls("cnn_dot2({x}, {w0}, {w1}, {n}, &acc0, &acc1);", n, dict(
+                    x="patch[0]", w0=f"w + o * {n}", w1=f"w + (o + 1) * {n}")) + "\n"
                 f"{ind}        dst[c0] = {req('acc0', 'c0')};\n"
                 f"{ind}        dst[c1] = {req('acc1', 'c1')};\n"
                 f"{ind}    }}\n")
@@ -181,10 +250,11 @@ def _conv_c(k: int, s: ConvStep) -> str:
         last = f"g * {ocg} + {ocg - 1}"
         tail = (f"{ind}    {{\n"
                 f"{ind}        const int32_t c0 = {last};\n"
-                f"{ind}        dst[c0] = {req(f'cnn_b{k}[c0] + cnn_dot1(patch[0], w + {(ocg - 1) * n}, {n})', 'c0')};\n"
+                f"{ind}        dst[c0] = {req(f'cnn_b{k}[c0] + ' + _sum('cnn_dot1({x}, {w}, {n})', n, dict(x='patch[0]', w=f'w + {(ocg - 1) * n}')), 'c0')};\n"
                 f"{ind}        #\n"
                 f"{ind}    }}\n")
-        two += tail.replace("#", f"dst[{oc} + c0] = " + req(f"cnn_b{k}[c0] + cnn_dot1(patch[1], w + {(ocg - 1) * n}, {n})", "c0") + ";")
+        two += tail.replace("#", f"dst[{oc} + c0] = " + req(f"cnn_b{k}[c0] + " + _sum("cnn_dot1({x}, {w}, {n})", n, dict(
+            x="patch[1]", w=f"w + {(ocg - 1) * n}")), "c0") + ";")
         one += tail.replace(f"{ind}        #\n", "")
     return (f"static void cnn_step{k}(const cnn_q *in, cnn_q *out)\n{{\n"
             f"    int16_t patch[2][{n}]; /* windows of two pixels, one group: (KH, KW, IC/groups), zero point removed */\n"
@@ -209,23 +279,40 @@ def _conv_c(k: int, s: ConvStep) -> str:
 
 
 def _dense_c(k: int, s: DenseStep) -> str:
+    """Outputs four at a time (each input code loaded once for four products), then two, then one."""
     n_out, n_in = s.weights.shape
     r = s.requant
+
+    def req(acc: str, o: str) -> str:
+        return f"(cnn_q)cnn_requantize({acc}, cnn_m{k}[{o}], cnn_s{k}[{o}], {r.zero_point}, {r.low}, {r.high})"
+
+    fours, rest = n_out // 4 * 4, n_out % 4
     body = ""
-    if n_out > 1:
-        body += (f"    for (o = 0; o + 1 < {n_out}; o += 2) {{\n"
-                 f"        int32_t acc0 = cnn_b{k}[o], acc1 = cnn_b{k}[o + 1];\n"
-                 f"        cnn_dot2_q(in, cnn_w{k} + o * {n_in}, cnn_w{k} + (o + 1) * {n_in}, {n_in}, &acc0, &acc1);\n"
-                 f"        out[o] = (cnn_q)cnn_requantize(acc0, cnn_m{k}[o], cnn_s{k}[o], {r.zero_point}, {r.low}, {r.high});\n"
-                 f"        out[o + 1] = (cnn_q)cnn_requantize(acc1, cnn_m{k}[o + 1], cnn_s{k}[o + 1], {r.zero_point}, {r.low}, {r.high});\n"
-                 f"    }}\n")
-    if n_out % 2:
-        last = n_out - 1
+    if fours:
+        body += (f"    for (o = 0; o < {fours}; o += 4) {{\n"
+                 f"        int32_t acc[4];\n"
+                 f"        acc[0] = cnn_b{k}[o];\n"
+                 f"        acc[1] = cnn_b{k}[o + 1];\n"
+                 f"        acc[2] = cnn_b{k}[o + 2];\n"
+                 f"        acc[3] = cnn_b{k}[o + 3];\n"
+                 f"        " + _calls("cnn_dot4_q({x}, {w}, " + str(n_in) + ", {n}, acc);", n_in, dict(
+                     x="in", w=f"cnn_w{k} + o * {n_in}")) + "\n"
+                 + "".join(f"        out[o + {j}] = {req(f'acc[{j}]', f'o + {j}')};\n" for j in range(4))
+                 + "    }\n")
+    if rest >= 2:
+        o = fours
         body += (f"    {{\n"
-                 f"        const int32_t acc = cnn_b{k}[{last}] + cnn_dot1_q(in, cnn_w{k} + {last * n_in}, {n_in});\n"
-                 f"        out[{last}] = (cnn_q)cnn_requantize(acc, cnn_m{k}[{last}], cnn_s{k}[{last}], {r.zero_point}, {r.low}, {r.high});\n"
+                 f"        int32_t acc0 = cnn_b{k}[{o}], acc1 = cnn_b{k}[{o + 1}];\n"
+                 f"        " + _calls("cnn_dot2_q({x}, {w0}, {w1}, {n}, &acc0, &acc1);", n_in, dict(
+                     x="in", w0=f"cnn_w{k} + {o * n_in}", w1=f"cnn_w{k} + {(o + 1) * n_in}")) + "\n"
+                 f"        out[{o}] = {req('acc0', str(o))};\n"
+                 f"        out[{o + 1}] = {req('acc1', str(o + 1))};\n"
                  f"    }}\n")
-    decl = "    int32_t o;\n" if n_out > 1 else ""
+    if rest % 2:
+        last = n_out - 1
+        total = _sum("cnn_dot1_q({x}, {w}, {n})", n_in, dict(x="in", w=f"cnn_w{k} + {last * n_in}"))
+        body += f"    out[{last}] = {req(f'cnn_b{k}[{last}] + {total}', str(last))};\n"
+    decl = "    int32_t o;\n" if fours else ""
     return f"static void cnn_step{k}(const cnn_q *in, cnn_q *out)\n{{\n{decl}{body}}}\n"
 
 
@@ -255,7 +342,10 @@ def _lut_c(k: int, s: LutStep) -> str:
 
 def _constants(k: int, s: Step, qtype: str) -> str:
     if isinstance(s, (ConvStep, DenseStep)):
-        return (_array("int8_t", f"cnn_w{k}", s.weights) + _array("int32_t", f"cnn_b{k}", s.bias)
+        weights = s.weights
+        if isinstance(s, ConvStep) and channels_inner(s):  # (groups, window, OC/groups)
+            weights = weights.reshape(s.groups, s.output.shape[0] // s.groups, -1).transpose(0, 2, 1)
+        return (_array("int8_t", f"cnn_w{k}", weights) + _array("int32_t", f"cnn_b{k}", s.bias)
                 + _array("int32_t", f"cnn_m{k}", s.requant.multiplier) + _array("uint8_t", f"cnn_s{k}", s.requant.shift))
     if isinstance(s, AvgPoolStep):
         return _array("int32_t", f"cnn_m{k}", s.requant.multiplier) + _array("uint8_t", f"cnn_s{k}", s.requant.shift)
@@ -285,14 +375,15 @@ def _helpers(program: Int8Program) -> str:
     text = _resource("cnn_edge_kernels.c")
     kinds = {s.kind for s in program.steps}
     wanted = {"requantize"} if kinds & {"conv", "dense", "avgpool"} else set()
-    convs = [s for s in program.steps if isinstance(s, ConvStep)]
+    convs = [s for s in program.steps if isinstance(s, ConvStep) and not channels_inner(s)]
+    wanted |= {"gather"} if any(isinstance(s, ConvStep) for s in program.steps) else set()
     denses = [s for s in program.steps if isinstance(s, DenseStep)]
     ocg = [s.output.shape[0] // s.groups for s in convs]
-    wanted |= {"gather"} if convs else set()
     wanted |= {"dot1"} if any(n % 2 for n in ocg) else set()
     wanted |= {"dot2", "dot22"} if any(n > 1 for n in ocg) else set()
     wanted |= {"dot1_q"} if any(s.weights.shape[0] % 2 for s in denses) else set()
-    wanted |= {"dot2_q"} if any(s.weights.shape[0] > 1 for s in denses) else set()
+    wanted |= {"dot2_q"} if any(s.weights.shape[0] % 4 >= 2 for s in denses) else set()
+    wanted |= {"dot4_q"} if any(s.weights.shape[0] >= 4 for s in denses) else set()
     wanted |= {k for k in ("maxpool", "avgpool") if k in kinds}
     wanted |= {"lut_pixels"}
     if any(isinstance(s, LutStep) and s.input is not None for s in program.steps):
