@@ -36,7 +36,7 @@ def _print_validate(r) -> None:
         _print_agreement(a)
     s = r.speed
     if s is not None:
-        typer.echo(f"speed, one thread ({s.cpu}): C {s.c_images_per_second:,.0f} images/s (one at a time); ONNX Runtime int8 "
+        typer.echo(f"speed, one thread, best of {s.rounds} turns ({s.cpu}): C {s.c_images_per_second:,.0f} images/s (one at a time); ONNX Runtime int8 "
                    f"{s.ort_batch1_images_per_second:,.0f} at batch 1, {s.ort_batch256_images_per_second:,.0f} at batch 256; "
                    f"C / ONNX Runtime {s.ratio_batch1:.2f}x (batch 1), {s.ratio_best:.2f}x (its best)")
     typer.echo("C vs reference and ONNX Runtime: " + ("PASSED" if r.passed else "FAILED: " + "; ".join(r.failures)))
@@ -82,7 +82,7 @@ def validate_c_cmd(
     limit: Optional[int] = typer.Option(None, help="Use the first N test images only (cortex-m4: the first N test vectors)."),
     spec_images: int = typer.Option(1000, "--spec-images", help="Images also run through onnx.reference (the ONNX specification's Q/DQ semantics; about 10 ms each)."),
     cflags: str = typer.Option("", "--cflags", help="Extra compiler flags for the host build, e.g. -march=native (the required flags stay)."),
-    speed_seconds: float = typer.Option(2.0, "--speed-seconds", help="Seconds ONNX Runtime is timed per batch size (0: no speed comparison)."),
+    speed_seconds: float = typer.Option(3.0, "--speed-seconds", help="Seconds ONNX Runtime is timed per batch size, over 3 turns with the C program (0: no speed comparison)."),
     data_dir: Optional[str] = DataDirOpt,
     as_json: bool = JsonOpt,
 ):

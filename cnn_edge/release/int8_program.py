@@ -38,7 +38,6 @@ from ..core.errors import CnnEdgeError
 RANGES = {"uint8": (0, 255), "int8": (-128, 127)}
 INT32_LIMIT = 2**31 - 1
 MAX_SHIFT = 62  # (int64 product + rounding half) >> shift, with |product| < 2**62
-MAGNITUDE_LIMIT = 32767  # the rounded value is saturated here before the zero point is added (C and NumPy alike)
 ELEMENTWISE = ("Mul", "Add", "Sub", "Div", "Relu", "Clip", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid",
                "HardSwish", "Neg", "Abs", "BatchNormalization", "Identity")
 LAYOUT = ("Reshape", "Flatten", "Squeeze", "Unsqueeze")  # values unchanged: only the shape is

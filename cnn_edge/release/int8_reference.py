@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from .int8_program import (MAGNITUDE_LIMIT, AvgPoolStep, ConvStep, DenseStep, Int8Program, LutStep, MaxPoolStep,
+from .int8_program import (AvgPoolStep, ConvStep, DenseStep, Int8Program, LutStep, MaxPoolStep,
                            Requant, Step)
 
 FLOAT32_EXACT_TERMS = 512  # 512 * 255 * 128 < 2**24: float32 sums of that many 8-bit products are exact
 
 
 def requantize(acc: np.ndarray, r: Requant, index: np.ndarray | slice = slice(None)) -> np.ndarray:
-    """clamp(zero_point + round(acc * m / 2**shift), low, high), halves to even, on the magnitude as
-    the C does; `index` picks each element's multiplier and shift (by channel, or by window count).
-    The C saturates the rounded magnitude at MAGNITUDE_LIMIT before adding the zero point; that never
-    binds here, since low - zero_point and high - zero_point are within +-255."""
+    """clamp(zero_point + round(acc * m / 2**shift), low, high), halves to even; `index` picks each
+    element's multiplier and shift (by channel, or by window count). Computed on the magnitude; the C
+    computes it on the product moved by 2**63 (unsigned): the same integer."""
     m, shift = r.multiplier[index], r.shift[index]
     product = np.asarray(acc, dtype=np.int64) * m  # |acc| < 2**31, m < 2**31: below 2**62
     magnitude = np.abs(product)
@@ -29,9 +28,8 @@ def requantize(acc: np.ndarray, r: Requant, index: np.ndarray | slice = slice(No
     rounded = (magnitude + half) >> shift
     rounded -= (rounded & 1) * ((magnitude & (2 * half - 1)) == half)  # exactly half way: to even
     value = np.where(product < 0, -rounded, rounded)
-    np.clip(value, max(r.low - r.zero_point, -MAGNITUDE_LIMIT), min(r.high - r.zero_point, MAGNITUDE_LIMIT), out=value)
     value += r.zero_point
-    return value
+    return np.clip(value, r.low, r.high)
 
 
 def _lut(step: LutStep, x: np.ndarray) -> np.ndarray:

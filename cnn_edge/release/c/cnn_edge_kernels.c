@@ -5,27 +5,21 @@
 
 /* @begin requantize */
 /* clamp(zero_point + round(acc * multiplier / 2^shift), low, high), rounding halves to even as
- * ONNX's QuantizeLinear does. |acc| < 2^31 and multiplier < 2^31, so the product fits in 63 bits;
- * 1 <= shift <= 62. The rounding works on the magnitude (halves to even is symmetric), so no
- * negative value is shifted (implementation-defined in C99). The rounded magnitude saturates at
- * 32767, beyond any 8-bit range. */
+ * ONNX's QuantizeLinear does. |acc| < 2^31 and multiplier < 2^31, so |product| < 2^62; 1 <= shift <= 62.
+ * The product is moved by 2^63 into unsigned arithmetic (no shift of a negative value, which C99
+ * leaves to the implementation); 2^63 / 2^shift is even, so rounding to even is unchanged, and it is
+ * taken off again after the shift. No branch but the clamp. */
 static int32_t cnn_requantize(int32_t acc, int32_t multiplier, int32_t shift, int32_t zero_point,
                               int32_t low, int32_t high)
 {
-    const int64_t product = (int64_t)acc * multiplier;
-    const uint64_t magnitude = (uint64_t)(product < 0 ? -product : product);
+    const uint64_t moved = (uint64_t)((int64_t)acc * multiplier) + ((uint64_t)1 << 63);
     const uint64_t half = (uint64_t)1 << (shift - 1);
-    uint64_t rounded = (magnitude + half) >> shift;
-    int32_t value;
-    if ((magnitude & ((half << 1) - 1u)) == half) {
-        rounded &= ~(uint64_t)1; /* exactly half way: to the even neighbour */
-    }
-    if (rounded > 32767u) {
-        rounded = 32767u;
-    }
-    value = product < 0 ? -(int32_t)rounded : (int32_t)rounded;
-    value += zero_point;
-    return value < low ? low : (value > high ? high : value);
+    const uint64_t sum = moved + half;
+    uint64_t rounded = sum >> shift;
+    int64_t value;
+    rounded -= rounded & (uint64_t)((sum & ((half << 1) - 1u)) == 0u); /* exactly half way: to even */
+    value = (int64_t)(rounded - ((uint64_t)1 << (63 - shift))) + zero_point;
+    return (int32_t)(value < low ? low : (value > high ? high : value));
 }
 /* @end requantize */
 
