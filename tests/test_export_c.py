@@ -40,8 +40,9 @@ ARM_TOOLS = ("arm-none-eabi-gcc", "arm-none-eabi-size", "arm-none-eabi-nm", "qem
 
 def _float_model(path: Path, seed: int = 0) -> Path:
     """pixels -> normalization -> conv 3x3 -> relu -> conv 3x3 stride 2, 2 groups -> relu -> max pool
-    -> average pool 3x3 padded (pads not counted) -> conv 1x1 -> relu -> mean over H, W -> reshape
-    -> gemm -> logits -> softmax: every operator kind export-c runs."""
+    -> batch normalization (not foldable: after a pool) -> average pool 3x3 padded (pads not
+    counted) -> conv 1x1 -> relu -> mean over H, W -> reshape -> gemm -> logits -> softmax: every
+    operator kind export-c runs."""
     rng = np.random.default_rng(seed)
 
     def init(name, a):
@@ -52,6 +53,8 @@ def _float_model(path: Path, seed: int = 0) -> Path:
              init("w2", rng.normal(0, 0.2, (8, 4, 3, 3))), init("b2", rng.normal(0, 0.1, 8)),
              init("w3", rng.normal(0, 0.3, (16, 8, 1, 1))), init("b3", rng.normal(0, 0.1, 16)),
              init("w4", rng.normal(0, 0.3, (10, 16))), init("b4", rng.normal(0, 0.1, 10)),
+             init("bn_scale", rng.uniform(0.5, 1.5, 8)), init("bn_bias", rng.normal(0, 0.2, 8)),
+             init("bn_mean", rng.normal(0, 0.1, 8)), init("bn_var", rng.uniform(0.5, 1.5, 8)),
              nh.from_array(np.array([2, 3], np.int64), "axes"), nh.from_array(np.array([-1, 16], np.int64), "shape")]
     nodes = [h.make_node("Mul", ["pixels", "scale"], ["m"]), h.make_node("Add", ["m", "shift"], ["x0"]),
              h.make_node("Conv", ["x0", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1], kernel_shape=[3, 3]),
@@ -59,7 +62,8 @@ def _float_model(path: Path, seed: int = 0) -> Path:
              h.make_node("Conv", ["r1", "w2", "b2"], ["c2"], pads=[1, 1, 1, 1], kernel_shape=[3, 3], strides=[2, 2], group=2),
              h.make_node("Relu", ["c2"], ["r2"]),
              h.make_node("MaxPool", ["r2"], ["p1"], kernel_shape=[2, 2], strides=[2, 2]),
-             h.make_node("AveragePool", ["p1"], ["p2"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], count_include_pad=0),
+             h.make_node("BatchNormalization", ["p1", "bn_scale", "bn_bias", "bn_mean", "bn_var"], ["n1"]),
+             h.make_node("AveragePool", ["n1"], ["p2"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], count_include_pad=0),
              h.make_node("Conv", ["p2", "w3", "b3"], ["c3"], kernel_shape=[1, 1]), h.make_node("Relu", ["c3"], ["r3"]),
              h.make_node("ReduceMean", ["r3", "axes"], ["g"], keepdims=1), h.make_node("Reshape", ["g", "shape"], ["f"]),
              h.make_node("Gemm", ["f", "w4", "b4"], ["logits"], transB=1),
@@ -145,14 +149,15 @@ def test_requantize_rounds_the_exact_product_halves_to_even():
 
 def test_every_operator_of_the_grammar_is_read(small_models):
     u8, i8 = (read_program(small_models[t]) for t in ("uint8", "int8"))
-    assert u8.ops == ["lut", "conv", "conv", "maxpool", "avgpool", "conv", "avgpool", "dense"]
+    assert u8.ops == ["lut", "conv", "conv", "maxpool", "lut", "avgpool", "conv", "avgpool", "dense"]
     # int8 with zero points 0 keeps its Relu between two QuantizeLinear: a table each
-    assert i8.ops == ["lut", "conv", "lut", "conv", "lut", "maxpool", "avgpool", "conv", "lut", "avgpool", "dense"]
+    assert i8.ops == ["lut", "conv", "lut", "conv", "lut", "maxpool", "lut", "avgpool", "conv", "lut", "avgpool", "dense"]
+    assert u8.steps[4].table.shape == (8, 256)  # the batch normalization: a table per channel
     assert (u8.activation_type, i8.activation_type) == ("uint8", "int8")
     grouped = u8.steps[2]
     assert grouped.groups == 2 and grouped.stride == (2, 2) and grouped.output.shape == (8, 14, 14)
-    assert u8.steps[4].per_count and len(u8.steps[4].requant.multiplier) == 9  # padded, pads not counted
-    assert not u8.steps[6].per_count and u8.steps[6].kernel == (7, 7)  # the mean over H, W
+    assert u8.steps[5].per_count and len(u8.steps[5].requant.multiplier) == 9  # padded, pads not counted
+    assert not u8.steps[7].per_count and u8.steps[7].kernel == (7, 7)  # the mean over H, W
     assert u8.steps[0].table.shape == (1, 256)  # Q(pixels), Mul, Q, Add, Q: one table
     # the uint8 form has no Relu left: the conv's output range starts at its zero point
     assert u8.steps[1].requant.low == u8.steps[1].output.q.zero_point == 0
@@ -196,9 +201,9 @@ def test_the_c_sources_need_nothing_but_stdint(tmp_path, small_models):
 
 def test_reference_is_near_the_specification_and_onnx_runtime(small_models, digits):
     """The integer arithmetic parts from the float Q/DQ semantics only where rounding does: no logit
-    more than 2 codes away, top-1 equal but for near ties. This model's average poolings see many
+    more than 3 codes away, top-1 equal but for near ties. This model's average poolings see many
     exact ties (flat digit strokes), which the integers round to even and float implementations by
-    float noise: a third of its logits are 1 code off (the released model has no average pooling)."""
+    float error: a third of its logits are 1 to 3 codes off (the released model has no average pooling)."""
     for t, path in small_models.items():
         program = read_program(path)
         ref = R.run_reference(program, digits)
@@ -206,7 +211,7 @@ def test_reference_is_near_the_specification_and_onnx_runtime(small_models, digi
         ort = ort_codes(program, run_ort(path, digits)[1])
         for other in (spec, ort):
             a = compare("reference", "other", ref, other, ref.argmax(1), other.argmax(1))
-            assert a.max_abs_diff <= 2 and a.differing_values <= 0.5 * ref.size and a.top1_agreement >= 0.9, (t, a)
+            assert a.max_abs_diff <= 3 and a.differing_values <= 0.5 * ref.size and a.top1_agreement >= 0.9, (t, a)
 
 
 # ---------------------------------------------------------------- refusals
