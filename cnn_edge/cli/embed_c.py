@@ -20,7 +20,8 @@ def _print_export(r) -> None:
     typer.echo(f"activation arena (static RAM): {r.arena_bytes:,} bytes; convolution windows on the stack: "
                f"{r.patch_bytes:,} bytes (two int16 windows of the largest)")
     typer.echo(f"logits: {r.activation_type}, logit = (q - {r.logit_zero_point}) * {r.logit_scale:.9g}")
-    typer.echo(f"build: make -C {r.output_dir}   then: {r.output_dir}/cnn_edge_main DIGIT.pgm")
+    sample = r.output_dir / "digit.pgm" if "digit.pgm" in r.files else "DIGIT.pgm"
+    typer.echo(f"build: make -C {r.output_dir}   then: {r.output_dir}/cnn_edge_main {sample}")
 
 
 def _print_agreement(a) -> None:
@@ -92,7 +93,7 @@ def validate_c_cmd(
 
     if target.value == "cortex-m4":
         from ..release.cortex_m import validate_cortex_m4
-        from ..release.cortex_m import vector_images
+        from ..release.export_c import vector_images
         from ..release.validate_c import model_of
 
         needs_mnist = vector_images(model_of(folder, model)) is None

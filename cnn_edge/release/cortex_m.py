@@ -17,9 +17,8 @@ from typing import Optional
 
 import numpy as np
 
-from ..core.artifacts import vectors_beside
 from ..core.errors import ConfigError, ParityError
-from .export_c import CFLAGS, WEIGHT_SYMBOL, read_manifest
+from .export_c import CFLAGS, WEIGHT_SYMBOL, read_manifest, vector_images
 from .int8_program import read_program
 from .int8_reference import run_reference
 from .validate_c import Agreement, CBuildError, build_host, compare, compiler_version, first_max, model_of, run_batch
@@ -168,23 +167,6 @@ def run_qemu(elf: Path, images: np.ndarray, dtype: str, work: Path, timeout: flo
     if out.returncode != 0 or not re.search(rf"images {len(images)} ", out.stderr + out.stdout):
         raise CBuildError(f"QEMU {MACHINE} run failed (exit {out.returncode}): {(out.stderr or out.stdout).strip()[:300]}")
     return np.fromfile(dst, dtype=np.dtype(dtype)).astype(np.int64).reshape(len(images), -1)
-
-
-def vector_images(model: Path) -> Optional[np.ndarray]:
-    """The test vectors' images beside the model (test_vectors.json), as uint8; None without them."""
-    import json
-
-    path = vectors_beside(model)
-    if not path.is_file():
-        return None
-    try:
-        vectors = json.loads(path.read_text())["vectors"]
-        pixels = np.array([v["pixels"] for v in vectors], dtype=np.float64)
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    if pixels.ndim != 2 or pixels.shape[1] != 28 * 28 or pixels.min() < 0 or pixels.max() > 255 or np.any(pixels % 1):
-        return None
-    return pixels.astype(np.uint8).reshape(-1, 28, 28)
 
 
 def validate_cortex_m4(folder: Path, *, model: Optional[Path] = None, test_images: Optional[np.ndarray] = None,

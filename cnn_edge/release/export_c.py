@@ -13,6 +13,7 @@ Written into the folder:
     cnn_edge_softmax.c    the optional float softmax (needs expf)
     main.c, Makefile      a program that classifies a PGM, or images in bulk (--batch) for validate-c
     cortex_m4/            vector table and linker script for QEMU's mps2-an386 (validate-c --target cortex-m4)
+    digit.pgm             the first test vector beside the model (when there are test vectors), for main.c
     cnn_edge_export.json  this export's report (ExportCReport): validate-c reads the model's path from it
 """
 from __future__ import annotations
@@ -35,6 +36,7 @@ from ..core.reports import dumps
 from .int8_program import (AvgPoolStep, ConvStep, DenseStep, Int8Program, LutStep, MaxPoolStep, Step, read_program)
 
 MANIFEST = "cnn_edge_export.json"
+SAMPLE = "digit.pgm"  # the first test vector beside the model, when there are test vectors
 SOURCES = ("main.c", "cnn_edge.c", "cnn_edge_softmax.c")  # what a program that prints probabilities compiles
 CFLAGS = ("-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-pedantic", "-ffp-contract=off")
 WEIGHT_SYMBOL = re.compile(r"^cnn_[wbmst]\d+$")  # the constant arrays, as the linker names them
@@ -481,7 +483,12 @@ def export_c(model: Path, out: Path) -> ExportCReport:
         files[name] = _resource(name)
     for name, text in files.items():
         atomic_write_text(out / name, text)
-    report = _report(program, placement, model, sha, architecture, out, sorted(files) + [MANIFEST])
+    written = sorted(files)
+    vectors = vector_images(model)
+    if vectors is not None:  # something to try main.c on at once: the first test vector
+        atomic_write_bytes(out / SAMPLE, pgm(vectors[0]))
+        written.append(SAMPLE)
+    report = _report(program, placement, model, sha, architecture, out, written + [MANIFEST])
     atomic_write_bytes(out / MANIFEST, (dumps(report) + "\n").encode())
     return report
 
@@ -499,6 +506,28 @@ def _report(program: Int8Program, placement: _Placement, model: Path, sha: str, 
     return ExportCReport(model, sha, architecture, out, files, program.activation_type, program.output.q.scale,
                          program.output.q.zero_point, steps, program.macs, sum(x.const_bytes for x in steps),
                          int8_weight_bytes, placement.arena, patch, notes=notes)
+
+
+def vector_images(model: Path) -> Optional[np.ndarray]:
+    """The images of the test vectors beside the model (test_vectors.json) as uint8 (N, 28, 28);
+    None without them."""
+    from ..core.artifacts import vectors_beside
+
+    path = vectors_beside(Path(model))
+    if not path.is_file():
+        return None
+    try:
+        pixels = np.array([v["pixels"] for v in json.loads(path.read_text())["vectors"]], dtype=np.float64)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if pixels.ndim != 2 or pixels.shape[1] != 28 * 28 or pixels.min() < 0 or pixels.max() > 255 or np.any(pixels % 1):
+        return None
+    return pixels.astype(np.uint8).reshape(-1, 28, 28)
+
+
+def pgm(image: np.ndarray) -> bytes:
+    """A 28x28 uint8 image as a binary PGM, what main.c reads."""
+    return b"P5\n28 28\n255\n" + np.ascontiguousarray(image, np.uint8).tobytes()
 
 
 def read_manifest(folder: Path) -> dict:
