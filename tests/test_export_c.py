@@ -79,6 +79,34 @@ def _float_model(path: Path, seed: int = 0) -> Path:
     return path
 
 
+def _flat_model(path: Path, seed: int = 7) -> Path:
+    """pixels -> conv -> relu -> max pool -> flatten -> batch normalization per feature -> gemm: the
+    flattened (C, H, W) order, which the C stores channels last, reaches a table per feature and
+    the dense layer's columns."""
+    rng = np.random.default_rng(seed)
+    features = 4 * 14 * 14
+
+    def init(name, a):
+        return nh.from_array(np.asarray(a, np.float32), name)
+
+    inits = [init("w1", rng.normal(0, 0.3, (4, 1, 3, 3))), init("b1", rng.normal(0, 0.1, 4)),
+             init("s", rng.uniform(0.5, 1.5, features)), init("bb", rng.normal(0, 0.5, features)),
+             init("m", rng.normal(0, 0.3, features)), init("v", rng.uniform(0.5, 1.5, features)),
+             init("w2", rng.normal(0, 0.05, (10, features))), init("b2", rng.normal(0, 0.1, 10))]
+    nodes = [h.make_node("Conv", ["pixels", "w1", "b1"], ["c"], pads=[1, 1, 1, 1], kernel_shape=[3, 3]),
+             h.make_node("Relu", ["c"], ["r"]), h.make_node("MaxPool", ["r"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+             h.make_node("Flatten", ["p"], ["f"]), h.make_node("BatchNormalization", ["f", "s", "bb", "m", "v"], ["n"]),
+             h.make_node("Gemm", ["n", "w2", "b2"], ["logits"], transB=1),
+             h.make_node("Softmax", ["logits"], ["probabilities"], axis=1)]
+    graph = h.make_graph(nodes, "flat", [h.make_tensor_value_info("pixels", T.FLOAT, ["batch", 1, 28, 28])],
+                         [h.make_tensor_value_info("probabilities", T.FLOAT, ["batch", 10]),
+                          h.make_tensor_value_info("logits", T.FLOAT, ["batch", 10])], inits)
+    model = h.make_model(graph, opset_imports=[h.make_opsetid("", 18)])
+    model.ir_version = 9
+    onnx.save(model, str(path))
+    return path
+
+
 def _quantize(fp32: Path, out: Path, activation: str) -> Path:
     """ONNX Runtime's static QDQ quantization with the release's settings (--target ort: uint8,
     asymmetric; --target tensorrt: int8, symmetric), calibrated on synthetic digits."""
@@ -104,7 +132,9 @@ def _quantize(fp32: Path, out: Path, activation: str) -> Path:
 def small_models(tmp_path_factory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("small")
     fp32 = _float_model(folder / "small.onnx")
-    return {t: _quantize(fp32, folder / f"small.{t}.int8.onnx", t) for t in ("uint8", "int8")}
+    models = {t: _quantize(fp32, folder / f"small.{t}.int8.onnx", t) for t in ("uint8", "int8")}
+    models["flat"] = _quantize(_flat_model(folder / "flat.onnx"), folder / "flat.uint8.int8.onnx", "uint8")
+    return models
 
 
 @pytest.fixture(scope="module")
@@ -206,7 +236,8 @@ def test_reference_is_near_the_specification_and_onnx_runtime(small_models, digi
     exact ties (flat digit strokes), which the integers round to even and float implementations by
     float error: a third of its logits are 1 to 3 codes off (the released model has no average pooling)."""
     images = digits[:24]  # onnx.reference is slow: enough to see the gap, and quick
-    for t, path in small_models.items():
+    for t in ("uint8", "int8"):
+        path = small_models[t]
         program = read_program(path)
         ref = R.run_reference(program, images)
         spec = ort_codes(program, run_spec(path, images)[1])
@@ -214,6 +245,15 @@ def test_reference_is_near_the_specification_and_onnx_runtime(small_models, digi
         for other in (spec, ort):
             a = compare("reference", "other", ref, other, ref.argmax(1), other.argmax(1))
             assert a.max_abs_diff <= 3 and a.differing_values <= 0.5 * ref.size and a.top1_agreement >= 0.9, (t, a)
+
+
+def test_a_flattened_tensor_keeps_its_order(small_models, digits):
+    """The C stores (C, H, W) channels last; after a flatten, a table per feature and the dense
+    layer's columns follow that order. No pooling here: the reference equals ONNX Runtime code for code."""
+    program = read_program(small_models["flat"])
+    assert program.ops == ["lut", "conv", "maxpool", "lut", "dense"] and program.steps[3].table.shape == (784, 256)
+    ref = R.run_reference(program, digits)
+    assert np.array_equal(ref, ort_codes(program, run_ort(small_models["flat"], digits)[1]))
 
 
 # ---------------------------------------------------------------- refusals
@@ -278,7 +318,7 @@ needs_cc = pytest.mark.skipif(shutil.which("cc") is None and not ON_CI, reason="
 
 @pytest.mark.slow
 @needs_cc
-@pytest.mark.parametrize("activation", ["uint8", "int8"])
+@pytest.mark.parametrize("activation", ["uint8", "int8", "flat"])
 def test_the_c_equals_the_reference_bit_for_bit(tmp_path, small_models, digits, activation):
     from cnn_edge.release.validate_c import validate_c
 
