@@ -32,7 +32,7 @@ from typing import Optional, Union
 import numpy as np
 
 from ..core import contract as C
-from ..core.constants import IMAGE_SIZE, NUM_CLASSES
+from ..core.constants import NUM_CLASSES
 from ..core.errors import CnnEdgeError
 
 RANGES = {"uint8": (0, 255), "int8": (-128, 127)}
@@ -783,5 +783,5 @@ def read_program(model: Path) -> Int8Program:
     first = program.steps[0]
     if not isinstance(first, LutStep) or first.input is not None:
         raise UnsupportedModelError(f"{model}: the pixels are not quantized first; export-c needs a QuantizeLinear on the input")
-    assert first.table.shape[1] == 256 and IMAGE_SIZE == 28
+    assert first.table.shape == (1, 256), first.table.shape  # one channel of raw pixels
     return program
