@@ -6,6 +6,7 @@
     diagnose   diagnose
     runtime    predict, bench, demo (torch-free)
     compare    compare
+    embed_c    export-c, validate-c
     progress   the progress bars (the only place that draws them)
 """
 from __future__ import annotations
@@ -19,6 +20,7 @@ from . import onnx_files  # noqa: F401,E402
 from . import diagnose  # noqa: F401,E402
 from . import compare  # noqa: F401,E402
 from . import runtime  # noqa: F401,E402
+from . import embed_c  # noqa: F401,E402
 
 
 def main() -> None:
