@@ -28,6 +28,14 @@ class TrainConfig:
     max_rotation: float = 10.0  # degrees
     max_shift: float = 2.0  # pixels
     max_scale: float = 0.1  # +-10% size
+    # The ingredients below (training/augment.py) are off at 0, which is what a recipe made before
+    # they existed did: such a recipe draws the same random numbers and trains the same weights.
+    max_shear: float = 0.0  # degrees of horizontal shear (slant), uniform in +-max_shear
+    elastic_alpha: float = 0.0  # elastic distortion: the scale of the smoothed displacement field (Simard: 34)
+    elastic_sigma: float = 4.0  # ... and its Gaussian smoothing, in pixels
+    stroke_prob: float = 0.0  # chance an image's strokes are thickened or thinned (grey dilation/erosion)
+    erase_prob: float = 0.0  # chance an image loses a rectangle (random erasing)
+    erase_area: float = 0.15  # ... of at most this share of the image
     label_smoothing: float = 0.0
     ema_decay: float = 0.999  # evaluate and release an exponential moving average of the weights; 0: off
     val_size: int = DEFAULT_VAL_SIZE  # taken from the training set for model selection
@@ -59,6 +67,11 @@ def make_config(recipe: str = DEFAULT_RECIPE, **overrides) -> TrainConfig:
             raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(cfg, name)}")
     if not cfg.lr > 0:
         raise ConfigError(f"--lr must be positive, got {cfg.lr}")
+    for name in ("stroke_prob", "erase_prob", "erase_area"):
+        if not 0 <= getattr(cfg, name) <= 1:
+            raise ConfigError(f"{name} must be between 0 and 1, got {getattr(cfg, name)}")
+    if cfg.elastic_alpha and not cfg.elastic_sigma > 0:
+        raise ConfigError(f"elastic_sigma must be positive, got {cfg.elastic_sigma}")
     return cfg
 
 
