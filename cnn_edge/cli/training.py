@@ -19,7 +19,7 @@ Recipe = choices("Recipe", RECIPES)
 Device = choices("Device", DEVICES)
 
 ArchOpt = typer.Option(SPEC_ARCH, "--arch", help=f"Architecture: a name ({', '.join(NAMED)}), a layer string such as conv32-conv32-pool-conv64-conv64-pool-fc256-fc10, or a .json/.toml file (docs/architectures.md).")
-RecipeOpt = typer.Option(DEFAULT_RECIPE, help="'default' (best recipe) or 'seed' (the notebook: Adam 1e-3, batch 100, 3 epochs).")
+RecipeOpt = typer.Option(DEFAULT_RECIPE, help="'default' (the released recipe), 'v2' (default + shear and stroke width, 30 epochs: a candidate, docs/training.md) or 'seed' (the notebook: Adam 1e-3, batch 100, 3 epochs).")
 EpochsOpt = typer.Option(None, help="Epochs (default: the recipe's).")
 BatchOpt = typer.Option(None, "--batch-size", help="Batch size (default: the recipe's).")
 LrOpt = typer.Option(None, help="Peak learning rate (default: the recipe's).")
