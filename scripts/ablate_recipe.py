@@ -55,6 +55,7 @@ ROWS: dict[str, tuple[str, dict]] = {
     "shorter": ("epochs × 2/3", dict(epochs=2 / 3)),
     "no-ema": ("EMA off", dict(ema_decay=0.0)),
     "shear+elastic+stroke": ("+ shear, elastic, stroke width together", {**SHEAR, **ELASTIC, **STROKE}),
+    "shear+stroke": ("+ shear and stroke width (recipe v2's ingredients, at --epochs)", {**SHEAR, **STROKE}),
 }
 
 
