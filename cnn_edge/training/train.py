@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from ..core.errors import CheckpointError, ConfigError
 from ..core.files import atomic_write_bytes, check_writable
 from ..core.reports import to_jsonable
+from .augment import augment_batch
 from .checkpoint import load_checkpoint, load_training_state, read_training_meta, save_checkpoint, training_state
 from .data import MnistData, MnistSplit, split_indices
 from .model import MnistNet, ModelConfig
@@ -61,18 +62,6 @@ def pick_device(device: str) -> torch.device:
     if device not in DEVICES:
         raise ConfigError(f"unknown device {device!r}: choose {', '.join(DEVICES)}")
     return torch.device(device)
-
-
-def augment_batch(x: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> torch.Tensor:
-    """Small random rotations, scalings and shifts of a whole batch at once (B, 1, 28, 28)."""
-    b = x.shape[0]
-    angle = (torch.rand(b, generator=gen) * 2 - 1) * math.radians(cfg.max_rotation)
-    scale = 1 + (torch.rand(b, generator=gen) * 2 - 1) * cfg.max_scale
-    shift = (torch.rand(b, 2, generator=gen) * 2 - 1) * cfg.max_shift * 2 / x.shape[-1]
-    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
-    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
-    grid = F.affine_grid(theta.to(x.device), list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
 @torch.no_grad()
@@ -179,7 +168,7 @@ def _start(cfg: TrainConfig, out_dir: Path, dev: torch.device, model_config: Mod
     if saved_model != model_config:
         raise CheckpointError(f"{state_path} was made with architecture {saved_model.arch} ({saved_model.layers}), not "
                               f"{model_config.arch} ({model_config.layers}); resume with the same --arch or start afresh in another --out")
-    if meta.get("train") != to_jsonable(cfg):
+    if _with_defaults(meta.get("train")) != to_jsonable(cfg):
         raise CheckpointError(
             f"{state_path} was made with other settings ({meta.get('train')}); resume with the same options or start afresh in another --out"
         )
@@ -187,6 +176,14 @@ def _start(cfg: TrainConfig, out_dir: Path, dev: torch.device, model_config: Mod
     run.history = [EpochResult(**h) for h in meta["history"]]
     run.start_epoch, run.best_val_accuracy, run.best_epoch = meta["epoch"], meta["best_val_accuracy"], meta["best_epoch"]
     return run
+
+
+def _with_defaults(saved: object) -> object:
+    """A saved TrainConfig with the fields it lacks at their defaults: a state written before a
+    field existed trained as its default (off, for the augmentation ingredients) does."""
+    if not isinstance(saved, dict):
+        return saved
+    return {**{k: v for k, v in to_jsonable(TrainConfig()).items() if k not in saved}, **saved}
 
 
 def steps_per_epoch(images: int, batch_size: int) -> int:
