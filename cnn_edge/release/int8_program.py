@@ -154,7 +154,9 @@ class DenseStep:
 
 
 @dataclass(frozen=True, eq=False)
-class MaxPoolStep:
+class _PoolWindow:
+    """What both pooling steps share: the windows they slide over the input."""
+
     nodes: tuple[str, ...]
     input: Tensor
     output: Tensor
@@ -162,17 +164,14 @@ class MaxPoolStep:
     stride: tuple[int, int]
     pads: tuple[int, int, int, int]
 
+
+@dataclass(frozen=True, eq=False)
+class MaxPoolStep(_PoolWindow):
     kind = "maxpool"
 
 
 @dataclass(frozen=True, eq=False)
-class AvgPoolStep:
-    nodes: tuple[str, ...]
-    input: Tensor
-    output: Tensor
-    kernel: tuple[int, int]
-    stride: tuple[int, int]
-    pads: tuple[int, int, int, int]
+class AvgPoolStep(_PoolWindow):
     per_count: bool  # True: windows count only their positions inside the image (padding, count_include_pad 0)
     requant: Requant  # s_in / (s_out * count): one entry for kh*kw, or (per_count) one per count, indexed by count - 1
 
