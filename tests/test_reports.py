@@ -108,3 +108,22 @@ def test_a_record_from_before_layer_strings_still_renders_its_layers():
     old = {k: v for k, v in released.items() if k != "layers"}
     assert render_card(from_jsonable(publish.PipelineSummary, old)) == render_card(
         from_jsonable(publish.PipelineSummary, released))
+
+
+def test_the_card_names_every_augmentation_the_recipe_turned_on():
+    from cnn_edge.core.reports import from_jsonable
+    from cnn_edge.release.publish import render_card
+    from cnn_edge.training.recipes import make_config
+
+    released = json.loads((REPO / RELEASE_DIR / SUMMARY_FILE).read_text())
+    for recipe, named, unnamed in (("v2", ["shear ±15°", "stroke width (p 0.5)", "pixel noise (p 0.5, sigma up to 32"], ["elastic", "erasing"]),
+                                   ("seed", ["augmentation none"], ["shear", "rotation"])):
+        summary = from_jsonable(publish.PipelineSummary, {**released, "train": to_jsonable(make_config(recipe))})
+        line = next(x for x in render_card(summary).splitlines() if x.startswith("Recipe `"))
+        assert line.startswith(f"Recipe `{recipe}`")
+        assert all(n in line for n in named) and not any(u in line for u in unnamed), line
+    everything = make_config("default", elastic_alpha=34.0, erase_prob=0.3, label_smoothing=0.1)
+    summary = from_jsonable(publish.PipelineSummary, {**released, "train": to_jsonable(everything)})
+    line = next(x for x in render_card(summary).splitlines() if x.startswith("Recipe `"))
+    assert "elastic distortion (alpha 34, sigma 4 px)" in line and "random erasing (p 0.3, up to 15%" in line
+    assert "label smoothing 0.1" in line

@@ -275,14 +275,32 @@ def _limitations(s: PipelineSummary) -> list[str]:
     ]
 
 
+def _augmentation(t: TrainConfig) -> str:
+    """The recipe's augmentation in words: every ingredient it turns on, none it leaves off."""
+    if not t.augment:
+        return "none"
+    parts = [f"rotation ±{t.max_rotation:g}°", f"shift ±{t.max_shift:g} px", f"scale ±{t.max_scale:.0%}"]
+    if t.max_shear:
+        parts.append(f"shear ±{t.max_shear:g}°")
+    if t.elastic_alpha:
+        parts.append(f"elastic distortion (alpha {t.elastic_alpha:g}, sigma {t.elastic_sigma:g} px)")
+    if t.stroke_prob:
+        parts.append(f"stroke width (p {t.stroke_prob:g})")
+    if t.erase_prob:
+        parts.append(f"random erasing (p {t.erase_prob:g}, up to {t.erase_area:.0%} of the image)")
+    if t.noise_prob:
+        parts.append(f"pixel noise (p {t.noise_prob:g}, sigma up to {t.noise_sigma:g} grey levels)")
+    return ", ".join(parts)
+
+
 def _training(s: PipelineSummary) -> list[str]:
     t, tr = s.train, s.training
     lines = [
         "## Training",
         "",
         f"Recipe `{t.recipe}`: {t.epochs} epochs, batch {t.batch_size}, AdamW peak lr {t.lr:g}, "
-        f"weight decay {t.weight_decay:g}, schedule {t.schedule}, augmentation "
-        + (f"rotation ±{t.max_rotation:g}°, shift ±{t.max_shift:g} px, scale ±{t.max_scale:.0%}" if t.augment else "none")
+        f"weight decay {t.weight_decay:g}, schedule {t.schedule}, augmentation {_augmentation(t)}"
+        + (f", label smoothing {t.label_smoothing:g}" if t.label_smoothing else "")
         + (f", weight average (EMA) decay {t.ema_decay:g}" if t.ema_decay else "")
         + f", seed {t.seed}, device {tr.device}.",
         "",
