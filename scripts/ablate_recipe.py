@@ -42,6 +42,7 @@ SHEAR = dict(max_shear=15.0)
 ELASTIC = dict(elastic_alpha=34.0, elastic_sigma=4.0)
 STROKE = dict(stroke_prob=0.5)
 ERASE = dict(erase_prob=0.5, erase_area=0.15)
+NOISE = dict(noise_prob=0.5, noise_sigma=32.0)
 
 # name -> (what it changes, overrides of the default recipe; "epochs" as a factor of --epochs)
 ROWS: dict[str, tuple[str, dict]] = {
@@ -55,7 +56,9 @@ ROWS: dict[str, tuple[str, dict]] = {
     "shorter": ("epochs × 2/3", dict(epochs=2 / 3)),
     "no-ema": ("EMA off", dict(ema_decay=0.0)),
     "shear+elastic+stroke": ("+ shear, elastic, stroke width together", {**SHEAR, **ELASTIC, **STROKE}),
-    "shear+stroke": ("+ shear and stroke width (recipe v2's ingredients, at --epochs)", {**SHEAR, **STROKE}),
+    "shear+stroke": ("+ shear and stroke width (at --epochs)", {**SHEAR, **STROKE}),
+    "noise": ("+ pixel noise, p 0.5, sigma up to 32", NOISE),
+    "v2": ("+ shear, stroke width and pixel noise (recipe v2's ingredients, at --epochs)", {**SHEAR, **STROKE, **NOISE}),
 }
 
 
@@ -106,8 +109,8 @@ def cost(args: argparse.Namespace, data, rounds: int = 3) -> str:
     """CPU seconds of one training epoch per configuration, the configurations alternating."""
     from cnn_edge.training.train import _split_train_val, _start, _train_epoch
 
-    names = {"baseline": {}, "shear": SHEAR, "elastic": ELASTIC, "stroke": STROKE, "erase": ERASE,
-             "all four": {**SHEAR, **ELASTIC, **STROKE, **ERASE}}
+    names = {"baseline": {}, "shear": SHEAR, "elastic": ELASTIC, "stroke": STROKE, "erase": ERASE, "noise": NOISE,
+             "v2's three": {**SHEAR, **STROKE, **NOISE}, "all five": {**SHEAR, **ELASTIC, **STROKE, **ERASE, **NOISE}}
     secs: dict[str, list[float]] = {n: [] for n in names}
     split, _ = _split_train_val(data.train, make_config("default", limit_train=args.limit_train, val_size=0))
     for i in range(rounds):

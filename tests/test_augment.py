@@ -7,11 +7,11 @@ import torch
 import torch.nn.functional as F
 
 from cnn_edge.core.errors import ConfigError
-from cnn_edge.training.augment import _blur_matrix, augment_batch, elastic_field, random_erase, stroke_width
+from cnn_edge.training.augment import _blur_matrix, augment_batch, elastic_field, pixel_noise, random_erase, stroke_width
 from cnn_edge.training.recipes import TrainConfig, make_config
 
 STILL = TrainConfig(max_rotation=0.0, max_shift=0.0, max_scale=0.0)  # geometry that moves nothing
-ALL = replace(TrainConfig(), max_shear=15.0, elastic_alpha=34.0, stroke_prob=0.5, erase_prob=0.5)
+ALL = replace(TrainConfig(), max_shear=15.0, elastic_alpha=34.0, stroke_prob=0.5, erase_prob=0.5, noise_prob=0.5)
 
 
 def digits(b: int = 8, seed: int = 0) -> torch.Tensor:
@@ -50,8 +50,9 @@ def test_the_default_recipe_augments_and_draws_as_before():
 
 
 @pytest.mark.parametrize("cfg", [replace(STILL, max_shear=20.0), replace(STILL, elastic_alpha=34.0),
-                                 replace(STILL, stroke_prob=1.0), replace(STILL, erase_prob=1.0), ALL],
-                         ids=["shear", "elastic", "stroke", "erase", "all"])
+                                 replace(STILL, stroke_prob=1.0), replace(STILL, erase_prob=1.0),
+                                 replace(STILL, noise_prob=1.0), ALL],
+                         ids=["shear", "elastic", "stroke", "erase", "noise", "all"])
 def test_each_ingredient_keeps_shape_dtype_range_and_its_seed(cfg):
     x = digits()
     out = augment_batch(x, cfg, gen(1))
@@ -110,8 +111,27 @@ def test_random_erasing_blanks_one_rectangle_of_the_asked_size():
     assert torch.equal(random_erase(x, 0.0, 0.15, gen(0)), x)
 
 
+def test_pixel_noise_reaches_the_background_at_the_drawn_strength():
+    """Noisy images get specks on their black background, clipped to 0..255; the strength differs
+    from image to image (uniform in [0, max_sigma]); p 0 changes nothing."""
+    x = digits(64)
+    out = pixel_noise(x, 1.0, 32.0, gen(0))
+    background = x == 0
+    assert bool((out[background] > 0).any()) and out.min() >= 0 and out.max() <= 255
+    spread = torch.stack([(out[i] - x[i])[background[i]].abs().mean() for i in range(64)])
+    assert spread.max() < 32 * 0.8 + 1 and spread.max() > 3 * spread.min()  # half-normal mean of sigma <= 32: 0.8 sigma / 2
+    half = pixel_noise(x, 0.5, 32.0, gen(0))
+    untouched = (half == x).flatten(1).all(1)
+    assert 0.25 < untouched.float().mean() < 0.75
+    assert torch.equal(pixel_noise(x, 0.0, 32.0, gen(0)), x)
+
+
 def test_bad_ingredient_settings_are_refused():
     with pytest.raises(ConfigError, match="stroke_prob.*1.5"):
         make_config("default", stroke_prob=1.5)
     with pytest.raises(ConfigError, match="elastic_sigma.*0"):
         make_config("default", elastic_alpha=34.0, elastic_sigma=0.0)
+    with pytest.raises(ConfigError, match="noise_prob.*-0.1"):
+        make_config("default", noise_prob=-0.1)
+    with pytest.raises(ConfigError, match="noise_sigma.*0"):
+        make_config("default", noise_prob=0.5, noise_sigma=0.0)

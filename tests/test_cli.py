@@ -80,7 +80,7 @@ def test_pipeline_releases_everything(tiny_release, tiny_mnist):
     card = (out / "MODEL_CARD.md").read_text()
     summary = json.loads((out / "pipeline.json").read_text())
     assert summary["schema"] == "cnn-edge-pipeline/3" and summary["params"] == SPEC_PARAMS
-    assert summary["reproduce"].startswith("cnn-edge pipeline --recipe default --seed 0 --epochs 1 --batch-size 64")
+    assert summary["reproduce"].startswith("cnn-edge pipeline --recipe v2 --seed 0 --epochs 1 --batch-size 64")
     assert summary["reproduce"] in card and f"{SPEC_PARAMS:,}" in card
     assert f"{summary['quantization']['test']['int8_accuracy']:.2%}" in card  # the int8 section
     assert {f["name"] for f in summary["files"]} <= {p.name for p in out.iterdir()}

@@ -40,6 +40,7 @@ def test_a_library_call_takes_a_smoke_runs_data(tiny_data, tmp_path):
     assert meta["train"]["val_size"] == 20 and result.best_val_accuracy is not None
 
 
+@pytest.mark.slow  # trains the tiny network two or three times: the full suite keeps it, the fast tier need not
 def test_same_seed_same_weights(tiny_data, tmp_path):
     cfg = make_config("default", **SMALL)
     a = train(cfg, tmp_path / "a", tiny_data, device="cpu").checkpoint
@@ -48,6 +49,7 @@ def test_same_seed_same_weights(tiny_data, tmp_path):
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
+@pytest.mark.slow  # trains the tiny network two or three times: the full suite keeps it, the fast tier need not
 def test_resume_after_interrupt_matches_an_uninterrupted_run(tiny_data, tmp_path):
     cfg = make_config("default", **SMALL)
     full = load_file(train(cfg, tmp_path / "full", tiny_data, device="cpu").checkpoint.parent / "last.safetensors")
@@ -132,18 +134,19 @@ def test_an_architecture_trains_with_its_default_recipe():
     assert make_config(arch="edge").recipe == make_config(arch=NAMED["edge"]).recipe == "edge"
     edge = make_config(arch="edge", epochs=3)
     assert (edge.epochs, edge.batch_size) == (3, RECIPES["edge"].batch_size) and edge.batch_size != RECIPES["default"].batch_size
-    assert make_config(arch="spec").recipe == make_config(arch="conv8-gap-fc10").recipe == make_config().recipe == "default"
+    assert make_config(arch="spec").recipe == make_config(arch=NAMED["spec"]).recipe == make_config().recipe == "v2"
+    assert make_config(arch="conv8-gap-fc10").recipe == make_config(arch="notebook-cnn").recipe == "default"
     assert make_config("default", arch="edge").recipe == "default" and make_config("seed", arch="edge").recipe == "seed"
 
 
-def test_v2_is_the_default_with_shear_stroke_width_and_more_epochs():
-    """The candidate recipe changes only what docs/training.md says it does; elastic distortion and
-    erasing, which lost to the default in the ablation, stay off."""
+def test_v2_is_the_default_with_shear_stroke_width_noise_and_more_epochs():
+    """Recipe v2 changes only what docs/training.md says it does; elastic distortion and erasing,
+    which lost to the default in the ablation, stay off."""
     from dataclasses import asdict
 
     v2, default = asdict(make_config("v2")), asdict(make_config("default"))
     changed = {k: v2[k] for k in v2 if v2[k] != default[k]}
-    assert changed == {"recipe": "v2", "epochs": 30, "max_shear": 15.0, "stroke_prob": 0.5}
+    assert changed == {"recipe": "v2", "epochs": 30, "max_shear": 15.0, "stroke_prob": 0.5, "noise_prob": 0.5}
 
 
 def test_bad_options_are_refused():

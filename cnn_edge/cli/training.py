@@ -20,7 +20,7 @@ Device = choices("Device", DEVICES)
 
 ArchOpt = typer.Option(SPEC_ARCH, "--arch", help=f"Architecture: a name ({', '.join(NAMED)}), a layer string such as conv32-conv32-pool-conv64-conv64-pool-fc256-fc10, or a .json/.toml file (docs/architectures.md).")
 _E = RECIPES["edge"]
-RecipeOpt = typer.Option(None, help=f"Training recipe: 'default' ({RECIPES['default'].epochs} epochs), 'edge' ({_E.epochs} epochs, batch {_E.batch_size}, lr {_E.lr:g}), 'v2' (default + shear and stroke width, {RECIPES['v2'].epochs} epochs: a candidate, docs/training.md) or 'seed' (the notebook: Adam 1e-3, batch 100, 3 epochs). Default: the architecture's ({', '.join(f'{r} for {a}' for a, r in DEFAULT_RECIPE_FOR.items())}; {DEFAULT_RECIPE} for any other); docs/training.md.")
+RecipeOpt = typer.Option(None, help=f"Training recipe: 'default' ({RECIPES['default'].epochs} epochs), 'edge' ({_E.epochs} epochs, batch {_E.batch_size}, lr {_E.lr:g}), 'v2' (default + shear, stroke width and pixel noise, {RECIPES['v2'].epochs} epochs) or 'seed' (the notebook: Adam 1e-3, batch 100, 3 epochs). Default: the architecture's ({', '.join(f'{r} for {a}' for a, r in DEFAULT_RECIPE_FOR.items())}; {DEFAULT_RECIPE} for any other); docs/training.md.")
 EpochsOpt = typer.Option(None, help="Epochs (default: the recipe's).")
 BatchOpt = typer.Option(None, "--batch-size", help="Batch size (default: the recipe's).")
 LrOpt = typer.Option(None, help="Peak learning rate (default: the recipe's).")

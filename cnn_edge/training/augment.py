@@ -2,7 +2,7 @@
 
 One affine_grid + grid_sample call carries the geometry (rotation, scale, shift, shear and the
 elastic displacement field, added to the same sampling grid); stroke width is one max_pool2d pair
-over the batch, random erasing one mask built from index comparisons. No per-image Python loop.
+over the batch, random erasing one mask built from index comparisons, pixel noise one randn. No per-image Python loop.
 
 Every random number comes from the caller's generator (train.py seeds one per epoch), in a fixed
 order, and an ingredient that is off draws nothing: the default recipe draws exactly what it drew
@@ -103,12 +103,26 @@ def random_erase(x: torch.Tensor, prob: float, max_area: float, gen: torch.Gener
     return x.masked_fill(mask, 0.0)
 
 
+def pixel_noise(x: torch.Tensor, prob: float, max_sigma: float, gen: torch.Generator) -> torch.Tensor:
+    """With probability `prob` an image gets Gaussian noise on every pixel, background too, of a
+    standard deviation uniform in [0, max_sigma] grey levels, clipped to 0..255. Without it a
+    network taught faint strokes (stroke width's thinning) reads a noisy background's specks as
+    ink: docs/training.md, "Recipe v2"."""
+    b = x.shape[0]
+    u, sigma = torch.rand(b, generator=gen), torch.rand(b, generator=gen) * max_sigma
+    noise = torch.randn(x.shape, generator=gen) * torch.where(u < prob, sigma, 0.0).view(b, 1, 1, 1)
+    return (x + noise.to(x.device)).clamp_(0.0, 255.0)
+
+
 def augment_batch(x: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> torch.Tensor:
     """The recipe's augmentation of a batch (B, 1, H, W) of raw 0..255 floats: geometry, then stroke
-    width, then erasing; each ingredient off (0) leaves the batch and the generator untouched."""
+    width, then erasing, then pixel noise (a sensor's, on the page as it is); each ingredient off (0)
+    leaves the batch and the generator untouched."""
     x = geometry(x, cfg, gen)
     if cfg.stroke_prob > 0:
         x = stroke_width(x, cfg.stroke_prob, gen)
     if cfg.erase_prob > 0:
         x = random_erase(x, cfg.erase_prob, cfg.erase_area, gen)
+    if cfg.noise_prob > 0:
+        x = pixel_noise(x, cfg.noise_prob, cfg.noise_sigma, gen)
     return x
