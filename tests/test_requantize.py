@@ -23,6 +23,9 @@ from cnn_edge.release.quantize import QuantConfig
 from cnn_edge.release.requantize import requantize_release
 from cnn_edge.training.recipes import make_config
 
+# The module's fixture runs a whole library pipeline (training included): the full suite, not the fast tier.
+pytestmark = pytest.mark.slow
+
 ARCH = artifacts.SPEC_ARCH
 LIMIT = 400  # a smoke run: far fewer images than the recipe's 5,000-image validation split
 UNTIMED = QuantConfig(speed_seconds=0)  # nothing here reads speeds: skip the timing loops
