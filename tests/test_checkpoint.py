@@ -80,12 +80,21 @@ def test_a_custom_architecture_rebuilds_from_its_checkpoint_alone(tmp_path):
     assert loaded.config == net.config
 
 
-def test_the_committed_release_from_before_layer_strings_still_loads():
-    """exports/mnist_cnn.json records the model as {"arch": "spec"}: a built-in name, no layer string."""
+def test_a_checkpoint_from_before_layer_strings_still_loads(tmp_path):
+    """Checkpoints written before layer strings existed (the release of 2026-11, among them) record
+    the model as {"arch": "spec"}: a built-in name, no layer string. The committed release's
+    weights with such a record load as the spec network, the same weights."""
     from cnn_edge.core.arch import NAMED
     from conftest import REPO
 
-    weights = REPO / "exports" / "mnist_cnn.safetensors"
-    assert json.loads(config_path(weights).read_text())["model"] == {"arch": "spec"}
+    released = REPO / "exports" / "mnist_cnn.safetensors"
+    weights = tmp_path / "old.safetensors"
+    shutil.copyfile(released, weights)
+    record = json.loads(config_path(released).read_text())
+    config_path(weights).write_text(json.dumps({**record, "model": {"arch": "spec"}}))
     model, _ = load_checkpoint(weights)
     assert (model.config.arch, model.config.layers) == ("spec", NAMED["spec"])
+    new_model, _ = load_checkpoint(released)
+    x = torch.rand(2, 1, 28, 28) * 255
+    with torch.no_grad():
+        assert torch.equal(model(x), new_model(x))
