@@ -169,10 +169,9 @@ def test_no_single_digit_is_a_typed_reason_not_a_guess(tmp_path):
         mnist_v2(two)
     path = tmp_path / "two.png"
     Image.fromarray(two.astype(np.uint8)).save(path)
-    predictor = Predictor(INT8)
     with pytest.raises(NoDigitError, match=r"two\.png: no single digit found"):
-        Predictor(INT8, preprocessing=V2).predict([path])
-    assert predictor.predict([path])[0].label  # mnist-v1, the released model's own: a guess
+        Predictor(INT8).predict([path])  # the release names mnist-v2
+    assert Predictor(INT8, preprocessing=V1).predict([path])[0].label  # mnist-v1: a guess
 
 
 def test_blank_pictures_keep_mnist_v1s_reason():
@@ -187,30 +186,34 @@ def test_blank_pictures_keep_mnist_v1s_reason():
 
 # --- the model's metadata picks the version ---
 
-def model_with(tmp_path, preprocessing: str) -> Path:
+def model_with(tmp_path, preprocessing: str | None) -> Path:
+    """The released int8 model naming `preprocessing` in its metadata; None: naming none, as the
+    models made before preprocessing had a name."""
     onnx = pytest.importorskip("onnx")
     proto = onnx.load(str(INT8))
-    for prop in proto.metadata_props:
-        if prop.key == C.META_PREPROCESSING:
-            prop.value = preprocessing
-    out = tmp_path / f"{preprocessing}.onnx"
+    kept = [p for p in proto.metadata_props if p.key != C.META_PREPROCESSING]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(kept)
+    if preprocessing is not None:
+        proto.metadata_props.add(key=C.META_PREPROCESSING, value=preprocessing)
+    out = tmp_path / f"{preprocessing or 'unnamed'}.onnx"
     onnx.save(proto, str(out))
     return out
 
 
 def test_models_keep_the_preprocessing_their_metadata_names(tmp_path):
-    """The released models say mnist-v1 and get it; the same model saying mnist-v2 gets mnist-v2
-    (a desk photo read right where mnist-v1 misreads it); another name is refused; a name asked
-    for (preprocessing=) wins over the metadata's."""
-    assert Predictor(INT8).preprocessing == Predictor(FP32).preprocessing == V1
+    """The released models say mnist-v2 and get it; the same model saying mnist-v1, or naming no
+    preprocessing (a model made before names existed), gets mnist-v1; another name is refused; a
+    name asked for (preprocessing=) wins over the metadata's."""
+    assert Predictor(INT8).preprocessing == Predictor(FP32).preprocessing == V2
     grey, [label] = photo(3)
     path = tmp_path / "desk.png"
     Image.fromarray(grey.round().astype(np.uint8)).save(path)
-    v2_model = model_with(tmp_path, V2)
-    assert Predictor(v2_model).preprocessing == V2
-    assert Predictor(v2_model).predict([path])[0].index == label
-    assert Predictor(INT8, preprocessing=V2).predict([path])[0].index == label
-    assert Predictor(v2_model, preprocessing=V1).preprocessing == V1
+    v1_model, unnamed = model_with(tmp_path, V1), model_with(tmp_path, None)
+    assert Predictor(v1_model).preprocessing == Predictor(unnamed).preprocessing == V1
+    assert Predictor(INT8).predict([path])[0].index == label
+    assert Predictor(v1_model, preprocessing=V2).predict([path])[0].index == label
+    assert Predictor(INT8, preprocessing=V1).preprocessing == V1
     with pytest.raises(ModelFileError, match="'mnist-v9'.*knows mnist-v1, mnist-v2"):
         Predictor(model_with(tmp_path, "mnist-v9"))
     with pytest.raises(ConfigError, match="--preprocessing 'mnist-v9'"):

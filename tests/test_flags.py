@@ -212,7 +212,10 @@ def test_the_flag_column_in_csv_jsonl_and_the_summary(pictures, tmp_path):
     lines = [json.loads(x) for x in (tmp_path / "r.jsonl").read_text().splitlines()]
     assert [list(x)[-2:] for x in lines] == [["error", "flag"]] * 4
     assert [x["flag"] for x in lines] == [None, None, rows[2]["flag"], None]
-    assert "(1 flagged: 1 unlike_mnist" in result.stdout  # the summary line
+    # The summary line counts the one flagged row under each of its reasons (unlike_mnist, and
+    # low_confidence too when the model is unsure of the block).
+    counted = result.stdout.split("(1 flagged: ", 1)[1].split(")", 1)[0].split(", ")
+    assert sorted(counted) == sorted(f"1 {reason}" for reason in rows[2]["flag"].split("+")), result.stdout
 
     table = invoke("predict", MODEL, pictures)  # the table on screen says it too
     assert table.stdout.splitlines()[2].endswith(f"flag: {rows[2]['flag']}")

@@ -224,19 +224,32 @@ def test_png_accuracy_matches_validate(tmp_path):
 
 @pytest.mark.slow
 @needs_mnist
-def test_user_style_digits_close_to_mnist_accuracy(tmp_path):
+@pytest.mark.parametrize("preprocessing,points", [("mnist-v1", 1.5), ("mnist-v2", 2.0)])
+def test_user_style_digits_close_to_mnist_accuracy(tmp_path, preprocessing, points):
     """Scans, photos, coloured, RGBA, 16-bit, palette, tiny and typed digits: each variant within
-    1.5 points of the MNIST test accuracy."""
+    1.5 points of the MNIST test accuracy under mnist-v1, 2 under mnist-v2 (the release's own),
+    which reads 2 of these 150 coloured PNGs wrong that mnist-v1 reads right (98.0% against 99.3%)
+    and finds no digit in 1 of the 150 dark-on-transparent PNGs (docs/prediction.md): a known
+    loss, bounded here so that a larger one fails."""
     sys.path.insert(0, str(REPO / "scripts"))
     from user_digits import label_of, make_user_digits
 
     files = make_user_digits(tmp_path / "ud", str(real_mnist()), per_variant=150)
-    predictor = Predictor(INT8)
+    predictor = Predictor(INT8, preprocessing=preprocessing)
     validated = float(predictor.model.metadata[C.META_TEST_ACCURACY])
     for variant, paths in files.items():
-        got = predictor.predict(paths)
-        accuracy = np.mean([int(p.label) == label_of(f) for p, f in zip(got, paths)])
-        assert accuracy >= validated - 0.015, (variant, accuracy)
+        accuracy = np.mean([read_right(predictor, f, label_of(f)) for f in paths])
+        assert accuracy >= validated - points / 100, (variant, accuracy)
+
+
+def read_right(predictor: Predictor, path, label: int) -> bool:
+    """One file: False when mnist-v2 finds no single digit in it (an error row, counted wrong)."""
+    from cnn_edge.core.errors import NoDigitError
+
+    try:
+        return int(predictor.predict([path])[0].label) == label
+    except NoDigitError:
+        return False
 
 
 def test_a_closed_pipe_ends_predict_quietly(tmp_path):
