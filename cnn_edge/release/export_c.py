@@ -155,6 +155,22 @@ def _sum(template: str, n: int, pointers: dict[str, str]) -> str:
     return " + ".join(template.format(n=length, **{k: _at(v, off) for k, v in pointers.items()}) for off, length in _pieces(n))
 
 
+def _requantize(k: int, s: ConvStep | DenseStep, acc: str, channel: str) -> str:
+    """The C expression taking step k's int32 sum `acc` of output channel `channel` to its code."""
+    r = s.requant
+    return f"(cnn_q)cnn_requantize({acc}, cnn_m{k}[{channel}], cnn_s{k}[{channel}], {r.zero_point}, {r.low}, {r.high})"
+
+
+def _gather(s: ConvStep, patch: str, column: str) -> str:
+    """The C call copying the window of output pixel (oy, `column`), group g, into `patch`."""
+    ih, iw, ic = s.input.hwc
+    _, kh, kw, icg = s.weights.shape
+    sy, sx = s.stride
+    pt, pl = s.pads[0], s.pads[1]
+    return (f"cnn_gather(in, {patch}, oy * {sy} - {pt}, {column} * {sx} - {pl}, {kh}, {kw}, {ih}, {iw}, {ic}, "
+            f"g * {icg}, {icg}, {s.input.q.zero_point});")
+
+
 def channels_inner(s: ConvStep) -> bool:
     """A short window (the first layer's 3x3x1) and many output channels: the sums run over the
     output channels innermost, vectorized across them, with the weights stored (groups, window, OC/groups)."""
@@ -163,15 +179,10 @@ def channels_inner(s: ConvStep) -> bool:
 
 
 def _conv_channels_inner_c(k: int, s: ConvStep) -> str:
-    ih, iw, ic = s.input.hwc
     oh, ow, oc = s.output.hwc
-    _, kh, kw, icg = s.weights.shape
     g = s.groups
     ocg = oc // g
-    n = kh * kw * icg
-    sy, sx = s.stride
-    pt, pl = s.pads[0], s.pads[1]
-    r = s.requant
+    n = int(np.prod(s.weights.shape[1:]))  # one window of one group: kh * kw * ic/groups
     return (f"static void cnn_step{k}(const cnn_q *in, cnn_q *out)\n{{\n"
             f"    int16_t patch[{n}]; /* one window of one group, zero point removed */\n"
             f"    int32_t acc[{ocg}];\n"
@@ -181,8 +192,7 @@ def _conv_channels_inner_c(k: int, s: ConvStep) -> str:
             f"            cnn_q *const dst = out + (oy * {ow} + ox) * {oc};\n"
             f"            for (g = 0; g < {g}; ++g) {{\n"
             f"                const int8_t *w = cnn_w{k} + g * {n * ocg}; /* ({n}, {ocg}): output channels innermost */\n"
-            f"                cnn_gather(in, patch, oy * {sy} - {pt}, ox * {sx} - {pl}, {kh}, {kw}, {ih}, {iw}, {ic}, "
-            f"g * {icg}, {icg}, {s.input.q.zero_point});\n"
+            f"                {_gather(s, 'patch', 'ox')}\n"
             f"                for (o = 0; o < {ocg}; ++o) {{\n"
             f"                    acc[o] = cnn_b{k}[g * {ocg} + o];\n"
             f"                }}\n"
@@ -194,7 +204,7 @@ def _conv_channels_inner_c(k: int, s: ConvStep) -> str:
             f"                }}\n"
             f"                for (o = 0; o < {ocg}; ++o) {{\n"
             f"                    const int32_t c = g * {ocg} + o;\n"
-            f"                    dst[c] = (cnn_q)cnn_requantize(acc[o], cnn_m{k}[c], cnn_s{k}[c], {r.zero_point}, {r.low}, {r.high});\n"
+            f"                    dst[c] = {_requantize(k, s, 'acc[o]', 'c')};\n"
             f"                }}\n"
             f"            }}\n"
             f"        }}\n"
@@ -207,23 +217,16 @@ def _conv_c(k: int, s: ConvStep) -> str:
     serves two products. An odd last pixel or channel takes the narrower loops."""
     if channels_inner(s):
         return _conv_channels_inner_c(k, s)
-    ih, iw, ic = s.input.hwc
     oh, ow, oc = s.output.hwc
-    _, kh, kw, icg = s.weights.shape
     g = s.groups
     ocg = oc // g
-    n = kh * kw * icg
-    sy, sx = s.stride
-    pt, pl = s.pads[0], s.pads[1]
-    z = s.input.q.zero_point
-    r = s.requant
+    n = int(np.prod(s.weights.shape[1:]))  # one window of one group: kh * kw * ic/groups
 
     def req(acc: str, c: str) -> str:
-        return f"(cnn_q)cnn_requantize({acc}, cnn_m{k}[{c}], cnn_s{k}[{c}], {r.zero_point}, {r.low}, {r.high})"
+        return _requantize(k, s, acc, c)
 
     def gather(patch: str, x: str) -> str:
-        return (f"cnn_gather(in, {patch}, oy * {sy} - {pt}, ({x}) * {sx} - {pl}, {kh}, {kw}, {ih}, {iw}, {ic}, "
-                f"g * {icg}, {icg}, {z});")
+        return _gather(s, patch, f"({x})")
 
     ind = " " * 16
     two = one = ""
@@ -283,10 +286,9 @@ def _conv_c(k: int, s: ConvStep) -> str:
 def _dense_c(k: int, s: DenseStep) -> str:
     """Outputs four at a time (each input code loaded once for four products), then two, then one."""
     n_out, n_in = s.weights.shape
-    r = s.requant
 
     def req(acc: str, o: str) -> str:
-        return f"(cnn_q)cnn_requantize({acc}, cnn_m{k}[{o}], cnn_s{k}[{o}], {r.zero_point}, {r.low}, {r.high})"
+        return _requantize(k, s, acc, o)
 
     fours, rest = n_out // 4 * 4, n_out % 4
     body = ""
