@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass, fields, replace
 
 from ..core.arch import Architecture, resolve_arch
-from ..core.constants import DEFAULT_VAL_SIZE
+from ..core.constants import DEFAULT_VAL_SIZE, SPEC_ARCH
 from ..core.errors import ConfigError
 
 DEVICES = ("auto", "cpu", "cuda")  # auto: CUDA when PyTorch sees a GPU, else the CPU
@@ -72,15 +72,14 @@ DEFAULT_RECIPE = TrainConfig().recipe  # what an architecture without a recipe o
 # The recipe an architecture trains with when no --recipe is given, by its name; any other
 # architecture: DEFAULT_RECIPE. The spec network's is v2, the recipe its release was made with;
 # a network of the user's own keeps `default`, the recipe measured on more than one network.
-DEFAULT_RECIPE_FOR = {"spec": "v2", "edge": "edge"}
-DEFAULT_ARCH = "spec"  # what the CLI and make_config train when no architecture is named
+DEFAULT_RECIPE_FOR = {SPEC_ARCH: "v2", "edge": "edge"}
 
 
 def recipe_for(arch: str | Architecture | None) -> str:
     """The default recipe of an architecture: a name, a layer string, a .json/.toml file or an
     Architecture, known by its name (a named network's layer string is named after it too); None:
-    the default architecture's. ConfigError for an architecture that cannot be built."""
-    return DEFAULT_RECIPE_FOR.get(resolve_arch(DEFAULT_ARCH if arch is None else arch).name, DEFAULT_RECIPE)
+    the spec network's (the CLI's default --arch). ConfigError for an architecture that cannot be built."""
+    return DEFAULT_RECIPE_FOR.get(resolve_arch(SPEC_ARCH if arch is None else arch).name, DEFAULT_RECIPE)
 
 
 def make_config(recipe: str | None = None, *, arch: str | Architecture | None = None, **overrides) -> TrainConfig:
